@@ -1,0 +1,10 @@
+// Subcommands of the linattn tool: each registers itself on the app and runs when chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace linattn::cli {
+
+void add_demo_command(CLI::App& app);
+
+}  // namespace linattn::cli

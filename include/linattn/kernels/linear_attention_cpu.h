@@ -1,0 +1,27 @@
+// CPU kernels of (non-causal) linear attention: encode a sequence into a fixed-size state, and
+// look queries up in it. Arguments are validated by ops/linear_attention.h.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "linattn/core/types.h"
+#include "linattn/core/view.h"
+
+namespace linattn::kernels {
+
+// state[b,h] (+)= sum_{t < n_b} g_t phi(k_t) v_t^T      k [B,H,T,dk], v [B,H,T,dv]
+// normalizer[b,h] (+)= sum_{t < n_b} g_t phi(k_t)       state [B,H,dk,dv], normalizer [B,H,dk]
+// gates [B,H,T] or absent (g_t = 1); normalizer may be absent; lengths empty: n_b = T.
+void linear_attention_encode_cpu(CView4 k, CView4 v, CView3 gates, std::span<const int64_t> lengths,
+                                 FeatureMap phi, bool accumulate, View4 state, View3 normalizer);
+
+// out[b,h,i] = scale_b * state[b,h]^T phi(q_i)   [ / (normalizer[b,h] . phi(q_i) + eps) ]
+//   q [B,H,Tq,dk], state [B,H,dk,dv], out [B,H,Tq,dv]
+// scale_b = scale / token_counts[b] when token_counts is given (0 when that count is 0), else
+// scale. normalizer present means normalise. Rows i >= q_len[b] are padding and get 0.
+void linear_attention_lookup_cpu(CView4 q, CView4 state, CView3 normalizer, float eps, float scale,
+                                 std::span<const int64_t> token_counts,
+                                 std::span<const int64_t> q_len, FeatureMap phi, View4 out);
+
+}  // namespace linattn::kernels

@@ -1,0 +1,44 @@
+// Vectorised element-wise primitives, the only ISA-specific code in linattn.
+//
+// Implemented once with Highway in src/kernels/simd.cc, compiled there for every x86 target
+// (SSE4, AVX2, AVX-512, ...) and chosen at run time for the CPU at hand: that file is the one
+// dispatch point. Everything above calls these plain functions.
+// Every function accepts any n >= 0 and any alignment.
+#pragma once
+
+#include <cstdint>
+
+#include "linattn/core/types.h"
+
+namespace linattn::kernels::simd {
+
+// max_i x[i]; -inf when n == 0.
+float max(const float* x, int64_t n);
+// x[i] = exp(x[i] - shift) in place; returns the sum of the results. Needs x[i] - shift <= 0.
+float exp_shift_sum(float* x, int64_t n, float shift);
+// x[i] *= a.
+void scale(float* x, int64_t n, float a);
+// y[i] += a * x[i].
+void axpy(float a, const float* x, float* y, int64_t n);
+// y[i] *= x[i].
+void mul(const float* x, float* y, int64_t n);
+// sum_i a[i] * b[i].
+float dot(const float* a, const float* b, int64_t n);
+// sum_i x[i].
+float sum(const float* x, int64_t n);
+// y[i] = phi(x[i]); x and y may be the same array.
+void feature_map(FeatureMap phi, const float* x, float* y, int64_t n);
+// y[i] = 1 / (1 + exp(-x[i])), stable for large |x|; x and y may be the same array.
+void sigmoid(const float* x, float* y, int64_t n);
+// sum_i w[i] * tanh(a[i] + b[i]): the additive (MLP) attention score.
+float tanh_dot(const float* a, const float* b, const float* w, int64_t n);
+
+// The instruction set chosen for this CPU, e.g. "AVX2" or "AVX3" (AVX-512).
+const char* target_name();
+// Restricts dispatch to the targets in `mask` (Highway's HWY_* target bits; 0 restores the
+// default). For tests that compare every target a CPU supports.
+void set_targets_for_test(int64_t mask);
+// Every target this CPU supports and linattn was compiled for, as Highway target bits.
+int64_t supported_targets();
+
+}  // namespace linattn::kernels::simd

@@ -1,0 +1,12 @@
+// linattn: linear attention with constant-time lookups and fixed-size representations.
+// The umbrella header of the core library (no ML framework needed).
+#pragma once
+
+#include "linattn/core/error.h"
+#include "linattn/core/types.h"
+#include "linattn/core/view.h"
+#include "linattn/kernels/parallel.h"
+#include "linattn/ops/gates.h"
+#include "linattn/ops/linear_attention.h"
+#include "linattn/ops/softmax_attention.h"
+#include "linattn/ops/validate.h"

@@ -1,0 +1,222 @@
+// Highway compiles this file once per x86 target (foreach_target.h re-includes it) and
+// HWY_DYNAMIC_DISPATCH picks the best one the CPU supports.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "simd.cc"
+#include <hwy/foreach_target.h>  // must come before highway.h
+
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+#include <cstring>
+#include <limits>
+
+#include "linattn/kernels/simd.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace linattn::kernels::simd {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
+
+// Runs op on full vectors of x, then once on the tail padded with `pad`: one code path, so the
+// tail gets exactly the same arithmetic as the body. op(v, i) returns the vector to store at i.
+template <class Op>
+HWY_INLINE void map_inplace(const float* x, float* y, int64_t n, float pad, const Op& op) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(op(hn::LoadU(d, x + i)), d, y + i);
+  if (i < n) {
+    HWY_ALIGN float buf[kMaxLanes];
+    for (int64_t j = 0; j < lanes; ++j) buf[j] = i + j < n ? x[i + j] : pad;
+    hn::Store(op(hn::Load(d, buf)), d, buf);
+    std::memcpy(y + i, buf, static_cast<size_t>(n - i) * sizeof(float));
+  }
+}
+
+// Loads the tail of x (elements [i, n)) padded with `pad`.
+HWY_INLINE V load_tail(const float* x, int64_t i, int64_t n, float pad) {
+  const D d;
+  HWY_ALIGN float buf[kMaxLanes];
+  for (int64_t j = 0; j < static_cast<int64_t>(hn::Lanes(d)); ++j)
+    buf[j] = i + j < n ? x[i + j] : pad;
+  return hn::Load(d, buf);
+}
+
+float Max(const float* x, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  V acc = hn::Set(d, neg_inf);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) acc = hn::Max(acc, hn::LoadU(d, x + i));
+  if (i < n) acc = hn::Max(acc, load_tail(x, i, n, neg_inf));
+  return hn::GetLane(hn::MaxOfLanes(d, acc));
+}
+
+float ExpShiftSum(float* x, int64_t n, float shift) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V s = hn::Set(d, shift);
+  V acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const V e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), s));
+    acc = hn::Add(acc, e);
+    hn::StoreU(e, d, x + i);
+  }
+  if (i < n) {
+    HWY_ALIGN float buf[kMaxLanes];
+    // The padded lanes are masked out of the sum, whatever exp made of them.
+    const V e = hn::Exp(d, hn::Sub(load_tail(x, i, n, shift), s));
+    acc = hn::Add(acc, hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(n - i)), e));
+    hn::Store(e, d, buf);
+    std::memcpy(x + i, buf, static_cast<size_t>(n - i) * sizeof(float));
+  }
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+void Scale(float* x, int64_t n, float a) {
+  const D d;
+  const V va = hn::Set(d, a);
+  map_inplace(x, x, n, 0.f, [&](V v) { return hn::Mul(v, va); });
+}
+
+void Axpy(float a, const float* x, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V va = hn::Set(d, a);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void Mul(const float* x, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::Mul(hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] *= x[i];
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  // Two accumulators hide the FMA latency for the short rows (d = 64..256) used here.
+  V acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(d, a + i + lanes), hn::LoadU(d, b + i + lanes), acc1);
+  }
+  for (; i + lanes <= n; i += lanes) acc0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), acc0);
+  if (i < n) acc1 = hn::MulAdd(load_tail(a, i, n, 0.f), load_tail(b, i, n, 0.f), acc1);
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+}
+
+float Sum(const float* x, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  V acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) acc = hn::Add(acc, hn::LoadU(d, x + i));
+  if (i < n) acc = hn::Add(acc, load_tail(x, i, n, 0.f));
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+void FeatureMapApply(FeatureMap phi, const float* x, float* y, int64_t n) {
+  const D d;
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.f);
+  switch (phi) {
+    case FeatureMap::identity:
+      if (x != y) std::memmove(y, x, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case FeatureMap::relu:
+      // Max(NaN, 0) is 0 on x86: select so that NaN stays NaN.
+      map_inplace(x, y, n, 0.f, [&](V v) { return hn::IfThenElse(hn::Lt(v, zero), zero, v); });
+      return;
+    case FeatureMap::elu_plus_one:
+      // x > 0: x + 1; otherwise exp(x). Exp only ever sees x <= 0 (its valid range).
+      // Exp does not propagate NaN, so NaN is passed through explicitly.
+      map_inplace(x, y, n, 0.f, [&](V v) {
+        const V e = hn::Exp(d, hn::Min(v, zero));
+        return hn::IfThenElse(hn::IsNaN(v), v, hn::IfThenElse(hn::Gt(v, zero), hn::Add(v, one), e));
+      });
+      return;
+  }
+}
+
+void Sigmoid(const float* x, float* y, int64_t n) {
+  const D d;
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.f);
+  // e = exp(-|x|) never overflows; sigmoid = 1/(1+e) for x >= 0 and e/(1+e) below.
+  map_inplace(x, y, n, 0.f, [&](V v) {
+    const V e = hn::Exp(d, hn::Neg(hn::Abs(v)));
+    const V s = hn::Div(one, hn::Add(one, e));
+    return hn::IfThenElse(hn::IsNaN(v), v, hn::IfThenElse(hn::Ge(v, zero), s, hn::Mul(e, s)));
+  });
+}
+
+float TanhDot(const float* a, const float* b, const float* w, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  V acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const V t = hn::Tanh(d, hn::Add(hn::LoadU(d, a + i), hn::LoadU(d, b + i)));
+    acc = hn::MulAdd(hn::LoadU(d, w + i), t, acc);
+  }
+  if (i < n) {
+    const V t = hn::Tanh(d, hn::Add(load_tail(a, i, n, 0.f), load_tail(b, i, n, 0.f)));
+    acc = hn::MulAdd(load_tail(w, i, n, 0.f), t, acc);
+  }
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace linattn::kernels::simd
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace linattn::kernels::simd {
+
+HWY_EXPORT(Max);
+HWY_EXPORT(ExpShiftSum);
+HWY_EXPORT(Scale);
+HWY_EXPORT(Axpy);
+HWY_EXPORT(Mul);
+HWY_EXPORT(Dot);
+HWY_EXPORT(Sum);
+HWY_EXPORT(FeatureMapApply);
+HWY_EXPORT(Sigmoid);
+HWY_EXPORT(TanhDot);
+HWY_EXPORT(TargetName);
+
+float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
+float exp_shift_sum(float* x, int64_t n, float shift) {
+  return HWY_DYNAMIC_DISPATCH(ExpShiftSum)(x, n, shift);
+}
+void scale(float* x, int64_t n, float a) { HWY_DYNAMIC_DISPATCH(Scale)(x, n, a); }
+void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
+void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
+float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
+float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
+void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(FeatureMapApply)(phi, x, y, n);
+}
+void sigmoid(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Sigmoid)(x, y, n); }
+float tanh_dot(const float* a, const float* b, const float* w, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(TanhDot)(a, b, w, n);
+}
+const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+void set_targets_for_test(int64_t mask) { hwy::SetSupportedTargetsForTest(mask); }
+int64_t supported_targets() { return hwy::SupportedTargets() & HWY_TARGETS; }
+
+}  // namespace linattn::kernels::simd
+#endif  // HWY_ONCE

@@ -1,0 +1,100 @@
+// Argument checks shared by the operators: every failure throws ArgumentError naming the
+// operator and the argument, with the shapes involved.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "linattn/core/error.h"
+#include "linattn/core/view.h"
+
+namespace linattn::detail {
+
+template <typename T, int R>
+std::string shape_string(const View<T, R>& v) {
+  std::string s = "[";
+  for (int i = 0; i < R; ++i) s += (i ? "," : "") + std::to_string(v.shape[i]);
+  return s + "]";
+}
+
+class Checks {
+ public:
+  explicit Checks(std::string op) : op_(std::move(op)) {}
+
+  [[noreturn]] void fail(const std::string& argument, const std::string& problem) const {
+    throw ArgumentError(op_, argument, problem);
+  }
+
+  // A usable view: non-negative sizes and strides, data unless empty, last dimension
+  // contiguous. Outputs must also not overlap themselves (rows and blocks are written by
+  // different threads): each stride at least the extent of the dimensions inside it.
+  template <typename T, int R>
+  void view(const std::string& name, const View<T, R>& v, bool output) const {
+    for (int i = 0; i < R; ++i) {
+      if (v.shape[i] < 0)
+        fail(name, "shape " + shape_string(v) + " has a negative size in dimension " +
+                       std::to_string(i));
+      if (v.stride[i] < 0)
+        fail(name, "negative stride in dimension " + std::to_string(i) + " (not supported)");
+    }
+    if (v.numel() > 0 && v.data == nullptr) fail(name, "data is null");
+    if (v.shape[R - 1] > 1 && v.stride[R - 1] != 1)
+      fail(name, "the last dimension must be contiguous (stride 1), got stride " +
+                     std::to_string(v.stride[R - 1]));
+    if (output && v.numel() > 1) {
+      // Dimensions in order of increasing stride: each stride must clear everything the
+      // smaller-stride dimensions span, or two indices would share an element.
+      std::array<int, R> order{};
+      for (int i = 0; i < R; ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](int a, int b) { return v.stride[a] < v.stride[b]; });
+      int64_t extent = 1;  // elements spanned by the dimensions seen so far
+      for (int i : order) {
+        if (v.shape[i] <= 1) continue;
+        if (v.stride[i] < extent)
+          fail(name, "output elements overlap: stride " + std::to_string(v.stride[i]) +
+                         " of dimension " + std::to_string(i) + " is below the " +
+                         std::to_string(extent) + " elements the smaller strides span");
+        extent = (v.shape[i] - 1) * v.stride[i] + extent;
+      }
+    }
+  }
+
+  // A size that must be at least 1 (batch, heads, feature widths).
+  void positive(const std::string& name, int64_t value, const std::string& what) const {
+    if (value < 1) fail(name, what + " must be at least 1, got " + std::to_string(value));
+  }
+
+  // dims[dim] of `name` must equal `expected` (taken from `source`).
+  template <typename T, int R>
+  void dim(const std::string& name, const View<T, R>& v, int dim, int64_t expected,
+           const std::string& what) const {
+    if (v.shape[dim] != expected)
+      fail(name, "shape " + shape_string(v) + ": dimension " + std::to_string(dim) + " is " +
+                     std::to_string(v.shape[dim]) + " but " + what + " is " +
+                     std::to_string(expected));
+  }
+
+  // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
+  void lengths(const std::string& name, std::span<const int64_t> lengths, int64_t batch,
+               int64_t max, const std::string& max_what) const {
+    if (lengths.empty()) return;
+    if (static_cast<int64_t>(lengths.size()) != batch)
+      fail(name, "has " + std::to_string(lengths.size()) + " entries for a batch of " +
+                     std::to_string(batch));
+    for (size_t b = 0; b < lengths.size(); ++b) {
+      if (lengths[b] < 0)
+        fail(name, "entry " + std::to_string(b) + " is negative (" + std::to_string(lengths[b]) + ")");
+      if (lengths[b] > max)
+        fail(name, "entry " + std::to_string(b) + " is " + std::to_string(lengths[b]) +
+                       ", larger than " + max_what + " " + std::to_string(max));
+    }
+  }
+
+ private:
+  std::string op_;
+};
+
+}  // namespace linattn::detail

@@ -1,0 +1,97 @@
+#include "linattn/ops/linear_attention.h"
+
+#include <cmath>
+#include <string>
+
+#include "checks.h"
+#include "linattn/kernels/linear_attention_cpu.h"
+
+namespace linattn {
+namespace {
+
+void check_feature_map(const detail::Checks& c, FeatureMap phi) {
+  if (phi != FeatureMap::identity && phi != FeatureMap::elu_plus_one && phi != FeatureMap::relu)
+    c.fail("options.feature_map", "unknown feature map " + std::to_string(static_cast<int>(phi)));
+}
+
+// state [B,H,dk,dv] and normalizer [B,H,dk] against the given sizes.
+void check_state(const detail::Checks& c, CView4 state, CView3 normalizer, int64_t B, int64_t H,
+                 int64_t dk, int64_t dv, bool output) {
+  c.view("state", state, output);
+  c.dim("state", state, 0, B, "the batch size");
+  c.dim("state", state, 1, H, "the head count");
+  c.dim("state", state, 2, dk, "the key width dk");
+  c.dim("state", state, 3, dv, "the value width dv");
+  if (normalizer.present()) {
+    c.view("normalizer", normalizer, output);
+    c.dim("normalizer", normalizer, 0, B, "the batch size");
+    c.dim("normalizer", normalizer, 1, H, "the head count");
+    c.dim("normalizer", normalizer, 2, dk, "the key width dk");
+  }
+}
+
+}  // namespace
+
+void linear_attention_encode(CView4 k, CView4 v, View4 state, View3 normalizer,
+                             const LinearEncodeOptions& options, Lengths lengths, CView3 gates) {
+  const detail::Checks c("linattn::linear_attention_encode");
+  c.view("k", k, false);
+  c.view("v", v, false);
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dk = k.shape[3], dv = v.shape[3];
+  c.positive("k", B, "batch size (dimension 0)");
+  c.positive("k", H, "head count (dimension 1)");
+  c.positive("k", dk, "key width dk (dimension 3)");
+  c.positive("v", dv, "value width dv (dimension 3)");
+  c.dim("v", v, 0, B, "the batch size of k");
+  c.dim("v", v, 1, H, "the head count of k");
+  c.dim("v", v, 2, T, "the length T of k");
+  check_state(c, state, normalizer, B, H, dk, dv, true);
+  if (gates.present()) {
+    c.view("gates", gates, false);
+    c.dim("gates", gates, 0, B, "the batch size of k");
+    c.dim("gates", gates, 1, H, "the head count of k");
+    c.dim("gates", gates, 2, T, "the length T of k");
+  }
+  check_feature_map(c, options.feature_map);
+  c.lengths("lengths", lengths, B, T, "the sequence length T");
+  kernels::linear_attention_encode_cpu(k, v, gates, lengths, options.feature_map,
+                                       options.accumulate, state, normalizer);
+}
+
+void linear_attention_lookup(CView4 q, CView4 state, View4 out, const LinearLookupOptions& options,
+                             CView3 normalizer, Lengths token_counts, Lengths q_lengths) {
+  const detail::Checks c("linattn::linear_attention_lookup");
+  c.view("q", q, false);
+  const int64_t B = q.shape[0], H = q.shape[1], Tq = q.shape[2], dk = q.shape[3];
+  c.positive("q", B, "batch size (dimension 0)");
+  c.positive("q", H, "head count (dimension 1)");
+  c.positive("q", dk, "query width dk (dimension 3)");
+  c.positive("state", state.shape[3], "value width dv (dimension 3)");
+  check_state(c, state, normalizer, B, H, dk, state.shape[3], false);
+  c.view("out", out, true);
+  c.dim("out", out, 0, B, "the batch size of q");
+  c.dim("out", out, 1, H, "the head count of q");
+  c.dim("out", out, 2, Tq, "the query count Tq");
+  c.dim("out", out, 3, state.shape[3], "the value width dv of the state");
+  check_feature_map(c, options.feature_map);
+  if (options.normalize && options.mean)
+    c.fail("options", "normalize and mean are exclusive (the normalised form is already a mean)");
+  if (options.normalize && !normalizer.present())
+    c.fail("normalizer", "is required when options.normalize is set");
+  if (!options.normalize && normalizer.present())
+    c.fail("normalizer", "is given but options.normalize is not set");
+  if (options.mean && token_counts.empty())
+    c.fail("token_counts", "is required when options.mean is set");
+  if (!options.mean && !token_counts.empty())
+    c.fail("token_counts", "is given but options.mean is not set");
+  if (!std::isfinite(options.scale))
+    c.fail("options.scale", "must be finite, got " + std::to_string(options.scale));
+  if (!(options.eps >= 0.f) || !std::isfinite(options.eps))
+    c.fail("options.eps", "must be finite and >= 0, got " + std::to_string(options.eps));
+  c.lengths("token_counts", token_counts, B, INT64_MAX, "");
+  c.lengths("q_lengths", q_lengths, B, Tq, "the query count Tq");
+  kernels::linear_attention_lookup_cpu(q, state, normalizer, options.eps, options.scale,
+                                       token_counts, q_lengths, options.feature_map, out);
+}
+
+}  // namespace linattn

@@ -1,0 +1,108 @@
+// Bad arguments raise ArgumentError naming the argument; nothing is computed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "linattn/linattn.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+using test::Tensor;
+
+// Runs f and checks it throws ArgumentError about `argument` whose message mentions `words`.
+template <class F>
+void expect_argument_error(F f, const std::string& argument, const std::string& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one about '" << argument << "'";
+  } catch (const ArgumentError& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("linattn::"), std::string::npos) << e.what();
+  }
+}
+
+struct Inputs {
+  Tensor<4> q{{2, 3, 5, 8}}, k{{2, 3, 7, 8}}, v{{2, 3, 7, 6}}, out{{2, 3, 5, 6}};
+};
+
+TEST(ArgumentErrors, SoftmaxAttention) {
+  Inputs x;
+  auto call = [&](CView4 q, CView4 k, CView4 v, View4 out, SoftmaxAttentionOptions o = {},
+                  Lengths kv = {}, Lengths ql = {}) { softmax_attention(q, k, v, out, o, kv, ql); };
+  Tensor<4> k_bad({2, 3, 7, 9}), v_bad({2, 3, 6, 6}), out_bad({2, 3, 5, 5}), q_b({3, 3, 5, 8});
+  expect_argument_error([&] { call(x.q.cview(), k_bad.cview(), x.v.cview(), x.out.view()); }, "k", "query width");
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), v_bad.cview(), x.out.view()); }, "v", "key length");
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), out_bad.view()); }, "out", "value width");
+  expect_argument_error([&] { call(q_b.cview(), x.k.cview(), x.v.cview(), x.out.view()); }, "k", "batch size");
+  // Zero and negative sizes.
+  Tensor<4> q0({2, 3, 5, 0}), k0({2, 0, 7, 8});
+  expect_argument_error([&] { call(q0.cview(), x.k.cview(), x.v.cview(), x.out.view()); }, "q", "at least 1");
+  CView4 neg(x.q.data.data(), {2, 3, -5, 8}, {120, 40, 8, 1});
+  expect_argument_error([&] { call(neg, x.k.cview(), x.v.cview(), x.out.view()); }, "q", "negative size");
+  // Null data.
+  CView4 null_k(nullptr, {2, 3, 7, 8}, {168, 56, 8, 1});
+  expect_argument_error([&] { call(x.q.cview(), null_k, x.v.cview(), x.out.view()); }, "k", "null");
+  // Lengths.
+  const std::vector<int64_t> too_long = {7, 8}, negative = {-1, 2}, wrong_count = {1, 2, 3};
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), x.out.view(), {}, too_long); }, "kv_lengths", "larger than");
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), x.out.view(), {}, negative); }, "kv_lengths", "negative");
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), x.out.view(), {}, {}, wrong_count); }, "q_lengths", "3 entries");
+  // Causal needs Tq == Tk; scale must be finite.
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), x.out.view(), {.causal = true}); }, "q", "causal");
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), x.out.view(), {.scale = NAN}); }, "options.scale", "finite");
+  // Layout: non-contiguous last dimension; overlapping output rows.
+  CView4 strided_q(x.q.data.data(), {2, 3, 5, 4}, {120, 40, 8, 2});
+  expect_argument_error([&] { call(strided_q, x.k.cview(), x.v.cview(), x.out.view()); }, "q", "contiguous");
+  View4 overlapping(x.out.data.data(), {2, 3, 5, 6}, {90, 30, 3, 1});
+  expect_argument_error([&] { call(x.q.cview(), x.k.cview(), x.v.cview(), overlapping); }, "out", "overlap");
+}
+
+TEST(ArgumentErrors, AdditiveAttention) {
+  Inputs x;
+  Tensor<2> w_k({4, 8}), w_q({4, 8}), w_q_bad({4, 7});
+  Tensor<1> bias({4}), w({4}), bias_bad({5});
+  expect_argument_error([&] { additive_attention(x.q.cview(), x.k.cview(), x.v.cview(), {w_k.cview(), w_q_bad.cview(), bias.cview(), w.cview()}, x.out.view()); }, "scorer.w_q", "query width");
+  expect_argument_error([&] { additive_attention(x.q.cview(), x.k.cview(), x.v.cview(), {w_k.cview(), w_q.cview(), bias_bad.cview(), w.cview()}, x.out.view()); }, "scorer.bias", "MLP width");
+  expect_argument_error([&] { additive_attention(x.q.cview(), x.k.cview(), x.v.cview(), {}, x.out.view()); }, "scorer.w", "at least 1");
+}
+
+TEST(ArgumentErrors, LinearAttention) {
+  Tensor<4> k({2, 3, 7, 8}), v({2, 3, 7, 6}), M({2, 3, 8, 6}), M_bad({2, 3, 6, 8}), q({2, 3, 4, 8}),
+      out({2, 3, 4, 6});
+  Tensor<3> z({2, 3, 8}), g({2, 3, 6});
+  expect_argument_error([&] { linear_attention_encode(k.cview(), v.cview(), M_bad.view()); }, "state", "key width");
+  expect_argument_error([&] { linear_attention_encode(k.cview(), v.cview(), M.view(), {}, {}, {}, g.cview()); }, "gates", "length T");
+  const std::vector<int64_t> too_long = {8, 1};
+  expect_argument_error([&] { linear_attention_encode(k.cview(), v.cview(), M.view(), {}, {}, too_long); }, "lengths", "larger than");
+  expect_argument_error([&] { linear_attention_encode(k.cview(), v.cview(), M.view(), {}, {.feature_map = static_cast<FeatureMap>(9)}); }, "options.feature_map", "unknown");
+  expect_argument_error([&] { linear_attention_lookup(q.cview(), M.cview(), out.view(), {.normalize = true}); }, "normalizer", "required");
+  expect_argument_error([&] { linear_attention_lookup(q.cview(), M.cview(), out.view(), {.mean = true}); }, "token_counts", "required");
+  const std::vector<int64_t> counts = {1, 1};
+  expect_argument_error([&] { linear_attention_lookup(q.cview(), M.cview(), out.view(), {.normalize = true, .mean = true}, z.cview(), counts); }, "options", "exclusive");
+  expect_argument_error([&] { linear_attention_lookup(q.cview(), M.cview(), out.view(), {.eps = -1.f}, {}); }, "options.eps", ">= 0");
+  expect_argument_error([&] { linear_attention_lookup(q.cview(), M_bad.cview(), out.view()); }, "state", "key width");
+}
+
+TEST(ArgumentErrors, Gates) {
+  Tensor<2> h({5, 4}), W({4, 3}), out({5, 4});
+  Tensor<1> w({3}), g({5}), b({4});
+  expect_argument_error([&] { scalar_gate(h.cview(), w.cview(), 1.f, g.view()); }, "w", "width d");
+  expect_argument_error([&] { vector_gate(h.cview(), W.cview(), b.cview(), out.view()); }, "w", "width d");
+  Tensor<1> w4({4});
+  expect_argument_error([&] { scalar_gate(h.cview(), w4.cview(), INFINITY, g.view()); }, "b", "finite");
+}
+
+TEST(ArgumentErrors, RequireFinite) {
+  Tensor<2> x({3, 4}, 1.f);
+  require_finite<2>("op", "x", x.cview());
+  x(2, 1) = std::nanf("");
+  expect_argument_error([&] { require_finite<2>("linattn::op", "x", x.cview()); }, "x", "NaN at [2,1]");
+  x(2, 1) = -INFINITY;
+  expect_argument_error([&] { require_finite<2>("linattn::op", "x", x.cview()); }, "x", "Inf at [2,1]");
+}
+
+}  // namespace
+}  // namespace linattn

@@ -1,0 +1,124 @@
+// The SIMD primitives on every instruction set this CPU supports, against scalar loops, for
+// every length 0..67 (all tail sizes for 4, 8 and 16 lanes).
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "linattn/kernels/simd.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+namespace simd = kernels::simd;
+
+class SimdTest : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override { simd::set_targets_for_test(GetParam()); }
+  void TearDown() override { simd::set_targets_for_test(0); }
+};
+
+std::vector<float> random_vector(int64_t n, float lo = -3.f, float hi = 3.f) {
+  return test::random_tensor<1>({n}, lo, hi).data;
+}
+
+TEST_P(SimdTest, ReductionsMatchScalarLoops) {
+  for (int64_t n = 0; n < 68; ++n) {
+    const auto a = random_vector(n), b = random_vector(n);
+    double dot = 0, sum = 0, mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) dot += double(a[i]) * b[i], sum += a[i], mx = std::max<double>(mx, a[i]);
+    EXPECT_NEAR(simd::dot(a.data(), b.data(), n), dot, 1e-5 * (1 + n)) << n;
+    EXPECT_NEAR(simd::sum(a.data(), n), sum, 1e-5 * (1 + n)) << n;
+    EXPECT_EQ(simd::max(a.data(), n), static_cast<float>(mx)) << n;
+  }
+}
+
+TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
+  for (int64_t n = 0; n < 68; ++n) {
+    const auto x = random_vector(n, -30.f, 30.f), w = random_vector(n), c = random_vector(n);
+    std::vector<float> y(x);
+    const float shift = n ? *std::max_element(x.begin(), x.end()) : 0.f;
+    double expected_sum = 0;
+    for (float xi : x) expected_sum += std::exp(double(xi) - shift);
+    const float got_sum = simd::exp_shift_sum(y.data(), n, shift);
+    EXPECT_NEAR(got_sum, expected_sum, 1e-6 * (1 + expected_sum)) << n;
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], std::exp(double(x[i]) - shift), 1e-6) << n;
+
+    std::vector<float> s(static_cast<size_t>(n));
+    simd::sigmoid(x.data(), s.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(s[i], 1 / (1 + std::exp(-double(x[i]))), 1e-6);
+
+    for (FeatureMap map : {FeatureMap::identity, FeatureMap::relu, FeatureMap::elu_plus_one}) {
+      std::vector<float> f(static_cast<size_t>(n));
+      simd::feature_map(map, x.data(), f.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double e = map == FeatureMap::identity ? x[i]
+                         : map == FeatureMap::relu   ? std::max(0.f, x[i])
+                         : x[i] > 0                  ? x[i] + 1.0
+                                                     : std::exp(double(x[i]));
+        EXPECT_NEAR(f[i], e, 1e-6 * (1 + std::abs(e)));
+      }
+    }
+
+    double td = 0;
+    for (int64_t i = 0; i < n; ++i) td += w[i] * std::tanh(double(x[i]) * 0.1 + c[i]);
+    std::vector<float> xs(x);
+    for (float& e : xs) e *= 0.1f;
+    EXPECT_NEAR(simd::tanh_dot(xs.data(), c.data(), w.data(), n), td, 1e-5 * (1 + n));
+
+    std::vector<float> ax(w);
+    simd::axpy(0.5f, c.data(), ax.data(), n);
+    std::vector<float> mu(w);
+    simd::mul(c.data(), mu.data(), n);
+    std::vector<float> sc(w);
+    simd::scale(sc.data(), n, -2.f);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_FLOAT_EQ(ax[i], w[i] + 0.5f * c[i]);
+      EXPECT_FLOAT_EQ(mu[i], w[i] * c[i]);
+      EXPECT_FLOAT_EQ(sc[i], -2.f * w[i]);
+    }
+  }
+}
+
+TEST_P(SimdTest, ExtremesStayFiniteAndNaNPropagates) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = {-1e30f, -200.f, -88.f, 0.f, 88.f, 200.f, 1e30f};
+  std::vector<float> s(x.size());
+  simd::sigmoid(x.data(), s.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(s[i])) << x[i];
+    EXPECT_GE(s[i], 0.f);
+    EXPECT_LE(s[i], 1.f);
+  }
+  EXPECT_EQ(s.front(), 0.f);
+  EXPECT_EQ(s.back(), 1.f);
+  std::vector<float> nan = {1.f, std::nanf(""), 2.f};
+  std::vector<float> out(3);
+  simd::sigmoid(nan.data(), out.data(), 3);
+  EXPECT_TRUE(std::isnan(out[1]));
+  simd::feature_map(FeatureMap::relu, nan.data(), out.data(), 3);
+  EXPECT_TRUE(std::isnan(out[1]));
+  simd::feature_map(FeatureMap::elu_plus_one, nan.data(), out.data(), 3);
+  EXPECT_TRUE(std::isnan(out[1]));
+  EXPECT_EQ(simd::max(nullptr, 0), -inf);
+  std::vector<float> e = {0.f, -200.f};
+  EXPECT_EQ(simd::exp_shift_sum(e.data(), 2, 0.f), 1.f);  // exp(-200) underflows to 0
+  EXPECT_EQ(e[1], 0.f);
+}
+
+std::vector<int64_t> supported_targets() {
+  std::vector<int64_t> targets;
+  for (int64_t bits = simd::supported_targets(); bits != 0; bits &= bits - 1)
+    targets.push_back(bits & -bits);
+  return targets;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryTarget, SimdTest, ::testing::ValuesIn(supported_targets()),
+                         [](const ::testing::TestParamInfo<int64_t>& param) {
+                           return std::string(hwy::TargetName(param.param));
+                         });
+
+}  // namespace
+}  // namespace linattn

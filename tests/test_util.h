@@ -1,0 +1,69 @@
+// Test helpers: owning tensors that hand out views, random data, and error measures.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "linattn/core/view.h"
+
+namespace linattn::test {
+
+// A dense row-major float tensor owning its data.
+template <int R>
+struct Tensor {
+  std::array<int64_t, R> shape{};
+  std::vector<float> data;
+
+  Tensor() = default;
+  explicit Tensor(std::array<int64_t, R> s, float fill = 0.f)
+      : shape(s), data(static_cast<size_t>(std::accumulate(s.begin(), s.end(), int64_t{1},
+                                                           std::multiplies<>())),
+                       fill) {}
+  View<float, R> view() { return View<float, R>::contiguous(data.data(), shape); }
+  View<const float, R> cview() const { return View<const float, R>::contiguous(data.data(), shape); }
+  template <typename... I>
+  float& operator()(I... i) {
+    return view()(i...);
+  }
+  template <typename... I>
+  float at(I... i) const {
+    return cview()(i...);
+  }
+};
+
+inline std::mt19937& rng() {
+  static std::mt19937 g(1234);
+  return g;
+}
+
+template <int R>
+Tensor<R> random_tensor(std::array<int64_t, R> shape, float lo = -1.f, float hi = 1.f) {
+  Tensor<R> t(shape);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (float& x : t.data) x = dist(rng());
+  return t;
+}
+
+// max |a - b| / max |b|: a norm-wise relative error, meaningful where elements pass near 0.
+inline double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    num = std::max(num, std::abs(static_cast<double>(a[i]) - b[i]));
+    den = std::max(den, std::abs(b[i]));
+  }
+  return den == 0 ? num : num / den;
+}
+
+inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  return relative_error(a, std::vector<double>(b.begin(), b.end()));
+}
+
+}  // namespace linattn::test
