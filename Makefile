@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev libgtest-dev \
-                libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
+                libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev clang-14 libclang-rt-14-dev
 
 .PHONY: all deps build test test-fast asan run clean
 

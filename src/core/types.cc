@@ -11,6 +11,29 @@ std::string_view to_string(FeatureMap map) {
   return "unknown";
 }
 
+std::string_view to_string(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Layout layout) {
+  switch (layout) {
+    case Layout::full: return "full";
+    case Layout::packed_symmetric: return "packed-symmetric";
+    case Layout::low_rank: return "low-rank";
+  }
+  return "unknown";
+}
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  if (name == "f32" || name == "float32") return DType::f32;
+  if (name == "bf16" || name == "bfloat16") return DType::bf16;
+  return std::nullopt;
+}
+
 std::optional<FeatureMap> parse_feature_map(std::string_view name) {
   if (name == "identity") return FeatureMap::identity;
   if (name == "elu+1" || name == "elu_plus_one") return FeatureMap::elu_plus_one;

@@ -177,6 +177,54 @@ float TanhDot(const float* a, const float* b, const float* w, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(d, acc));
 }
 
+// bf16 -> f32 is a 16-bit left shift of the bit pattern.
+HWY_INLINE V load_bf16(const uint16_t* x) {
+  const D d;
+  const hn::Rebind<uint16_t, D> d16;
+  const hn::RebindToUnsigned<D> d32;
+  return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, x))));
+}
+
+void Bf16ToF32(const uint16_t* x, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(load_bf16(x + i), d, y + i);
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(y + i, &bits, sizeof(float));
+  }
+}
+
+void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
+  // Not on a hot path (done once when a memory is stored): a clear scalar loop.
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof(bits));
+    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0) {
+      y[i] = static_cast<uint16_t>((bits >> 16) | 0x0040u);  // quiet NaN, sign kept
+      continue;
+    }
+    const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);  // to nearest, ties to even
+    y[i] = static_cast<uint16_t>((bits + rounding) >> 16);
+  }
+}
+
+void AxpyBf16(float a, const uint16_t* x, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V va = hn::Set(d, a);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::MulAdd(va, load_bf16(x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    y[i] += a * f;
+  }
+}
+
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -197,6 +245,9 @@ HWY_EXPORT(FeatureMapApply);
 HWY_EXPORT(Sigmoid);
 HWY_EXPORT(TanhDot);
 HWY_EXPORT(TargetName);
+HWY_EXPORT(Bf16ToF32);
+HWY_EXPORT(F32ToBf16);
+HWY_EXPORT(AxpyBf16);
 
 float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
 float exp_shift_sum(float* x, int64_t n, float shift) {
@@ -213,6 +264,11 @@ void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
 void sigmoid(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Sigmoid)(x, y, n); }
 float tanh_dot(const float* a, const float* b, const float* w, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(TanhDot)(a, b, w, n);
+}
+void bf16_to_f32(const uint16_t* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Bf16ToF32)(x, y, n); }
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n) { HWY_DYNAMIC_DISPATCH(F32ToBf16)(x, y, n); }
+void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(AxpyBf16)(a, x, y, n);
 }
 const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 void set_targets_for_test(int64_t mask) { hwy::SetSupportedTargetsForTest(mask); }

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <string>
 
-#include "checks.h"
+#include "core/checks.h"
 #include "linattn/kernels/softmax_attention_cpu.h"
 
 namespace linattn {

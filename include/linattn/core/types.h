@@ -14,7 +14,25 @@ enum class FeatureMap : uint8_t {
   relu = 2,          // phi(x) = max(x, 0)
 };
 
+// How a stored memory's numbers are kept (files, banks, frozen views). Live memories and every
+// lookup accumulate in fp32.
+enum class DType : uint8_t {
+  f32 = 0,
+  bf16 = 1,  // bfloat16: fp32's exponent, 8 bits of mantissa; half the bytes
+};
+
+// How a stored memory's state is laid out.
+enum class Layout : uint8_t {
+  full = 0,              // M [dk, dv] row-major
+  packed_symmetric = 1,  // upper triangle of a symmetric M (dk = dv = d), row by row: d(d+1)/2
+  low_rank = 2,          // M ~ U diag(lambda) U^T, U [d, r]: the top-r eigenpairs
+};
+
 std::string_view to_string(FeatureMap map);
+std::string_view to_string(DType dtype);
+std::string_view to_string(Layout layout);
+std::optional<DType> parse_dtype(std::string_view name);
+constexpr int64_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 2; }
 // Parses "identity", "elu+1" (or "elu_plus_one"), "relu"; nullopt otherwise.
 std::optional<FeatureMap> parse_feature_map(std::string_view name);
 

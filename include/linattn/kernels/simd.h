@@ -33,6 +33,13 @@ void sigmoid(const float* x, float* y, int64_t n);
 // sum_i w[i] * tanh(a[i] + b[i]): the additive (MLP) attention score.
 float tanh_dot(const float* a, const float* b, const float* w, int64_t n);
 
+// bfloat16 <-> fp32. bf16 values are the upper 16 bits of an fp32; rounding is to nearest even,
+// NaN stays NaN.
+void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
+// y[i] += a * float(x[i]) with x in bfloat16.
+void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n);
+
 // The instruction set chosen for this CPU, e.g. "AVX2" or "AVX3" (AVX-512).
 const char* target_name();
 // Restricts dispatch to the targets in `mask` (Highway's HWY_* target bits; 0 restores the

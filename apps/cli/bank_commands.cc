@@ -1,0 +1,118 @@
+// `linattn bank ...`: many memories in one file, appended safely and queried at once.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "linattn/linattn.h"
+#include "npy.h"
+
+namespace linattn::cli {
+namespace {
+
+struct QueryArgs {
+  std::string bank, queries, out, names;
+  bool mean = false;
+  float scale = 1.f;
+};
+
+void run_query(const QueryArgs& a) {
+  const Bank bank = Bank::open(a.bank);
+  const npy::Matrix Q = npy::load(a.queries);
+  require_finite<2>("linattn", "--queries (" + a.queries + ")", CView2::contiguous(Q.data.data(), {Q.rows, Q.cols}));
+  std::vector<int64_t> selection;
+  if (!a.names.empty()) {
+    std::stringstream ss(a.names);
+    for (std::string name; std::getline(ss, name, ',');) {
+      const auto i = bank.find(name);
+      if (!i) throw Error("--names: no memory named '" + name + "' in " + a.bank);
+      selection.push_back(*i);
+    }
+  }
+  const int64_t n = selection.empty() ? bank.size() : static_cast<int64_t>(selection.size());
+  if (n == 0) throw Error(a.bank + " holds no memories yet");
+  const int64_t dv = bank.value_dim();
+  std::vector<float> R(static_cast<size_t>(n * Q.rows * dv));
+  bank.lookup(CView2::contiguous(Q.data.data(), {Q.rows, Q.cols}), View3::contiguous(R.data(), {n, Q.rows, dv}),
+              selection, {.mean = a.mean, .scale = a.scale});
+  npy::save(a.out, R.data(), n * Q.rows, dv);
+}
+
+}  // namespace
+
+void add_bank_commands(CLI::App& app) {
+  CLI::App* bank = app.add_subcommand("bank", "Many memories in one file: create, append, list, query");
+  bank->require_subcommand(1);
+  {
+    auto path = std::make_shared<std::string>();
+    CLI::App* cmd = bank->add_subcommand("create", "Create an empty bank");
+    cmd->add_option("bank", *path, "bank file to create (must not exist)")->required();
+    cmd->callback([path] { Bank::create(*path); });
+  }
+  {
+    auto path = std::make_shared<std::string>();
+    auto name = std::make_shared<std::string>();
+    auto memory = std::make_shared<std::string>();
+    CLI::App* cmd = bank->add_subcommand("append", "Append a memory file under a new name");
+    cmd->add_option("bank", *path, "bank file")->required()->check(CLI::ExistingFile);
+    cmd->add_option("name", *name, "unique name of the memory (e.g. the document id)")->required();
+    cmd->add_option("memory", *memory, "memory file (.lam)")->required()->check(CLI::ExistingFile);
+    cmd->callback([path, name, memory] {
+      const MemoryView m = open_memory(*memory);  // validated before it reaches the bank
+      std::ifstream in(*memory, std::ios::binary);
+      std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      Bank b = Bank::open(*path);
+      b.append(*name, std::as_bytes(std::span<const char>(raw)));
+      std::fprintf(stderr, "%s: %lld memories\n", path->c_str(), static_cast<long long>(b.size()));
+    });
+  }
+  {
+    auto path = std::make_shared<std::string>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* cmd = bank->add_subcommand("list", "List a bank's memories (and verify every checksum)");
+    cmd->add_option("bank", *path, "bank file")->required()->check(CLI::ExistingFile);
+    cmd->add_flag("--json", *json, "print JSON");
+    cmd->callback([path, json] {
+      const Bank b = Bank::open(*path);
+      nlohmann::json j = nlohmann::json::array();
+      for (int64_t i = 0; i < b.size(); ++i) {
+        const MemoryInfo& m = b.memory(i).info();
+        j.push_back({{"name", b.name(i)}, {"tokens", m.tokens}, {"dtype", to_string(m.config.dtype)},
+                     {"layout", to_string(m.layout)}, {"bytes", kMemoryHeaderBytes + m.payload_bytes}});
+      }
+      if (*json) {
+        std::printf("%s\n", nlohmann::json{{"path", *path}, {"key_dim", b.key_dim()}, {"value_dim", b.value_dim()},
+                                           {"memories", j}, {"uncommitted_bytes", b.uncommitted_bytes()}}.dump(2).c_str());
+        return;
+      }
+      std::printf("%s: %lld memories, dk %lld, dv %lld\n", path->c_str(), static_cast<long long>(b.size()),
+                  static_cast<long long>(b.key_dim()), static_cast<long long>(b.value_dim()));
+      for (const auto& e : j)
+        std::printf("  %-24s %8lld tokens  %-5s %-16s %8lld bytes\n", e["name"].get<std::string>().c_str(),
+                    static_cast<long long>(e["tokens"].get<int64_t>()), e["dtype"].get<std::string>().c_str(),
+                    e["layout"].get<std::string>().c_str(), static_cast<long long>(e["bytes"].get<int64_t>()));
+      if (b.uncommitted_bytes() > 0)
+        std::printf("  (%lld bytes of an interrupted append will be overwritten by the next append)\n",
+                    static_cast<long long>(b.uncommitted_bytes()));
+    });
+  }
+  {
+    auto a = std::make_shared<QueryArgs>();
+    CLI::App* cmd = bank->add_subcommand("query", "Answer queries against all (or some) of a bank's memories");
+    cmd->add_option("bank", a->bank, "bank file")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--queries", a->queries, "queries, m x dk .npy")->required()->check(CLI::ExistingFile);
+    cmd->add_option("-o,--output", a->out, "results, (memories * m) x dv .npy, memory by memory")->required();
+    cmd->add_option("--names", a->names, "comma-separated memory names (default: all, in bank order)");
+    cmd->add_flag("--mean", a->mean, "divide by each memory's token count");
+    cmd->add_option("--scale", a->scale, "multiply results by this");
+    cmd->callback([a] { run_query(*a); });
+  }
+}
+
+}  // namespace linattn::cli

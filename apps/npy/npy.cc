@@ -1,0 +1,165 @@
+#include "npy.h"
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+
+#include "linattn/core/error.h"
+#include "linattn/memory/memory_file.h"
+
+namespace linattn::npy {
+namespace {
+
+constexpr char kMagic[] = "\x93NUMPY";
+constexpr int64_t kMaxHeader = 1 << 16;
+constexpr int64_t kMaxElements = int64_t{1} << 36;  // 256 GiB of floats: beyond any real input
+
+[[noreturn]] void bad(const std::string& source, const std::string& problem) {
+  throw FormatError(source + ": " + problem);
+}
+
+// The header is a Python dict literal: {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, const std::string& source) : s_(text), source_(source) {}
+
+  void parse(std::string& descr, bool& fortran, std::vector<int64_t>& shape) {
+    bool have_descr = false, have_order = false, have_shape = false;
+    expect('{');
+    while (true) {
+      skip();
+      if (peek() == '}') { ++i_; break; }
+      const std::string key = quoted();
+      expect(':');
+      if (key == "descr") { descr = quoted(); have_descr = true; }
+      else if (key == "fortran_order") { fortran = boolean(); have_order = true; }
+      else if (key == "shape") { shape = tuple(); have_shape = true; }
+      else bad(source_, "unexpected .npy header key '" + key + "'");
+      skip();
+      if (peek() == ',') ++i_;
+    }
+    if (!have_descr || !have_order || !have_shape)
+      bad(source_, "malformed .npy header: needs descr, fortran_order and shape");
+  }
+
+ private:
+  char peek() { skip(); return i_ < s_.size() ? s_[i_] : '\0'; }
+  void skip() { while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t')) ++i_; }
+  void expect(char c) {
+    if (peek() != c) bad(source_, std::string("malformed .npy header: expected '") + c + "'");
+    ++i_;
+  }
+  std::string quoted() {
+    const char q = peek();
+    if (q != '\'' && q != '"') bad(source_, "malformed .npy header: expected a quoted string");
+    const size_t end = s_.find(q, ++i_);
+    if (end == std::string_view::npos) bad(source_, "malformed .npy header: unterminated string");
+    std::string out(s_.substr(i_, end - i_));
+    i_ = end + 1;
+    return out;
+  }
+  bool boolean() {
+    skip();
+    if (s_.substr(i_, 4) == "True") { i_ += 4; return true; }
+    if (s_.substr(i_, 5) == "False") { i_ += 5; return false; }
+    bad(source_, "malformed .npy header: fortran_order is not True or False");
+  }
+  std::vector<int64_t> tuple() {
+    expect('(');
+    std::vector<int64_t> dims;
+    while (true) {
+      if (peek() == ')') { ++i_; return dims; }
+      if (dims.size() >= 8) bad(source_, "malformed .npy header: too many dimensions");
+      int64_t v = 0;
+      size_t digits = 0;
+      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
+        if (++digits > 15) bad(source_, "absurd .npy dimension");
+        v = v * 10 + (s_[i_++] - '0');
+      }
+      if (digits == 0) bad(source_, "malformed .npy header: shape is not a tuple of integers");
+      dims.push_back(v);
+      if (peek() == 'L') ++i_;  // Python 2 longs
+      if (peek() == ',') ++i_;
+    }
+  }
+
+  std::string_view s_;
+  const std::string& source_;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
+  if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0)
+    bad(source, "not a .npy file (wrong magic)");
+  const auto major = static_cast<uint8_t>(bytes[6]);
+  int64_t header_len = 0, offset = 0;
+  if (major == 1) {
+    header_len = static_cast<int64_t>(static_cast<uint8_t>(bytes[8])) | (static_cast<int64_t>(static_cast<uint8_t>(bytes[9])) << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) bad(source, "truncated .npy header");
+    uint32_t len;
+    std::memcpy(&len, bytes.data() + 8, 4);
+    header_len = len;
+    offset = 12;
+  } else {
+    bad(source, ".npy version " + std::to_string(major) + " is not supported");
+  }
+  if (header_len > kMaxHeader || offset + header_len > static_cast<int64_t>(bytes.size()))
+    bad(source, "truncated or absurd .npy header");
+  std::string descr;
+  bool fortran = false;
+  std::vector<int64_t> shape;
+  HeaderParser(std::string_view(reinterpret_cast<const char*>(bytes.data() + offset), static_cast<size_t>(header_len)), source)
+      .parse(descr, fortran, shape);
+  if (descr != "<f4" && descr != "=f4")
+    bad(source, "dtype '" + descr + "' is not supported: linattn reads float32 ('<f4'); convert with x.astype(np.float32)");
+  if (fortran) bad(source, "Fortran order is not supported: save a C-order array (np.ascontiguousarray)");
+  if (shape.size() != 2)
+    bad(source, std::to_string(shape.size()) + "-D array: linattn reads 2-D arrays whose rows are vectors");
+  Matrix m;
+  m.rows = shape[0];
+  m.cols = shape[1];
+  if (m.rows > kMaxElements || m.cols > kMaxElements || (m.cols > 0 && m.rows > kMaxElements / m.cols))
+    bad(source, "absurd shape");
+  const int64_t data_bytes = m.rows * m.cols * 4, start = offset + header_len;
+  const int64_t have = static_cast<int64_t>(bytes.size()) - start;
+  if (have < data_bytes)
+    bad(source, "truncated: " + std::to_string(have) + " data bytes for a " + std::to_string(m.rows) + " x " +
+                    std::to_string(m.cols) + " float32 array (" + std::to_string(data_bytes) + ")");
+  if (have > data_bytes) bad(source, std::to_string(have - data_bytes) + " unexpected bytes after the data");
+  m.data.resize(static_cast<size_t>(m.rows * m.cols));
+  if (data_bytes > 0) std::memcpy(m.data.data(), bytes.data() + start, static_cast<size_t>(data_bytes));
+  return m;
+}
+
+Matrix load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FormatError("cannot open '" + path + "'");
+  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw FormatError("cannot read '" + path + "'");
+  return parse(std::as_bytes(std::span<const char>(buf)), path);
+}
+
+void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  // Pad so that the data starts at a multiple of 64 bytes, header ending in '\n'.
+  const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
+  header.append(total - 10 - header.size() - 1, ' ');
+  header.push_back('\n');
+  std::vector<std::byte> out(total + static_cast<size_t>(rows * cols) * 4);
+  std::memcpy(out.data(), kMagic, 6);
+  out[6] = std::byte{1};
+  out[7] = std::byte{0};
+  out[8] = static_cast<std::byte>(header.size() & 0xff);
+  out[9] = static_cast<std::byte>(header.size() >> 8);
+  std::memcpy(out.data() + 10, header.data(), header.size());
+  if (rows * cols > 0) std::memcpy(out.data() + total, data, static_cast<size_t>(rows * cols) * 4);
+  write_file_atomic(path, out);
+}
+
+}  // namespace linattn::npy

@@ -1,0 +1,23 @@
+// NumPy .npy files, the CLI's exchange format for vectors: float32, C order, 2-D (rows are
+// vectors). Anything else is rejected with a FormatError naming the file and the problem.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace linattn::npy {
+
+struct Matrix {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> data;  // rows * cols, row-major
+};
+
+Matrix parse(std::span<const std::byte> bytes, const std::string& source);
+Matrix load(const std::string& path);
+// Writes a version 1.0 file atomically (temporary file, fsync, rename).
+void save(const std::string& path, const float* data, int64_t rows, int64_t cols);
+
+}  // namespace linattn::npy

@@ -1,0 +1,116 @@
+#include "linattn/kernels/memory_lookup_cpu.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "linattn/kernels/gemm.h"
+#include "linattn/kernels/parallel.h"
+#include "linattn/kernels/simd.h"
+
+namespace linattn::kernels {
+namespace {
+
+// Below this many queries, read the stored rows directly (a gemv); from here on, converting the
+// state to a dense fp32 matrix once and running a GEMM is cheaper.
+constexpr int64_t kGemvRows = 4;
+constexpr int64_t kRowBlock = 256;
+
+const float* f32(const void* p) { return static_cast<const float*>(p); }
+const uint16_t* bf16(const void* p) { return static_cast<const uint16_t*>(p); }
+
+// y += a * x[0, n) where x is element `offset` onward of a stored array of `dtype`.
+void axpy_stored(float a, const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
+  if (dtype == DType::f32) simd::axpy(a, f32(x) + offset, y, n);
+  else simd::axpy_bf16(a, bf16(x) + offset, y, n);
+}
+
+// Elements [offset, offset + n) of a stored array as fp32.
+void to_f32(const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
+  if (dtype == DType::f32) std::copy_n(f32(x) + offset, n, y);
+  else simd::bf16_to_f32(bf16(x) + offset, y, n);
+}
+
+int64_t packed_row_offset(int64_t i, int64_t d) { return i * d - i * (i - 1) / 2; }
+
+// One query against a full or packed state, reading the stored rows: out = M^T x.
+void gemv_stored(const StoredState& s, const float* x, float* out, std::vector<float>& row) {
+  std::fill_n(out, s.dv, 0.f);
+  if (s.layout == Layout::full) {
+    for (int64_t i = 0; i < s.dk; ++i) axpy_stored(x[i], s.data, s.dtype, i * s.dv, out, s.dv);
+    return;
+  }
+  // Packed upper triangle: row i holds M[i, i..d). M symmetric, so
+  // out_i += M[i, i..d) . x[i..d) and out[i+1..d) += x_i M[i, i+1..d).
+  const int64_t d = s.dk;
+  row.resize(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i) {
+    const int64_t n = d - i;
+    to_f32(s.data, s.dtype, packed_row_offset(i, d), row.data(), n);
+    out[i] += simd::dot(row.data(), x + i, n);
+    simd::axpy(x[i], row.data() + 1, out + i + 1, n - 1);
+  }
+}
+
+// The whole state as a dense fp32 [dk, dv] matrix (full or packed layouts).
+void densify(const StoredState& s, std::vector<float>& dense) {
+  dense.resize(static_cast<size_t>(s.dk * s.dv));
+  if (s.layout == Layout::full) {
+    to_f32(s.data, s.dtype, 0, dense.data(), s.dk * s.dv);
+    return;
+  }
+  const int64_t d = s.dk;
+  for (int64_t i = 0; i < d; ++i) {
+    to_f32(s.data, s.dtype, packed_row_offset(i, d), dense.data() + i * d + i, d - i);
+    for (int64_t j = i + 1; j < d; ++j) dense[j * d + i] = dense[i * d + j];
+  }
+}
+
+}  // namespace
+
+void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi, float alpha,
+                       float eps) {
+  const int64_t m = q.shape[0], dk = s.dk, dv = s.dv;
+  if (m == 0) return;
+  // phi(q) for every query, contiguous.
+  std::vector<float> x(static_cast<size_t>(m * dk));
+  for (int64_t i = 0; i < m; ++i) simd::feature_map(phi, &q(i, 0), x.data() + i * dk, dk);
+
+  if (s.layout == Layout::low_rank) {
+    // out = ((phi(q) U) * lambda) U^T : two thin GEMMs, O(m d r).
+    const int64_t r = s.rank;
+    std::vector<float> U, t(static_cast<size_t>(m * r));
+    const float* u = f32(s.data);
+    if (s.dtype != DType::f32) {
+      U.resize(static_cast<size_t>(dk * r));
+      to_f32(s.data, s.dtype, 0, U.data(), dk * r);
+      u = U.data();
+    }
+    gemm(false, false, m, r, dk, 1.f, x.data(), dk, u, r, 0.f, t.data(), r);
+    for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
+    gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);
+  } else if (m < kGemvRows) {
+    std::vector<float> row;
+    for (int64_t i = 0; i < m; ++i) {
+      gemv_stored(s, x.data() + i * dk, &out(i, 0), row);
+      simd::scale(&out(i, 0), dv, alpha);
+    }
+  } else {
+    std::vector<float> dense;
+    const float* M = f32(s.data);
+    if (s.layout != Layout::full || s.dtype != DType::f32) {
+      densify(s, dense);
+      M = dense.data();
+    }
+    const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
+    parallel_for(blocks, [&](int64_t blk, int) {
+      const int64_t i0 = blk * kRowBlock, rows = std::min(m, i0 + kRowBlock) - i0;
+      gemm(false, false, rows, dv, dk, alpha, x.data() + i0 * dk, dk, M, dv, 0.f, &out(i0, 0),
+           out.stride[0]);
+    });
+  }
+  if (s.normalizer)
+    for (int64_t i = 0; i < m; ++i)
+      simd::scale(&out(i, 0), dv, 1.f / (simd::dot(x.data() + i * dk, s.normalizer, dk) + eps));
+}
+
+}  // namespace linattn::kernels

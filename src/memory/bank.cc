@@ -1,0 +1,268 @@
+#include "linattn/memory/bank.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <array>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+
+#include "core/checks.h"
+#include "file_io.h"
+#include "linattn/core/error.h"
+#include "linattn/kernels/parallel.h"
+#include "linattn/memory/memory_file.h"
+
+namespace linattn {
+namespace {
+
+constexpr char kBankMagic[8] = {'L', 'I', 'N', 'A', 'T', 'T', 'N', 'B'};
+constexpr char kRecordMagic[8] = {'L', 'A', 'M', 'E', 'N', 'T', 'R', 'Y'};
+constexpr uint32_t kBankVersion = 1;
+constexpr uint32_t kByteOrderMark = 0x01020304u;
+constexpr int64_t kSlotBytes = 64, kFirstRecord = 128, kRecordHeader = 40, kMaxName = 1024;
+
+int64_t align64(int64_t x) { return (x + 63) / 64 * 64; }
+
+template <typename T>
+void put(std::byte* p, T v) { std::memcpy(p, &v, sizeof(T)); }
+template <typename T>
+T get(const std::byte* p) { T v; std::memcpy(&v, p, sizeof(T)); return v; }
+
+struct Slot {
+  uint64_t sequence = 0, end = kFirstRecord, count = 0;
+  int64_t dk = 0, dv = 0;
+  uint8_t feature_map = 0, flags = 0;
+};
+
+std::array<std::byte, kSlotBytes> encode_slot(const Slot& s) {
+  std::array<std::byte, kSlotBytes> b{};
+  std::memcpy(b.data(), kBankMagic, 8);
+  put<uint32_t>(b.data() + 8, kBankVersion);
+  put<uint32_t>(b.data() + 12, kByteOrderMark);
+  put<uint64_t>(b.data() + 16, s.sequence);
+  put<uint64_t>(b.data() + 24, s.end);
+  put<uint64_t>(b.data() + 32, s.count);
+  put<uint32_t>(b.data() + 40, static_cast<uint32_t>(s.dk));
+  put<uint32_t>(b.data() + 44, static_cast<uint32_t>(s.dv));
+  b[48] = std::byte{s.feature_map};
+  b[49] = std::byte{s.flags};
+  put<uint64_t>(b.data() + 56, XXH3_64bits(b.data(), 56));
+  return b;
+}
+
+std::optional<Slot> decode_slot(const std::byte* b, std::string& why) {
+  if (std::memcmp(b, kBankMagic, 8) != 0) { why = "not a linattn bank (wrong magic)"; return std::nullopt; }
+  if (get<uint64_t>(b + 56) != XXH3_64bits(b, 56)) { why = "header checksum mismatch"; return std::nullopt; }
+  if (get<uint32_t>(b + 8) != kBankVersion) {
+    why = "bank format version " + std::to_string(get<uint32_t>(b + 8)) + " is not supported";
+    return std::nullopt;
+  }
+  if (get<uint32_t>(b + 12) != kByteOrderMark) { why = "wrong byte order mark"; return std::nullopt; }
+  Slot s;
+  s.sequence = get<uint64_t>(b + 16);
+  s.end = get<uint64_t>(b + 24);
+  s.count = get<uint64_t>(b + 32);
+  s.dk = get<uint32_t>(b + 40);
+  s.dv = get<uint32_t>(b + 44);
+  s.feature_map = static_cast<uint8_t>(b[48]);
+  s.flags = static_cast<uint8_t>(b[49]);
+  if (s.dk < 0 || s.dv < 0 || s.dk > (1 << 20) || s.dv > (1 << 20) || s.feature_map > 2 || s.flags > 1 ||
+      s.end < static_cast<uint64_t>(kFirstRecord) || s.end % 64 != 0) {
+    why = "implausible header fields";
+    return std::nullopt;
+  }
+  return s;
+}
+
+// The current slot of a bank file's first 128 bytes.
+Slot current_slot(std::span<const std::byte> file, const std::string& path) {
+  if (static_cast<int64_t>(file.size()) < kFirstRecord)
+    throw FormatError(path + ": truncated: " + std::to_string(file.size()) + " bytes, a bank header has " +
+                      std::to_string(kFirstRecord));
+  std::string why0, why1;
+  auto a = decode_slot(file.data(), why0), b = decode_slot(file.data() + kSlotBytes, why1);
+  if (!a && !b) throw FormatError(path + ": " + why0);
+  if (a && b) return a->sequence >= b->sequence ? *a : *b;
+  return a ? *a : *b;
+}
+
+struct RecordSpan {
+  std::string name;
+  int64_t memory_offset, memory_bytes, next;
+};
+
+// Reads the record at `off` (which must lie below `end`); throws naming the entry.
+RecordSpan read_record(std::span<const std::byte> file, int64_t off, int64_t end, int64_t index,
+                       const std::string& path) {
+  const std::string where = path + ": bank entry " + std::to_string(index);
+  if (off + kRecordHeader > end) throw FormatError(where + ": truncated record header");
+  const std::byte* r = file.data() + off;
+  if (std::memcmp(r, kRecordMagic, 8) != 0) throw FormatError(where + ": corrupted (wrong record magic)");
+  const auto name_len = static_cast<int64_t>(get<uint32_t>(r + 8));
+  const auto mem_bytes = get<uint64_t>(r + 16);
+  if (name_len < 1 || name_len > kMaxName) throw FormatError(where + ": corrupted (name length " + std::to_string(name_len) + ")");
+  if (off + kRecordHeader + name_len > end) throw FormatError(where + ": truncated name");
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, r, 24);
+  XXH3_64bits_update(st, r + kRecordHeader, static_cast<size_t>(name_len));
+  const uint64_t sum = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  if (sum != get<uint64_t>(r + 24)) throw FormatError(where + ": corrupted (record checksum mismatch)");
+  const int64_t mem_off = align64(off + kRecordHeader + name_len);
+  if (mem_bytes > static_cast<uint64_t>(end) || mem_off + static_cast<int64_t>(mem_bytes) > end)
+    throw FormatError(where + ": memory extends past the committed end");
+  RecordSpan rec{std::string(reinterpret_cast<const char*>(r + kRecordHeader), static_cast<size_t>(name_len)),
+                 mem_off, static_cast<int64_t>(mem_bytes), align64(mem_off + static_cast<int64_t>(mem_bytes))};
+  return rec;
+}
+
+void pwrite_all(int fd, const void* data, size_t n, int64_t offset, const std::string& path) {
+  const auto* p = static_cast<const std::byte*>(data);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::pwrite(fd, p + done, n - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw FormatError(detail::system_error_text("cannot write", path));
+    }
+    done += static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void Bank::create(const std::string& path) {
+  if (::access(path.c_str(), F_OK) == 0) throw FormatError("'" + path + "' already exists");
+  std::vector<std::byte> buf(kFirstRecord, std::byte{0});
+  Slot s;
+  s.sequence = 1;
+  const auto slot = encode_slot(s);
+  std::memcpy(buf.data(), slot.data(), kSlotBytes);
+  detail::write_file_atomic(path, buf);
+}
+
+Bank Bank::open(const std::string& path, bool verify) {
+  detail::MappedFile file = detail::map_file(path);
+  const Slot s = current_slot(file.bytes, path);
+  const auto size = static_cast<int64_t>(file.bytes.size());
+  if (static_cast<int64_t>(s.end) > size)
+    throw FormatError(path + ": truncated: the header commits " + std::to_string(s.end) + " bytes, the file has " +
+                      std::to_string(size));
+  Bank bank;
+  bank.path_ = path;
+  bank.mapping_ = file.owner;
+  bank.dk_ = s.dk;
+  bank.dv_ = s.dv;
+  bank.uncommitted_ = size - static_cast<int64_t>(s.end);
+  if (s.count > static_cast<uint64_t>(s.end / 64)) throw FormatError(path + ": implausible entry count");
+  std::unordered_set<std::string> names;
+  int64_t off = kFirstRecord;
+  for (uint64_t i = 0; i < s.count; ++i) {
+    const RecordSpan rec = read_record(file.bytes, off, static_cast<int64_t>(s.end), static_cast<int64_t>(i), path);
+    const std::string source = path + ": bank entry " + std::to_string(i) + " '" + rec.name + "'";
+    const auto mem = file.bytes.subspan(static_cast<size_t>(rec.memory_offset), static_cast<size_t>(rec.memory_bytes));
+    MemoryView view = parse_memory(mem, file.owner, source, verify);
+    if (view.info().config.key_dim != s.dk || view.info().config.value_dim != s.dv)
+      throw FormatError(source + ": widths differ from the bank's");
+    if (!names.insert(rec.name).second) throw FormatError(source + ": duplicate name");
+    bank.entries_.push_back({rec.name, std::move(view)});
+    off = rec.next;
+  }
+  if (off != static_cast<int64_t>(s.end)) throw FormatError(path + ": records do not end at the committed end");
+  return bank;
+}
+
+std::optional<int64_t> Bank::find(const std::string& name) const {
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].name == name) return static_cast<int64_t>(i);
+  return std::nullopt;
+}
+
+void Bank::append(const std::string& name, const Memory& memory) { append(name, serialize(memory)); }
+
+void Bank::append(const std::string& name, std::span<const std::byte> memory_bytes) {
+  const detail::Checks c("linattn::Bank::append");
+  if (name.empty() || static_cast<int64_t>(name.size()) > kMaxName)
+    c.fail("name", "must have 1 to " + std::to_string(kMaxName) + " bytes");
+  if (name.find('\0') != std::string::npos) c.fail("name", "must not contain NUL");
+  const MemoryView incoming = parse_memory(memory_bytes, nullptr, "memory to append");
+  const MemoryConfig& mc = incoming.info().config;
+
+  const int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw FormatError(detail::system_error_text("cannot open", path_));
+  struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
+  if (::flock(fd, LOCK_EX) != 0) throw FormatError(detail::system_error_text("cannot lock", path_));
+  // Under the lock, re-read the bank: another process may have appended since we opened it.
+  Bank now = open(path_, false);
+  if (now.find(name)) c.fail("name", "'" + name + "' is already in the bank");
+  const Slot s = current_slot(detail::map_file(path_).bytes, path_);
+  if (s.dk != 0 && (mc.key_dim != s.dk || mc.value_dim != s.dv || static_cast<uint8_t>(mc.feature_map) != s.feature_map ||
+                    mc.normalize != static_cast<bool>(s.flags & 1)))
+    c.fail("memory", "does not match the bank (dk " + std::to_string(s.dk) + ", dv " + std::to_string(s.dv) +
+                         ", feature map and normalisation must agree)");
+
+  // The record, written past the committed end.
+  const int64_t off = static_cast<int64_t>(s.end);
+  const int64_t mem_off = align64(off + kRecordHeader + static_cast<int64_t>(name.size()));
+  const int64_t next = align64(mem_off + static_cast<int64_t>(memory_bytes.size()));
+  std::vector<std::byte> rec(static_cast<size_t>(next - off), std::byte{0});
+  std::memcpy(rec.data(), kRecordMagic, 8);
+  put<uint32_t>(rec.data() + 8, static_cast<uint32_t>(name.size()));
+  put<uint64_t>(rec.data() + 16, memory_bytes.size());
+  std::memcpy(rec.data() + kRecordHeader, name.data(), name.size());
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, rec.data(), 24);
+  XXH3_64bits_update(st, name.data(), name.size());
+  put<uint64_t>(rec.data() + 24, XXH3_64bits_digest(st));
+  XXH3_freeState(st);
+  std::memcpy(rec.data() + (mem_off - off), memory_bytes.data(), memory_bytes.size());
+  if (::ftruncate(fd, static_cast<off_t>(off)) != 0)  // drop any uncommitted tail first
+    throw FormatError(detail::system_error_text("cannot truncate", path_));
+  pwrite_all(fd, rec.data(), rec.size(), off, path_);
+  if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));
+
+  // Commit: the other slot, one sequence further.
+  Slot n = s;
+  n.sequence = s.sequence + 1;
+  n.end = static_cast<uint64_t>(next);
+  n.count = s.count + 1;
+  n.dk = mc.key_dim;
+  n.dv = mc.value_dim;
+  n.feature_map = static_cast<uint8_t>(mc.feature_map);
+  n.flags = mc.normalize ? 1 : 0;
+  const auto slot = encode_slot(n);
+  pwrite_all(fd, slot.data(), slot.size(), (n.sequence % 2) * kSlotBytes, path_);
+  if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));
+  *this = open(path_, true);
+}
+
+void Bank::lookup(CView2 queries, View3 out, std::span<const int64_t> selection,
+                  const LookupOptions& options) const {
+  const detail::Checks c("linattn::Bank::lookup");
+  const int64_t n = selection.empty() ? size() : static_cast<int64_t>(selection.size());
+  for (size_t i = 0; i < selection.size(); ++i)
+    if (selection[i] < 0 || selection[i] >= size())
+      c.fail("selection", "entry " + std::to_string(i) + " is " + std::to_string(selection[i]) +
+                              ", the bank has " + std::to_string(size()) + " memories");
+  c.view("queries", queries, false);
+  c.view("out", out, true);
+  c.dim("out", out, 0, n, "the number of selected memories");
+  c.dim("out", out, 1, queries.shape[0], "the query count");
+  if (n == 0) return;
+  c.dim("queries", queries, 1, dk_, "the bank's key width dk");
+  c.dim("out", out, 2, dv_, "the bank's value width dv");
+  kernels::parallel_for(n, [&](int64_t j, int) {
+    const int64_t i = selection.empty() ? j : selection[static_cast<size_t>(j)];
+    View2 o(&out(j, 0, 0), {out.shape[1], out.shape[2]}, {out.stride[1], out.stride[2]});
+    entries_[static_cast<size_t>(i)].view.lookup(queries, o, options);
+  });
+}
+
+}  // namespace linattn

@@ -1,0 +1,144 @@
+// Banks: many memories in one file, safe appends, one query against all or some.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "linattn/linattn.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+using test::Tensor;
+
+class BankTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("linattn_bank_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "docs.lamb").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  Memory document(int64_t T, DType dtype = DType::f32) {
+    auto H = test::random_tensor<2>({T, d_});
+    Memory m({.key_dim = d_, .value_dim = d_, .symmetric = true, .dtype = dtype});
+    m.write(H.cview());
+    return m;
+  }
+  std::vector<char> read_file() {
+    std::ifstream in(path_, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+  void write_file(const std::vector<char>& bytes) {
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+
+  const int64_t d_ = 12;
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(BankTest, AppendListAndQueryAllOrSome) {
+  Bank::create(path_);
+  EXPECT_THROW(Bank::create(path_), FormatError);
+  Bank bank = Bank::open(path_);
+  EXPECT_EQ(bank.size(), 0);
+  std::vector<Memory> docs = {document(5), document(50, DType::bf16), document(1)};
+  bank.append("a", docs[0]);
+  bank.append("b", docs[1]);
+  bank.append("c", docs[2]);
+  EXPECT_THROW(bank.append("b", docs[0]), ArgumentError);
+  EXPECT_THROW(bank.append("", docs[0]), ArgumentError);
+  Memory other({.key_dim = d_ + 1, .value_dim = d_});
+  EXPECT_THROW(bank.append("d", other), ArgumentError);
+
+  const Bank reopened = Bank::open(path_);
+  ASSERT_EQ(reopened.size(), 3);
+  EXPECT_EQ(reopened.name(1), "b");
+  EXPECT_EQ(*reopened.find("c"), 2);
+  EXPECT_EQ(reopened.memory(1).info().tokens, 50);
+
+  auto q = test::random_tensor<2>({4, d_});
+  Tensor<3> all({3, 4, d_}), some({2, 4, d_});
+  reopened.lookup(q.cview(), all.view(), {}, {.mean = true});
+  const std::vector<int64_t> sel = {2, 0};
+  reopened.lookup(q.cview(), some.view(), sel, {.mean = true});
+  for (int64_t j = 0; j < 3; ++j) {
+    std::vector<float> expected(4 * d_);
+    View2 e = View2::contiguous(expected.data(), {4, d_});
+    reopened.memory(j).lookup(q.cview(), e, {.mean = true});
+    for (int64_t i = 0; i < 4 * d_; ++i) EXPECT_EQ(all.data[j * 4 * d_ + i], expected[i]);
+  }
+  for (int64_t i = 0; i < 4 * d_; ++i) {
+    EXPECT_EQ(some.data[i], all.data[2 * 4 * d_ + i]);
+    EXPECT_EQ(some.data[4 * d_ + i], all.data[i]);
+  }
+  const std::vector<int64_t> bad = {3};
+  EXPECT_THROW(reopened.lookup(q.cview(), some.view(), bad), ArgumentError);
+}
+
+TEST_F(BankTest, InterruptedAppendLosesNothingCommitted) {
+  Bank::create(path_);
+  Bank bank = Bank::open(path_);
+  bank.append("a", document(7));
+  bank.append("b", document(9));
+  const auto committed = read_file();
+  // A crash while writing record "c": part of its bytes reached the file, no commit did.
+  Bank scratch = Bank::open(path_);
+  scratch.append("c", document(11));
+  const auto after = read_file();
+  for (size_t cut = committed.size() + 1; cut < after.size(); cut += 97) {
+    std::vector<char> torn(after.begin(), after.begin() + static_cast<long>(cut));
+    // Restore the header slots as they were before the commit of "c".
+    std::copy(committed.begin(), committed.begin() + 128, torn.begin());
+    write_file(torn);
+    Bank b = Bank::open(path_);
+    ASSERT_EQ(b.size(), 2) << cut;
+    EXPECT_EQ(b.uncommitted_bytes(), static_cast<int64_t>(cut - committed.size()));
+    b.append("c", document(11));  // overwrites the torn tail
+    EXPECT_EQ(Bank::open(path_).size(), 3);
+    EXPECT_EQ(Bank::open(path_).uncommitted_bytes(), 0);
+  }
+}
+
+TEST_F(BankTest, TornHeaderSlotFallsBackToThePreviousCommit) {
+  Bank::create(path_);
+  Bank bank = Bank::open(path_);
+  bank.append("a", document(3));
+  bank.append("b", document(4));  // sequence 3: written to slot 1
+  auto bytes = read_file();
+  bytes[64 + 20] ^= 0x55;  // corrupt the newest slot
+  write_file(bytes);
+  const Bank b = Bank::open(path_);
+  EXPECT_EQ(b.size(), 1);  // the previous commit, intact
+  EXPECT_EQ(b.name(0), "a");
+}
+
+TEST_F(BankTest, CorruptedCommittedEntryIsNamedNotDropped) {
+  Bank::create(path_);
+  Bank bank = Bank::open(path_);
+  bank.append("first", document(3));
+  bank.append("second", document(4));
+  auto bytes = read_file();
+  bytes[bytes.size() - 70] ^= 0x01;  // inside the last memory's payload
+  write_file(bytes);
+  try {
+    Bank::open(path_);
+    FAIL() << "a corrupted entry was accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("bank entry 1 'second'"), std::string::npos) << e.what();
+  }
+  // Truncating committed data is reported too.
+  bytes = read_file();
+  bytes.resize(bytes.size() - 100);
+  write_file(bytes);
+  EXPECT_THROW(Bank::open(path_), FormatError);
+  write_file({});
+  EXPECT_THROW(Bank::open(path_), FormatError);
+}
+
+}  // namespace
+}  // namespace linattn
