@@ -3,14 +3,18 @@
 #   make test   install what is missing, build, run every test (incl. the ASan+UBSan build)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc)
+SHELL      := /bin/bash
 CMAKE_FLAGS ?=
 
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev libgtest-dev \
-                libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev clang-14 libclang-rt-14-dev
+                libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
+                clang-14 libclang-rt-14-dev
 
-.PHONY: all deps build test test-fast asan run clean
+.PHONY: all deps build test test-fast asan fuzz run clean
 
 all: build
 
@@ -28,8 +32,9 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Every test: the optimised build, then the core tests again under ASan+UBSan.
-test: test-fast asan
+# Every test: the optimised build, the core tests again under ASan+UBSan, then every loader
+# fuzzed for FUZZ_SECONDS each (about a minute in all).
+test: test-fast asan fuzz
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -40,6 +45,22 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L core --output-on-failure -j $(JOBS)
+
+# libFuzzer on every loader, from the seed corpus in fuzz/corpus. Longer runs:
+#   make fuzz FUZZ_SECONDS=3600
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON \
+	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
+	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy
+	@for t in memory_file bank npy; do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  OMP_NUM_THREADS=1 ./$(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz_$$t found a crash (see above)"; exit 1; }; \
+	done
 
 run: build
 	./$(BUILD)/bin/linattn demo

@@ -1,0 +1,186 @@
+// The linattn command-line tool, run as a user would: results match the library, and every
+// error path exits non-zero with exactly one line on stderr.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "linattn/linattn.h"
+#include "npy.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("linattn_cli_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string p(const std::string& name) const { return (dir_ / name).string(); }
+
+  CliRun run(const std::string& args) const {
+    const std::string out = p("stdout.txt"), err = p("stderr.txt");
+    const int status = std::system((std::string(LINATTN_CLI) + " " + args + " >" + out + " 2>" + err).c_str());
+    auto slurp = [](const std::string& f) {
+      std::ifstream in(f);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  }
+  // A failing run: non-zero exit, one line on stderr that mentions `words`.
+  void expect_error(const std::string& args, const std::string& words) const {
+    const CliRun r = run(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(words), std::string::npos) << args << "\n" << r.err;
+  }
+  void save(const std::string& name, const test::Tensor<2>& m) const {
+    npy::save(p(name), m.data.data(), m.shape[0], m.shape[1]);
+  }
+  void write_raw(const std::string& name, const std::string& bytes) const {
+    std::ofstream(p(name), std::ios::binary) << bytes;
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(CliTest, EncodeLookupMatchesTheLibrary) {
+  const int64_t T = 200, d = 20;
+  auto K = test::random_tensor<2>({T, d}), Q = test::random_tensor<2>({6, d});
+  save("K.npy", K);
+  save("Q.npy", Q);
+  ASSERT_EQ(run("encode --keys " + p("K.npy") + " -o " + p("doc.lam")).code, 0);
+  ASSERT_EQ(run("lookup " + p("doc.lam") + " --queries " + p("Q.npy") + " -o " + p("R.npy") + " --mean --scale 1000").code, 0);
+  const npy::Matrix R = npy::load(p("R.npy"));
+  ASSERT_EQ(R.rows, 6);
+  ASSERT_EQ(R.cols, d);
+  Memory m({.key_dim = d, .value_dim = d});
+  m.write(K.cview(), K.cview());
+  std::vector<float> expected(6 * d);
+  m.lookup(Q.cview(), View2::contiguous(expected.data(), {6, d}), {.mean = true, .scale = 1000.f});
+  EXPECT_LE(test::relative_error(R.data, expected), 1e-6);
+
+  // Symmetric bf16 storage: about a quarter of the bytes, results within the bf16 bound.
+  ASSERT_EQ(run("encode --keys " + p("K.npy") + " --symmetric --dtype bf16 -o " + p("s.lam")).code, 0);
+  const CliRun info = run("info " + p("s.lam") + " --json");
+  ASSERT_EQ(info.code, 0) << info.err;
+  const auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["layout"], "packed-symmetric");
+  EXPECT_EQ(j["dtype"], "bf16");
+  EXPECT_EQ(j["tokens"], T);
+  EXPECT_EQ(j["checksum"], "ok");
+  ASSERT_EQ(run("lookup " + p("s.lam") + " --queries " + p("Q.npy") + " -o " + p("Rs.npy") + " --mean --scale 1000").code, 0);
+  EXPECT_LE(test::relative_error(npy::load(p("Rs.npy")).data, expected), 1e-2);
+
+  // merge = the sum; compress to a low rank.
+  ASSERT_EQ(run("merge " + p("doc.lam") + " " + p("doc.lam") + " -o " + p("m.lam")).code, 0);
+  EXPECT_EQ(open_memory(p("m.lam")).info().tokens, 2 * T);
+  ASSERT_EQ(run("compress " + p("s.lam") + " --rank 5 -o " + p("c.lam")).code, 0);
+  EXPECT_EQ(open_memory(p("c.lam")).info().rank, 5);
+  ASSERT_EQ(run("compress " + p("s.lam") + " --max-error 0.5 -o " + p("c2.lam")).code, 0);
+  EXPECT_LE(open_memory(p("c2.lam")).info().compression_error, 0.5);
+}
+
+TEST_F(CliTest, BankCommands) {
+  const int64_t d = 8;
+  save("A.npy", test::random_tensor<2>({10, d}));
+  save("B.npy", test::random_tensor<2>({30, d}));
+  save("Q.npy", test::random_tensor<2>({3, d}));
+  ASSERT_EQ(run("encode --keys " + p("A.npy") + " --symmetric -o " + p("a.lam")).code, 0);
+  ASSERT_EQ(run("encode --keys " + p("B.npy") + " --symmetric -o " + p("b.lam")).code, 0);
+  ASSERT_EQ(run("bank create " + p("bank.lamb")).code, 0);
+  ASSERT_EQ(run("bank append " + p("bank.lamb") + " docA " + p("a.lam")).code, 0);
+  ASSERT_EQ(run("bank append " + p("bank.lamb") + " docB " + p("b.lam")).code, 0);
+  const CliRun list = run("bank list " + p("bank.lamb") + " --json");
+  ASSERT_EQ(list.code, 0);
+  const auto j = nlohmann::json::parse(list.out);
+  ASSERT_EQ(j["memories"].size(), 2u);
+  EXPECT_EQ(j["memories"][1]["name"], "docB");
+  EXPECT_EQ(j["memories"][1]["tokens"], 30);
+  ASSERT_EQ(run("bank query " + p("bank.lamb") + " --queries " + p("Q.npy") + " -o " + p("all.npy")).code, 0);
+  ASSERT_EQ(run("bank query " + p("bank.lamb") + " --queries " + p("Q.npy") + " --names docB -o " + p("b.npy")).code, 0);
+  const npy::Matrix all = npy::load(p("all.npy")), b = npy::load(p("b.npy"));
+  ASSERT_EQ(all.rows, 6);
+  ASSERT_EQ(b.rows, 3);
+  for (int64_t i = 0; i < 3 * d; ++i) EXPECT_EQ(b.data[i], all.data[3 * d + i]);
+  expect_error("bank append " + p("bank.lamb") + " docA " + p("a.lam"), "already in the bank");
+  expect_error("bank query " + p("bank.lamb") + " --queries " + p("Q.npy") + " --names nope -o " + p("x.npy"), "no memory named 'nope'");
+  expect_error("bank create " + p("bank.lamb"), "already exists");
+}
+
+TEST_F(CliTest, EveryErrorIsOneLine) {
+  save("K.npy", test::random_tensor<2>({5, 4}));
+  save("Q3.npy", test::random_tensor<2>({2, 3}));
+  ASSERT_EQ(run("encode --keys " + p("K.npy") + " -o " + p("k.lam")).code, 0);
+  expect_error("", "");  // no subcommand
+  expect_error("encode -o " + p("x.lam"), "--keys");
+  expect_error("encode --keys " + p("missing.npy") + " -o " + p("x.lam"), "missing.npy");
+  expect_error("encode --keys " + p("K.npy") + " --dtype f16 -o " + p("x.lam"), "f16");
+  expect_error("encode --keys " + p("K.npy") + " --feature-map tanh -o " + p("x.lam"), "tanh");
+  expect_error("lookup " + p("k.lam") + " --queries " + p("Q3.npy") + " -o " + p("r.npy"), "key width");
+  expect_error("compress " + p("k.lam") + " --rank 2 -o " + p("c.lam"), "not symmetric");
+  // Malformed .npy inputs.
+  const std::string header_f8 = std::string("\x93NUMPY\x01\x00", 8) + std::string("\x46\x00", 2) +
+                                "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), }          \n";
+  write_raw("f8.npy", header_f8 + std::string(8, '\0'));
+  expect_error("encode --keys " + p("f8.npy") + " -o " + p("x.lam"), "'<f8' is not supported");
+  const std::string header_3d = std::string("\x93NUMPY\x01\x00", 8) + std::string("\x46\x00", 2) +
+                                "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }       \n";
+  write_raw("3d.npy", header_3d + std::string(4, '\0'));
+  expect_error("encode --keys " + p("3d.npy") + " -o " + p("x.lam"), "3-D");
+  write_raw("bad.npy", std::string("\x93NUMPY\x01\x00\x10\x00{'descr' '<f4'}  \n", 26));
+  expect_error("encode --keys " + p("bad.npy") + " -o " + p("x.lam"), "malformed");
+  write_raw("nan.npy", std::string("\x93NUMPY\x01\x00", 8) + std::string("\x46\x00", 2) +
+                           "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), }          \n" +
+                           std::string("\x00\x00\xc0\x7f", 4));
+  expect_error("encode --keys " + p("nan.npy") + " -o " + p("x.lam"), "NaN");
+  // Broken memory files.
+  write_raw("junk.lam", "hello");
+  expect_error("info " + p("junk.lam"), "truncated");
+  std::string bytes;
+  {
+    std::ifstream in(p("k.lam"), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  bytes[140] ^= 1;
+  write_raw("flip.lam", bytes);
+  expect_error("info " + p("flip.lam"), "checksum");
+  expect_error("lookup " + p("flip.lam") + " --queries " + p("Q3.npy") + " -o " + p("r.npy"), "checksum");
+}
+
+TEST(Npy, RoundTripAndStrictParsing) {
+  const std::string path = (std::filesystem::temp_directory_path() / ("npy_" + std::to_string(::getpid()) + ".npy")).string();
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
+  npy::save(path, x.data(), 2, 3);
+  const npy::Matrix m = npy::load(path);
+  EXPECT_EQ(m.rows, 2);
+  EXPECT_EQ(m.cols, 3);
+  EXPECT_EQ(m.data, x);
+  npy::save(path, nullptr, 0, 5);
+  EXPECT_EQ(npy::load(path).rows, 0);
+  std::filesystem::remove(path);
+  auto parse = [](const std::string& s) { return npy::parse(std::as_bytes(std::span<const char>(s.data(), s.size())), "t.npy"); };
+  const std::string head = std::string("\x93NUMPY\x01\x00", 8) + std::string("\x46\x00", 2);
+  EXPECT_THROW(parse(head + "{'descr': '<f4', 'fortran_order': True, 'shape': (1, 1), }           \n" + std::string(4, '\0')), FormatError);
+  EXPECT_THROW(parse(head + "{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999, 999999), }\n"), FormatError);
+  EXPECT_THROW(parse(head + "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }          \n" + std::string(4, '\0')), FormatError);
+  EXPECT_THROW(parse("garbage"), FormatError);
+}
+
+}  // namespace
+}  // namespace linattn
