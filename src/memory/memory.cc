@@ -29,6 +29,13 @@ void check_lookup(const detail::Checks& c, const MemoryInfo& info, CView2 q, Vie
   if (!(o.eps >= 0.f) || !std::isfinite(o.eps)) c.fail("options.eps", "must be finite and >= 0");
 }
 
+// Memories whose states can be added or swapped: same widths and same meaning of M and z
+// (the storage dtype may differ: live states are fp32).
+bool compatible(const MemoryConfig& a, const MemoryConfig& b) {
+  return a.key_dim == b.key_dim && a.value_dim == b.value_dim && a.feature_map == b.feature_map &&
+         a.normalize == b.normalize && a.gated == b.gated && a.symmetric == b.symmetric;
+}
+
 }  // namespace
 
 void validate(const MemoryConfig& config, const char* op) {
@@ -116,10 +123,7 @@ std::vector<float> Memory::lookup(std::span<const float> query, const LookupOpti
 
 void Memory::merge(const Memory& other) {
   const detail::Checks c("linattn::Memory::merge");
-  const MemoryConfig& a = config_;
-  const MemoryConfig& b = other.config_;
-  if (a.key_dim != b.key_dim || a.value_dim != b.value_dim || a.feature_map != b.feature_map ||
-      a.normalize != b.normalize || a.gated != b.gated || a.symmetric != b.symmetric)
+  if (!compatible(config_, other.config_))
     c.fail("other", "has a different configuration (widths, feature map, normalisation, gating or symmetry)");
   if (&other == this) {  // merging with itself doubles it
     kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), 2.f);
@@ -140,10 +144,7 @@ void Memory::decay(float gamma) {
 }
 
 void Memory::restore(const Memory& snapshot) {
-  const MemoryConfig& a = config_;
-  const MemoryConfig& b = snapshot.config_;
-  if (a.key_dim != b.key_dim || a.value_dim != b.value_dim || a.feature_map != b.feature_map ||
-      a.normalize != b.normalize || a.gated != b.gated || a.symmetric != b.symmetric)
+  if (!compatible(config_, snapshot.config_))
     throw ArgumentError("linattn::Memory::restore", "snapshot", "was taken of a memory with another configuration");
   state_ = snapshot.state_;
   normalizer_ = snapshot.normalizer_;
