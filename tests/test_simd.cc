@@ -82,6 +82,48 @@ TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
   }
 }
 
+TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
+  for (int64_t k : {1, 3, 17, 128})
+    for (int64_t n = 1; n < 70; n += (n < 40 ? 1 : 13)) {
+      const int64_t ldm = n + 3;  // a leading dimension wider than the row
+      const auto m = random_vector(k * ldm), x = random_vector(k);
+      std::vector<uint16_t> mb(m.size());
+      simd::f32_to_bf16(m.data(), mb.data(), static_cast<int64_t>(m.size()));
+      std::vector<float> mw(m.size());
+      simd::bf16_to_f32(mb.data(), mw.data(), static_cast<int64_t>(m.size()));
+      std::vector<float> y(static_cast<size_t>(n + 1), 99.f), yb(y);
+      simd::gemv_t(m.data(), ldm, x.data(), k, y.data(), n);
+      simd::gemv_t_bf16(mb.data(), ldm, x.data(), k, yb.data(), n);
+      for (int64_t j = 0; j < n; ++j) {
+        double e = 0, eb = 0;
+        for (int64_t i = 0; i < k; ++i) e += double(x[i]) * m[i * ldm + j], eb += double(x[i]) * mw[i * ldm + j];
+        EXPECT_NEAR(y[j], e, 1e-5 * (1 + k)) << k << "x" << n;
+        EXPECT_NEAR(yb[j], eb, 1e-5 * (1 + k)) << k << "x" << n;
+      }
+      EXPECT_EQ(y[n], 99.f);  // nothing written past n
+      EXPECT_EQ(yb[n], 99.f);
+    }
+}
+
+TEST_P(SimdTest, Bf16RoundsToNearestEven) {
+  // 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to even (1); just above goes up.
+  const std::vector<float> x = {1.f, 1.00390625f, std::nextafter(1.00390625f, 2.f), -2.5f, 65504.f};
+  std::vector<uint16_t> b(x.size());
+  simd::f32_to_bf16(x.data(), b.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(b[0], 0x3f80);
+  EXPECT_EQ(b[1], 0x3f80);
+  EXPECT_EQ(b[2], 0x3f81);
+  std::vector<float> back(x.size());
+  simd::bf16_to_f32(b.data(), back.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(back[i], x[i], std::abs(x[i]) / 256) << i;
+  const float nan = std::nanf("");
+  uint16_t bn;
+  simd::f32_to_bf16(&nan, &bn, 1);
+  float nb;
+  simd::bf16_to_f32(&bn, &nb, 1);
+  EXPECT_TRUE(std::isnan(nb));
+}
+
 TEST_P(SimdTest, ExtremesStayFiniteAndNaNPropagates) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> x = {-1e30f, -200.f, -88.f, 0.f, 88.f, 200.f, 1e30f};

@@ -98,10 +98,8 @@ void linear_attention_lookup_cpu(CView4 q, CView4 state, CView3 normalizer, floa
     float* O = &out(b, h, i0, 0);
     if (rows < kGemvRows) {
       for (int64_t r = 0; r < rows; ++r) {
-        float* o = O + r * ldo;
-        std::fill_n(o, dv, 0.f);
-        for (int64_t i = 0; i < dk; ++i) simd::axpy(Q[r * ldq + i], M + i * ldm, o, dv);
-        simd::scale(o, dv, alpha);
+        simd::gemv_t(M, ldm, Q + r * ldq, dk, O + r * ldo, dv);
+        simd::scale(O + r * ldo, dv, alpha);
       }
     } else {
       gemm(false, false, rows, dv, dk, alpha, Q, ldq, M, ldm, 0.f, O, ldo);

@@ -18,12 +18,6 @@ constexpr int64_t kRowBlock = 256;
 const float* f32(const void* p) { return static_cast<const float*>(p); }
 const uint16_t* bf16(const void* p) { return static_cast<const uint16_t*>(p); }
 
-// y += a * x[0, n) where x is element `offset` onward of a stored array of `dtype`.
-void axpy_stored(float a, const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
-  if (dtype == DType::f32) simd::axpy(a, f32(x) + offset, y, n);
-  else simd::axpy_bf16(a, bf16(x) + offset, y, n);
-}
-
 // Elements [offset, offset + n) of a stored array as fp32.
 void to_f32(const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
   if (dtype == DType::f32) std::copy_n(f32(x) + offset, n, y);
@@ -34,11 +28,12 @@ int64_t packed_row_offset(int64_t i, int64_t d) { return i * d - i * (i - 1) / 2
 
 // One query against a full or packed state, reading the stored rows: out = M^T x.
 void gemv_stored(const StoredState& s, const float* x, float* out, std::vector<float>& row) {
-  std::fill_n(out, s.dv, 0.f);
   if (s.layout == Layout::full) {
-    for (int64_t i = 0; i < s.dk; ++i) axpy_stored(x[i], s.data, s.dtype, i * s.dv, out, s.dv);
+    if (s.dtype == DType::f32) simd::gemv_t(f32(s.data), s.dv, x, s.dk, out, s.dv);
+    else simd::gemv_t_bf16(bf16(s.data), s.dv, x, s.dk, out, s.dv);
     return;
   }
+  std::fill_n(out, s.dv, 0.f);
   // Packed upper triangle: row i holds M[i, i..d). M symmetric, so
   // out_i += M[i, i..d) . x[i..d) and out[i+1..d) += x_i M[i, i+1..d).
   const int64_t d = s.dk;
@@ -71,9 +66,15 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
                        float eps) {
   const int64_t m = q.shape[0], dk = s.dk, dv = s.dv;
   if (m == 0) return;
-  // phi(q) for every query, contiguous.
-  std::vector<float> x(static_cast<size_t>(m * dk));
-  for (int64_t i = 0; i < m; ++i) simd::feature_map(phi, &q(i, 0), x.data() + i * dk, dk);
+  // phi(q) for every query, contiguous: the caller's rows themselves when phi is the identity
+  // and they are dense (no copy on the single-lookup path).
+  std::vector<float> buf;
+  const float* x = q.data;
+  if (phi != FeatureMap::identity || (m > 1 && q.stride[0] != dk)) {
+    buf.resize(static_cast<size_t>(m * dk));
+    for (int64_t i = 0; i < m; ++i) simd::feature_map(phi, &q(i, 0), buf.data() + i * dk, dk);
+    x = buf.data();
+  }
 
   if (s.layout == Layout::low_rank) {
     // out = ((phi(q) U) * lambda) U^T : two thin GEMMs, O(m d r).
@@ -85,13 +86,13 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
       to_f32(s.data, s.dtype, 0, U.data(), dk * r);
       u = U.data();
     }
-    gemm(false, false, m, r, dk, 1.f, x.data(), dk, u, r, 0.f, t.data(), r);
+    gemm(false, false, m, r, dk, 1.f, x, dk, u, r, 0.f, t.data(), r);
     for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
     gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);
   } else if (m < kGemvRows) {
     std::vector<float> row;
     for (int64_t i = 0; i < m; ++i) {
-      gemv_stored(s, x.data() + i * dk, &out(i, 0), row);
+      gemv_stored(s, x + i * dk, &out(i, 0), row);
       simd::scale(&out(i, 0), dv, alpha);
     }
   } else {
@@ -104,13 +105,13 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
     parallel_for(blocks, [&](int64_t blk, int) {
       const int64_t i0 = blk * kRowBlock, rows = std::min(m, i0 + kRowBlock) - i0;
-      gemm(false, false, rows, dv, dk, alpha, x.data() + i0 * dk, dk, M, dv, 0.f, &out(i0, 0),
+      gemm(false, false, rows, dv, dk, alpha, x + i0 * dk, dk, M, dv, 0.f, &out(i0, 0),
            out.stride[0]);
     });
   }
   if (s.normalizer)
     for (int64_t i = 0; i < m; ++i)
-      simd::scale(&out(i, 0), dv, 1.f / (simd::dot(x.data() + i * dk, s.normalizer, dk) + eps));
+      simd::scale(&out(i, 0), dv, 1.f / (simd::dot(x + i * dk, s.normalizer, dk) + eps));
 }
 
 }  // namespace linattn::kernels

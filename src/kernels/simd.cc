@@ -225,6 +225,85 @@ void AxpyBf16(float a, const uint16_t* x, float* y, int64_t n) {
   }
 }
 
+// y = M^T x, columns in blocks of 4 vectors held in registers while all k rows stream by.
+// Covers the columns that fill whole vectors; callers finish the rest without over-reading.
+template <class LoadRow>
+HWY_INLINE void gemv_t_impl(int64_t ldm, const float* x, int64_t k, float* y, int64_t n,
+                            const LoadRow& load) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t j = 0;
+  for (; j + 4 * lanes <= n; j += 4 * lanes) {
+    V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    for (int64_t i = 0; i < k; ++i) {
+      const V xi = hn::Set(d, x[i]);
+      const int64_t off = i * ldm + j;
+      a0 = hn::MulAdd(xi, load(off), a0);
+      a1 = hn::MulAdd(xi, load(off + lanes), a1);
+      a2 = hn::MulAdd(xi, load(off + 2 * lanes), a2);
+      a3 = hn::MulAdd(xi, load(off + 3 * lanes), a3);
+    }
+    hn::StoreU(a0, d, y + j);
+    hn::StoreU(a1, d, y + j + lanes);
+    hn::StoreU(a2, d, y + j + 2 * lanes);
+    hn::StoreU(a3, d, y + j + 3 * lanes);
+  }
+  for (; j + lanes <= n; j += lanes) {
+    V a = hn::Zero(d);
+    for (int64_t i = 0; i < k; ++i) a = hn::MulAdd(hn::Set(d, x[i]), load(i * ldm + j), a);
+    hn::StoreU(a, d, y + j);
+  }
+}
+
+void GemvT(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  gemv_t_impl(ldm, x, k, y, n, [&](int64_t off) { return hn::LoadU(d, m + off); });
+  // Columns past the last full vector (never read beyond a row): scalar.
+  for (int64_t c = n / lanes * lanes; c < n; ++c) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < k; ++i) acc += x[i] * m[i * ldm + c];
+    y[c] = acc;
+  }
+}
+
+void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  gemv_t_impl(ldm, x, k, y, n, [&](int64_t off) { return load_bf16(m + off); });
+  for (int64_t c = n / lanes * lanes; c < n; ++c) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < k; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(m[i * ldm + c]) << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof(f));
+      acc += x[i] * f;
+    }
+    y[c] = acc;
+  }
+}
+
+double FmaLoop(int64_t iterations) {
+  const D d;
+  // 12 independent accumulators cover FMA latency x throughput on current x86 cores.
+  V a0 = hn::Set(d, 0.1f), a1 = hn::Set(d, 0.2f), a2 = hn::Set(d, 0.3f), a3 = hn::Set(d, 0.4f);
+  V a4 = hn::Set(d, 0.5f), a5 = hn::Set(d, 0.6f), a6 = hn::Set(d, 0.7f), a7 = hn::Set(d, 0.8f);
+  V a8 = hn::Set(d, 0.9f), a9 = hn::Set(d, 1.0f), a10 = hn::Set(d, 1.1f), a11 = hn::Set(d, 1.2f);
+  const V mul = hn::Set(d, 0.999999f), add = hn::Set(d, 1e-7f);
+  for (int64_t i = 0; i < iterations; ++i) {
+    a0 = hn::MulAdd(a0, mul, add); a1 = hn::MulAdd(a1, mul, add); a2 = hn::MulAdd(a2, mul, add);
+    a3 = hn::MulAdd(a3, mul, add); a4 = hn::MulAdd(a4, mul, add); a5 = hn::MulAdd(a5, mul, add);
+    a6 = hn::MulAdd(a6, mul, add); a7 = hn::MulAdd(a7, mul, add); a8 = hn::MulAdd(a8, mul, add);
+    a9 = hn::MulAdd(a9, mul, add); a10 = hn::MulAdd(a10, mul, add); a11 = hn::MulAdd(a11, mul, add);
+  }
+  // Use every accumulator so the loop cannot be removed.
+  const V sum = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)),
+                        hn::Add(hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)), hn::Add(hn::Add(a8, a9), hn::Add(a10, a11))));
+  volatile float sink = hn::GetLane(sum);
+  (void)sink;
+  return 12.0 * 2.0 * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iterations);
+}
+
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -248,6 +327,9 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(Bf16ToF32);
 HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(AxpyBf16);
+HWY_EXPORT(GemvT);
+HWY_EXPORT(GemvTBf16);
+HWY_EXPORT(FmaLoop);
 
 float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
 float exp_shift_sum(float* x, int64_t n, float shift) {
@@ -270,6 +352,13 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n) { HWY_DYNAMIC_DISPATCH(
 void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyBf16)(a, x, y, n);
 }
+void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(GemvT)(m, ldm, x, k, y, n);
+}
+void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(GemvTBf16)(m, ldm, x, k, y, n);
+}
+double fma_loop(int64_t iterations) { return HWY_DYNAMIC_DISPATCH(FmaLoop)(iterations); }
 const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 void set_targets_for_test(int64_t mask) { hwy::SetSupportedTargetsForTest(mask); }
 int64_t supported_targets() { return hwy::SupportedTargets() & HWY_TARGETS; }

@@ -40,6 +40,16 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
 // y[i] += a * float(x[i]) with x in bfloat16.
 void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n);
 
+// y[0, n) = sum_i x[i] * M[i, 0, n) (y = M^T x), M row-major with leading dimension ldm.
+// One query against a state: M is streamed once, y stays in registers.
+void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n);
+// As gemv_t with M stored in bfloat16.
+void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n);
+
+// A register-only FMA loop (no memory traffic): returns the floating-point operations it
+// performed (2 per lane per FMA). Timing it gives the compute roof of one core.
+double fma_loop(int64_t iterations);
+
 // The instruction set chosen for this CPU, e.g. "AVX2" or "AVX3" (AVX-512).
 const char* target_name();
 // Restricts dispatch to the targets in `mask` (Highway's HWY_* target bits; 0 restores the
