@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "linattn 0.1.0");
   linattn::cli::add_demo_command(app);
   linattn::cli::add_memory_commands(app);
+  linattn::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "linattn/core/error.h"
 #include "linattn/core/view.h"
@@ -22,17 +23,18 @@ std::string shape_string(const View<T, R>& v) {
 
 class Checks {
  public:
-  explicit Checks(std::string op) : op_(std::move(op)) {}
+  // Holds the name only: nothing is allocated unless a check fails (operators run per lookup).
+  explicit Checks(const char* op) : op_(op) {}
 
-  [[noreturn]] void fail(const std::string& argument, const std::string& problem) const {
-    throw ArgumentError(op_, argument, problem);
+  [[noreturn]] void fail(std::string_view argument, const std::string& problem) const {
+    throw ArgumentError(op_, std::string(argument), problem);
   }
 
   // A usable view: non-negative sizes and strides, data unless empty, last dimension
   // contiguous. Outputs must also not overlap themselves (rows and blocks are written by
   // different threads): each stride at least the extent of the dimensions inside it.
   template <typename T, int R>
-  void view(const std::string& name, const View<T, R>& v, bool output) const {
+  void view(std::string_view name, const View<T, R>& v, bool output) const {
     for (int i = 0; i < R; ++i) {
       if (v.shape[i] < 0)
         fail(name, "shape " + shape_string(v) + " has a negative size in dimension " +
@@ -63,23 +65,23 @@ class Checks {
   }
 
   // A size that must be at least 1 (batch, heads, feature widths).
-  void positive(const std::string& name, int64_t value, const std::string& what) const {
-    if (value < 1) fail(name, what + " must be at least 1, got " + std::to_string(value));
+  void positive(std::string_view name, int64_t value, std::string_view what) const {
+    if (value < 1) fail(name, std::string(what) + " must be at least 1, got " + std::to_string(value));
   }
 
   // dims[dim] of `name` must equal `expected` (taken from `source`).
   template <typename T, int R>
-  void dim(const std::string& name, const View<T, R>& v, int dim, int64_t expected,
-           const std::string& what) const {
+  void dim(std::string_view name, const View<T, R>& v, int dim, int64_t expected,
+           std::string_view what) const {
     if (v.shape[dim] != expected)
       fail(name, "shape " + shape_string(v) + ": dimension " + std::to_string(dim) + " is " +
-                     std::to_string(v.shape[dim]) + " but " + what + " is " +
+                     std::to_string(v.shape[dim]) + " but " + std::string(what) + " is " +
                      std::to_string(expected));
   }
 
   // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
-  void lengths(const std::string& name, std::span<const int64_t> lengths, int64_t batch,
-               int64_t max, const std::string& max_what) const {
+  void lengths(std::string_view name, std::span<const int64_t> lengths, int64_t batch,
+               int64_t max, std::string_view max_what) const {
     if (lengths.empty()) return;
     if (static_cast<int64_t>(lengths.size()) != batch)
       fail(name, "has " + std::to_string(lengths.size()) + " entries for a batch of " +
@@ -89,12 +91,12 @@ class Checks {
         fail(name, "entry " + std::to_string(b) + " is negative (" + std::to_string(lengths[b]) + ")");
       if (lengths[b] > max)
         fail(name, "entry " + std::to_string(b) + " is " + std::to_string(lengths[b]) +
-                       ", larger than " + max_what + " " + std::to_string(max));
+                       ", larger than " + std::string(max_what) + " " + std::to_string(max));
     }
   }
 
  private:
-  std::string op_;
+  const char* op_;
 };
 
 }  // namespace linattn::detail

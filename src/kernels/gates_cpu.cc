@@ -28,11 +28,10 @@ void scalar_gate_cpu(CView2 h, CView1 w, float b, View1 g) {
 void vector_gate_cpu(CView2 h, CView2 w, CView1 b, View2 out, View2 gate) {
   const int64_t N = h.shape[0], d = h.shape[1];
   const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(num_threads()));
-  parallel_for(blocks, [&](int64_t blk, int thread) {
+  parallel_for(blocks, [&](int64_t blk, int) {
     const int64_t n0 = blk * kRowBlock, rows = std::min(N, n0 + kRowBlock) - n0;
     // Pre-activations go to scratch first, so that out may alias h.
-    std::vector<float>& s = scratch[static_cast<size_t>(thread)];
+    thread_local std::vector<float> s;  // per worker, kept across calls
     s.resize(static_cast<size_t>(rows * d));
     gemm(false, true, rows, d, d, 1.f, &h(n0, 0), h.stride[0], w.data, w.stride[0], 0.f, s.data(), d);
     for (int64_t r = 0; r < rows; ++r) {

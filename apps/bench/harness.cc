@@ -1,0 +1,88 @@
+#include "harness.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include <sys/utsname.h>
+
+#include "linattn/kernels/parallel.h"
+#include "linattn/kernels/simd.h"
+
+namespace linattn::bench {
+
+using Clock = std::chrono::steady_clock;
+
+Timing time_it(const std::function<void()>& f, double budget_s, int min_reps) {
+  f();  // warm-up: JIT, page faults, caches
+  std::vector<double> t;
+  const auto start = Clock::now();
+  while (static_cast<int>(t.size()) < min_reps ||
+         std::chrono::duration<double>(Clock::now() - start).count() < budget_s) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    if (t.size() > 100000) break;
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front(), static_cast<int>(t.size())};
+}
+
+Roofs measure_roofs(bool quick) {
+  Roofs r;
+  r.isa = kernels::simd::target_name();
+  r.threads = num_threads();
+  const int64_t iters = quick ? 2'000'000 : 20'000'000;
+  double flops = 0;
+  Timing t = time_it([&] { flops = kernels::simd::fma_loop(iters); }, quick ? 0.05 : 0.3, 3);
+  r.peak_flops_core = flops / t.min_s;
+  t = time_it([&] { kernels::parallel_for(r.threads, [&](int64_t, int) { kernels::simd::fma_loop(iters); }); },
+              quick ? 0.05 : 0.3, 3);
+  r.peak_flops_threads = flops * r.threads / t.min_s;
+  const size_t bytes = quick ? (64u << 20) : (256u << 20);
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  t = time_it([&] { std::memcpy(b.data(), a.data(), bytes); }, quick ? 0.05 : 0.5, 3);
+  r.memcpy_bytes_s = 2.0 * static_cast<double>(bytes) / t.median_s;
+  return r;
+}
+
+double read_bandwidth(int64_t bytes, bool quick) {
+  static std::map<int64_t, double> memo;
+  // Round to a power of two so that neighbouring sizes share a measurement.
+  int64_t size = 4096;
+  while (size < bytes) size *= 2;
+  size = std::min<int64_t>(size, int64_t{512} << 20);
+  if (auto it = memo.find(size); it != memo.end()) return it->second;
+  std::vector<float> x(static_cast<size_t>(size / 4), 1.f);
+  const int64_t n = static_cast<int64_t>(x.size());
+  volatile float sink = 0;
+  // Enough passes per timed run to be measurable for small, cache-resident sets.
+  const int passes = static_cast<int>(std::max<int64_t>(1, (int64_t{16} << 20) / size));
+  const Timing t = time_it([&] { for (int p = 0; p < passes; ++p) sink = sink + kernels::simd::sum(x.data(), n); },
+                           quick ? 0.02 : 0.1, 3);
+  return memo[size] = static_cast<double>(size) * passes / t.min_s;
+}
+
+Roof roof(double flops, double bytes, double peak_flops, bool quick) {
+  const double compute = flops / peak_flops;
+  const double memory = bytes / read_bandwidth(static_cast<int64_t>(bytes), quick);
+  return compute >= memory ? Roof{compute, "compute"} : Roof{memory, "memory"};
+}
+
+std::map<std::string, std::string> machine_description() {
+  std::map<std::string, std::string> m;
+  std::ifstream cpu("/proc/cpuinfo");
+  for (std::string line; std::getline(cpu, line);)
+    if (line.rfind("model name", 0) == 0) {
+      m["cpu"] = line.substr(line.find(':') + 2);
+      break;
+    }
+  utsname u{};
+  if (uname(&u) == 0) m["kernel"] = std::string(u.sysname) + " " + u.release + " " + u.machine;
+  m["hardware_threads"] = std::to_string(std::thread::hardware_concurrency());
+  m["simd_target"] = kernels::simd::target_name();
+  return m;
+}
+
+}  // namespace linattn::bench

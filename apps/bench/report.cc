@@ -1,0 +1,272 @@
+#include "report.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "harness.h"
+#include "linattn/linattn.h"
+
+namespace linattn::bench {
+namespace {
+
+std::vector<float> random_floats(int64_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = dist(g);
+  return x;
+}
+
+struct Context {
+  const BenchOptions& opt;
+  Roofs roofs;
+  double peak() const { return opt.threads > 1 ? roofs.peak_flops_threads : roofs.peak_flops_core; }
+  double budget() const { return opt.quick ? 0.03 : 0.3; }
+};
+
+// One kernel measurement with its roof, as a JSON row and a table line.
+nlohmann::json kernel_row(const Context& c, const std::string& name, const std::string& params, double flops,
+                          double bytes, const std::function<void()>& f, const std::string& note = "") {
+  const Timing t = time_it(f, c.budget());
+  const Roof r = roof(flops, bytes, c.peak(), c.opt.quick);
+  const double s = t.median_s;
+  nlohmann::json j = {{"name", name},        {"params", params},          {"seconds", s},
+                      {"min_seconds", t.min_s}, {"reps", t.reps},         {"flops", flops},
+                      {"bytes", bytes},      {"gflops", flops / s / 1e9}, {"gbytes_s", bytes / s / 1e9},
+                      {"pct_peak", 100.0 * flops / s / c.peak()},
+                      {"bound", r.bound},    {"roof_seconds", r.seconds}, {"pct_roof", 100.0 * r.seconds / s}};
+  if (!note.empty()) j["note"] = note;
+  std::printf("%-34s %-26s %11.2f %9.1f %7.1f%% %9.1f  %-7s %6.1f%%\n", name.c_str(), params.c_str(), s * 1e6,
+              flops / s / 1e9, 100.0 * flops / s / c.peak(), bytes / s / 1e9, r.bound.c_str(), 100.0 * r.seconds / s);
+  return j;
+}
+
+void write_plots(const nlohmann::json& report, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream d(dir + "/lookup_vs_T.dat");
+    for (const auto& p : report["lookup_vs_T"])
+      d << p["T"].get<int64_t>() << " " << p["softmax_us"].get<double>() << " " << p["linear_us"].get<double>() << "\n";
+  }
+  {
+    std::ofstream d(dir + "/pct_roof.dat");
+    int i = 0;
+    for (const auto& k : report["kernels"])
+      d << i++ << " \"" << k["name"].get<std::string>() << "\" " << k["pct_roof"].get<double>() << " "
+        << k["pct_peak"].get<double>() << "\n";
+  }
+  const double crossover = report.value("crossover_T", 0.0);
+  std::ofstream gp(dir + "/plots.gp");
+  gp << "set terminal svg size 800,500 font 'sans,12' background rgb 'white'\n"
+     << "set output '" << dir << "/lookup_vs_T.svg'\n"
+     << "set title 'One lookup: softmax attention over T tokens vs a linear-attention memory (d = 128)'\n"
+     << "set logscale xy\nset xlabel 'document length T (tokens)'\nset ylabel 'time per query (us)'\n"
+     << "set grid\nset key left top\n";
+  if (crossover > 0) gp << "set arrow from " << crossover << ", graph 0 to " << crossover << ", graph 1 nohead dt 2\n"
+                        << "set label 'crossover T = " << static_cast<int64_t>(crossover) << "' at " << crossover
+                        << ", graph 0.9 offset 1,0\n";
+  gp << "plot '" << dir << "/lookup_vs_T.dat' using 1:2 with linespoints lw 2 title 'softmax (reads T x d)', "
+     << "'' using 1:3 with linespoints lw 2 title 'linear (reads d x d)'\n"
+     << "unset arrow\nunset label\nunset logscale\n"
+     << "set output '" << dir << "/pct_roof.svg'\n"
+     << "set title 'Achieved share of each kernel roof on this machine'\n"
+     << "set style data histograms\nset style fill solid 0.8\nset boxwidth 0.8\nset yrange [0:110]\n"
+     << "set ylabel 'percent'\nset xtics rotate by -40 scale 0 font ',9'\nset key top right\nset xlabel ''\n"
+     << "plot '" << dir << "/pct_roof.dat' using 3:xtic(2) title '% of roof (compute or bandwidth)', "
+     << "'' using 4 title '% of FMA peak'\n";
+  gp.close();
+  const std::string cmd = "gnuplot '" + dir + "/plots.gp'";
+  if (std::system(cmd.c_str()) != 0)
+    throw std::runtime_error("gnuplot failed or is not installed (apt-get install gnuplot-nox): " + cmd);
+}
+
+}  // namespace
+
+nlohmann::json run_benchmarks(const BenchOptions& opt) {
+  set_num_threads(opt.threads);
+  Context c{opt, measure_roofs(opt.quick)};
+  nlohmann::json report;
+  report["machine"] = machine_description();
+  report["threads"] = opt.threads;
+  report["quick"] = opt.quick;
+  report["roofs"] = {{"fma_gflops_per_core", c.roofs.peak_flops_core / 1e9},
+                     {"fma_gflops_all_threads", c.roofs.peak_flops_threads / 1e9},
+                     {"memcpy_gbytes_s", c.roofs.memcpy_bytes_s / 1e9},
+                     {"read_gbytes_s_l2_256KiB", read_bandwidth(256 << 10, opt.quick) / 1e9},
+                     {"read_gbytes_s_l3_8MiB", read_bandwidth(8 << 20, opt.quick) / 1e9},
+                     {"read_gbytes_s_dram_256MiB", read_bandwidth(256 << 20, opt.quick) / 1e9},
+                     {"simd_target", c.roofs.isa}};
+  std::printf("machine: %s, SIMD %s, %d thread(s)\n", report["machine"]["cpu"].get<std::string>().c_str(),
+              c.roofs.isa.c_str(), opt.threads);
+  std::printf("roofs: FMA %.1f GFLOP/s per core (%.1f on %d threads), memcpy %.1f GB/s, reads %.0f (L2) / %.0f (L3) / %.1f (DRAM) GB/s\n\n",
+              c.roofs.peak_flops_core / 1e9, c.roofs.peak_flops_threads / 1e9, c.roofs.threads,
+              c.roofs.memcpy_bytes_s / 1e9, report["roofs"]["read_gbytes_s_l2_256KiB"].get<double>(),
+              report["roofs"]["read_gbytes_s_l3_8MiB"].get<double>(), report["roofs"]["read_gbytes_s_dram_256MiB"].get<double>());
+
+  const int64_t d = 128, T = 4096, m = 1024;
+  const auto H = random_floats(T * d, 1), Q = random_floats(m * d, 2), G = random_floats(T, 3);
+  const CView4 h4 = CView4::contiguous(H.data(), {1, 1, T, d});
+  std::vector<float> M(d * d), out(static_cast<size_t>(m * d)), z(d), W = random_floats(d * d, 4), b(d, 1.f);
+  View4 M4 = View4::contiguous(M.data(), {1, 1, d, d});
+  linear_attention_encode(h4, h4, M4);
+  const std::vector<int64_t> counts = {T};
+  Memory mem({.key_dim = d, .value_dim = d, .symmetric = true});
+  mem.write(CView2::contiguous(H.data(), {T, d}));
+  Memory mem_bf16({.key_dim = d, .value_dim = d, .symmetric = false, .dtype = DType::bf16});
+  mem_bf16.write(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(H.data(), {T, d}));
+  const MemoryView packed = view_of_bytes(serialize(mem), "packed");
+  const MemoryView bf16 = view_of_bytes(serialize(mem_bf16), "bf16");
+  const MemoryView low_rank = compress(packed, {.rank = 16});
+
+  std::printf("%-34s %-26s %11s %9s %8s %9s  %-7s %7s\n", "kernel", "shape", "time (us)", "GFLOP/s", "% peak",
+              "GB/s", "bound", "% roof");
+  nlohmann::json kernels = nlohmann::json::array();
+  const double fd = static_cast<double>(d);
+  kernels.push_back(kernel_row(c, "linear encode", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
+                               [&] { linear_attention_encode(h4, h4, M4); }));
+  kernels.push_back(kernel_row(c, "linear encode elu+1 gated", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d + T),
+                               [&] {
+                                 linear_attention_encode(h4, h4, M4, {}, {.feature_map = FeatureMap::elu_plus_one}, {},
+                                                         CView3::contiguous(G.data(), {1, 1, T}));
+                               }));
+  kernels.push_back(kernel_row(c, "linear lookup, batched", "m=1024 d=128", 2.0 * m * fd * fd, 4.0 * (2.0 * m * d + d * d),
+                               [&] {
+                                 linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, m, d}), M4,
+                                                         View4::contiguous(out.data(), {1, 1, m, d}));
+                               }));
+  kernels.push_back(kernel_row(c, "linear lookup, single", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+                               [&] {
+                                 linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4,
+                                                         View4::contiguous(out.data(), {1, 1, 1, d}));
+                               }));
+  kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
+                               [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+  kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
+                               [&] { packed.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+  kernels.push_back(kernel_row(c, "stored lookup, batched, rank 16", "m=1024 d=128 r=16", 4.0 * m * fd * 16, 4.0 * (2.0 * m * d + 16 * d),
+                               [&] { low_rank.lookup(CView2::contiguous(Q.data(), {m, d}), View2::contiguous(out.data(), {m, d})); }));
+  kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
+                               [&] {
+                                 softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
+                                                   View4::contiguous(out.data(), {1, 1, 1, d}));
+                               }));
+  const int64_t Ts = opt.quick ? 512 : 2048;
+  std::vector<float> self_out(static_cast<size_t>(Ts * d));
+  const CView4 hs = CView4::contiguous(H.data(), {1, 1, Ts, d});
+  kernels.push_back(kernel_row(c, "softmax self-attention, causal", "T=" + std::to_string(Ts) + " d=128",
+                               2.0 * Ts * Ts * fd, 4.0 * 3.0 * Ts * d,
+                               [&] { softmax_attention(hs, hs, hs, View4::contiguous(self_out.data(), {1, 1, Ts, d}), {.causal = true}); },
+                               "FLOPs count the causal half: 2 T^2 d"));
+  const int64_t Ta = opt.quick ? 256 : 1024, A = 128, qa = 16;
+  const auto wk = random_floats(A * d, 5), wq = random_floats(A * d, 6), ab = random_floats(A, 7), aw = random_floats(A, 8);
+  const AdditiveScorer scorer{CView2::contiguous(wk.data(), {A, d}), CView2::contiguous(wq.data(), {A, d}),
+                              CView1::contiguous(ab.data(), {A}), CView1::contiguous(aw.data(), {A})};
+  kernels.push_back(kernel_row(c, "additive attention", "Tq=16 Tk=" + std::to_string(Ta) + " d=128 A=128",
+                               2.0 * (Ta * fd * A + qa * fd * A) + 2.0 * qa * Ta * A + 2.0 * qa * Ta * fd,
+                               4.0 * (2.0 * Ta * d + qa * d),
+                               [&] {
+                                 additive_attention(CView4::contiguous(Q.data(), {1, 1, qa, d}), CView4::contiguous(H.data(), {1, 1, Ta, d}),
+                                                    CView4::contiguous(H.data(), {1, 1, Ta, d}), scorer,
+                                                    View4::contiguous(out.data(), {1, 1, qa, d}));
+                               },
+                               "tanh is counted as 2 FLOPs (add, multiply-add); it costs about 20"));
+  std::vector<float> gated(static_cast<size_t>(T * d));
+  kernels.push_back(kernel_row(c, "vector gate", "N=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
+                               [&] {
+                                 vector_gate(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(W.data(), {d, d}),
+                                             CView1::contiguous(b.data(), {d}), View2::contiguous(gated.data(), {T, d}));
+                               }));
+  report["kernels"] = kernels;
+
+  // Lookup cost against T: softmax grows, linear stays flat.
+  std::printf("\none query, d = 128: softmax attention over T tokens vs a linear memory lookup\n%8s %14s %14s %10s\n", "T",
+              "softmax (us)", "linear (us)", "ratio");
+  const int64_t T_max = opt.quick ? 4096 : 65536;
+  std::vector<float> Hl = random_floats(T_max * d, 9);
+  const double linear_s = time_it([&] {
+    linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4, View4::contiguous(out.data(), {1, 1, 1, d}));
+  }, c.budget()).median_s;
+  nlohmann::json sweep = nlohmann::json::array();
+  double crossover = 0, prev_T = 0, prev_ratio = 0;
+  for (int64_t t = 16; t <= T_max; t *= 4) {
+    const CView4 ht = CView4::contiguous(Hl.data(), {1, 1, t, d});
+    const double s = time_it([&] {
+      softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), ht, ht, View4::contiguous(out.data(), {1, 1, 1, d}));
+    }, c.budget()).median_s;
+    const double ratio = s / linear_s;
+    // Crossover: where softmax becomes the slower, interpolated in log T between the samples.
+    if (crossover == 0 && ratio >= 1.0)
+      crossover = prev_T == 0 ? static_cast<double>(t)
+                              : std::exp(std::log(prev_T) + (std::log(static_cast<double>(t)) - std::log(prev_T)) *
+                                                                (std::log(1.0) - std::log(prev_ratio)) /
+                                                                (std::log(ratio) - std::log(prev_ratio)));
+    prev_T = static_cast<double>(t);
+    prev_ratio = ratio;
+    sweep.push_back({{"T", t}, {"softmax_us", s * 1e6}, {"linear_us", linear_s * 1e6}});
+    std::printf("%8lld %14.3f %14.3f %9.1fx\n", static_cast<long long>(t), s * 1e6, linear_s * 1e6, ratio);
+  }
+  report["lookup_vs_T"] = sweep;
+  report["crossover_T"] = crossover;
+  std::printf("measured crossover: linear is faster per query from T = %.0f on\n", crossover);
+
+  // Bytes kept per sequence, T = 4096, d = 128 (memories include their 128-byte header).
+  std::printf("\nbytes stored per sequence (T = 4096, d = 128)\n");
+  nlohmann::json storage = nlohmann::json::array();
+  auto store_row = [&](const std::string& mech, const std::string& how, int64_t bytes) {
+    storage.push_back({{"mechanism", mech}, {"storage", how}, {"bytes", bytes}});
+    std::printf("  %-22s %-34s %10lld\n", mech.c_str(), how.c_str(), static_cast<long long>(bytes));
+  };
+  store_row("softmax", "hidden states, f32 (keys = values)", T * d * 4);
+  store_row("softmax", "keys and values, f32", 2 * T * d * 4);
+  Memory full({.key_dim = d, .value_dim = d});
+  store_row("linear", "full d x d, f32", static_cast<int64_t>(serialize(full).size()));
+  Memory fb({.key_dim = d, .value_dim = d, .dtype = DType::bf16});
+  store_row("linear", "full d x d, bf16", static_cast<int64_t>(serialize(fb).size()));
+  store_row("linear", "symmetric d(d+1)/2, f32", static_cast<int64_t>(serialize(mem).size()));
+  Memory sb({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = DType::bf16});
+  store_row("linear", "symmetric d(d+1)/2, bf16", static_cast<int64_t>(serialize(sb).size()));
+  store_row("linear", "rank 16 (compressed), f32", kMemoryHeaderBytes + low_rank.info().payload_bytes);
+  report["storage"] = storage;
+
+  // The targets.
+  auto find = [&](const std::string& name) -> const nlohmann::json& {
+    for (const auto& k : report["kernels"]) if (k["name"] == name) return k;
+    throw std::logic_error("no kernel " + name);
+  };
+  nlohmann::json targets = nlohmann::json::array();
+  auto target = [&](const std::string& what, const std::string& goal, double measured, const std::string& unit, bool met) {
+    targets.push_back({{"target", what}, {"goal", goal}, {"measured", measured}, {"unit", unit}, {"met", met}});
+    std::printf("  %-58s %-14s %10.2f %-8s %s\n", what.c_str(), goal.c_str(), measured, unit.c_str(), met ? "met" : "NOT MET");
+  };
+  std::printf("\ntargets (%s, %d thread(s))\n", opt.threads == 1 ? "per core" : "all threads", opt.threads);
+  const double batched = find("linear lookup, batched")["pct_peak"];
+  target("batched lookup, 1,024 queries, one d = 128 memory", ">= 80% peak", batched, "% peak", batched >= 80);
+  const double single = find("linear lookup, single")["seconds"].get<double>() * 1e6;
+  target("single lookup, d = 128, f32", "<= 0.8 us", single, "us", single <= 0.8);
+  const double enc = find("linear encode")["pct_peak"];
+  target("encode, T = 4,096, d = 128", ">= 80% peak", enc, "% peak", enc >= 80);
+  const auto& sm = find("softmax attention, one query");
+  const double within = sm["seconds"].get<double>() / sm["roof_seconds"].get<double>();
+  target("softmax, one query, T = 4,096, d = 128, vs its roof", "<= 2x roof", within, "x roof", within <= 2);
+  const double speedup = sm["seconds"].get<double>() / find("linear lookup, single")["seconds"].get<double>();
+  target("linear lookup vs softmax per query, T = 4,096, d = 128", ">= 50x", speedup, "x", speedup >= 50);
+  report["targets"] = targets;
+  report["not_measured"] = {"forward+backward of the modules and causal kernels against LibTorch: the training "
+                            "(#4) and causal (#5) layers do not exist yet"};
+
+  if (!opt.json_path.empty()) {
+    std::ofstream(opt.json_path) << report.dump(2) << "\n";
+    std::printf("\nwrote %s\n", opt.json_path.c_str());
+  }
+  if (!opt.plot_dir.empty()) {
+    write_plots(report, opt.plot_dir);
+    std::printf("wrote %s/lookup_vs_T.svg and %s/pct_roof.svg\n", opt.plot_dir.c_str(), opt.plot_dir.c_str());
+  }
+  return report;
+}
+
+}  // namespace linattn::bench

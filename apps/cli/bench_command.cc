@@ -1,0 +1,19 @@
+// `linattn bench`: the cost model measured on this machine (apps/bench/report.h).
+#include <memory>
+
+#include "commands.h"
+#include "report.h"
+
+namespace linattn::cli {
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<bench::BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure every kernel against this machine's roofs and the baselines");
+  cmd->add_flag("--quick", o->quick, "everything small, in under a minute (a smoke test)");
+  cmd->add_option("--threads", o->threads, "threads (the targets are per core: 1)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--json", o->json_path, "write every figure and the machine description here");
+  cmd->add_option("--plots", o->plot_dir, "write SVG plots into this directory (needs gnuplot)");
+  cmd->callback([o] { bench::run_benchmarks(*o); });
+}
+
+}  // namespace linattn::cli

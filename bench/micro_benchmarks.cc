@@ -1,0 +1,127 @@
+// Google Benchmark micro-benchmarks of the kernels and operators, one thread.
+//   ./build/bin/linattn_micro_benchmarks [--benchmark_filter=Lookup]
+// Counters: FLOP/s ("flops") for each case; the roofs and targets are in `linattn bench`.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "linattn/linattn.h"
+#include "linattn/kernels/simd.h"
+
+namespace {
+using namespace linattn;
+
+std::vector<float> random_floats(int64_t n) {
+  std::mt19937 g(42);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = dist(g);
+  return x;
+}
+
+void set_flops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["flops"] = benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_GemvT(benchmark::State& state) {
+  const int64_t d = state.range(0);
+  const auto M = random_floats(d * d), x = random_floats(d);
+  std::vector<float> y(static_cast<size_t>(d));
+  for (auto _ : state) {
+    kernels::simd::gemv_t(M.data(), d, x.data(), d, y.data(), d);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_flops(state, 2.0 * d * d);
+}
+BENCHMARK(BM_GemvT)->Arg(64)->Arg(128)->Arg(256);
+
+void BM_LinearLookupSingle(benchmark::State& state) {
+  const int64_t d = state.range(0);
+  const auto M = random_floats(d * d), q = random_floats(d);
+  std::vector<float> out(static_cast<size_t>(d));
+  for (auto _ : state) {
+    linear_attention_lookup(CView4::contiguous(q.data(), {1, 1, 1, d}), CView4::contiguous(M.data(), {1, 1, d, d}),
+                            View4::contiguous(out.data(), {1, 1, 1, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * d * d);
+}
+BENCHMARK(BM_LinearLookupSingle)->Arg(64)->Arg(128)->Arg(256);
+
+void BM_MemoryViewLookupSingle(benchmark::State& state) {
+  const int64_t d = state.range(0);
+  const auto H = random_floats(64 * d), q = random_floats(d);
+  Memory m({.key_dim = d, .value_dim = d, .dtype = state.range(1) ? DType::bf16 : DType::f32});
+  m.write(CView2::contiguous(H.data(), {64, d}), CView2::contiguous(H.data(), {64, d}));
+  const MemoryView v = view_of_bytes(serialize(m), "bench");
+  std::vector<float> out(static_cast<size_t>(d));
+  for (auto _ : state) {
+    v.lookup(CView2::contiguous(q.data(), {1, d}), View2::contiguous(out.data(), {1, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * d * d);
+}
+BENCHMARK(BM_MemoryViewLookupSingle)->Args({128, 0})->Args({128, 1});
+
+void BM_LinearLookupBatched(benchmark::State& state) {
+  const int64_t d = 128, m = state.range(0);
+  const auto M = random_floats(d * d), q = random_floats(m * d);
+  std::vector<float> out(static_cast<size_t>(m * d));
+  for (auto _ : state) {
+    linear_attention_lookup(CView4::contiguous(q.data(), {1, 1, m, d}), CView4::contiguous(M.data(), {1, 1, d, d}),
+                            View4::contiguous(out.data(), {1, 1, m, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * m * d * d);
+}
+BENCHMARK(BM_LinearLookupBatched)->Arg(16)->Arg(1024);
+
+void BM_LinearEncode(benchmark::State& state) {
+  const int64_t d = 128, T = state.range(0);
+  const auto H = random_floats(T * d);
+  std::vector<float> M(static_cast<size_t>(d * d));
+  const CView4 h = CView4::contiguous(H.data(), {1, 1, T, d});
+  for (auto _ : state) {
+    linear_attention_encode(h, h, View4::contiguous(M.data(), {1, 1, d, d}));
+    benchmark::DoNotOptimize(M.data());
+  }
+  set_flops(state, 2.0 * T * d * d);
+}
+BENCHMARK(BM_LinearEncode)->Arg(256)->Arg(4096);
+
+void BM_SoftmaxOneQuery(benchmark::State& state) {
+  const int64_t d = 128, T = state.range(0);
+  const auto H = random_floats(T * d), q = random_floats(d);
+  std::vector<float> out(static_cast<size_t>(d));
+  const CView4 h = CView4::contiguous(H.data(), {1, 1, T, d});
+  for (auto _ : state) {
+    softmax_attention(CView4::contiguous(q.data(), {1, 1, 1, d}), h, h, View4::contiguous(out.data(), {1, 1, 1, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 4.0 * T * d);
+}
+BENCHMARK(BM_SoftmaxOneQuery)->RangeMultiplier(4)->Range(16, 16384);
+
+void BM_SoftmaxSelfAttention(benchmark::State& state) {
+  const int64_t d = 64, T = state.range(0), B = 4, H = 8;
+  const auto x = random_floats(B * H * T * d);
+  std::vector<float> out(x.size());
+  const CView4 v = CView4::contiguous(x.data(), {B, H, T, d});
+  for (auto _ : state) {
+    softmax_attention(v, v, v, View4::contiguous(out.data(), {B, H, T, d}), {.causal = true});
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * B * H * T * T * d);  // the causal half of 4 T^2 d
+}
+BENCHMARK(BM_SoftmaxSelfAttention)->Arg(512)->Arg(2048);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  linattn::set_num_threads(1);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
