@@ -105,6 +105,22 @@ TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
     }
 }
 
+TEST_P(SimdTest, GemvRowsMatchesDots) {
+  for (int64_t m : {0, 1, 3, 4, 7, 130})
+    for (int64_t n : {1, 5, 8, 17, 128}) {
+      const int64_t lda = n + 2;
+      const auto a = random_vector(std::max<int64_t>(1, m) * lda), x = random_vector(n);
+      std::vector<float> y(static_cast<size_t>(m + 1), 99.f);
+      simd::gemv_n(a.data(), lda, x.data(), m, n, y.data());
+      for (int64_t i = 0; i < m; ++i) {
+        double e = 0;
+        for (int64_t j = 0; j < n; ++j) e += double(a[i * lda + j]) * x[j];
+        EXPECT_NEAR(y[i], e, 1e-5 * (1 + n)) << m << "x" << n;
+      }
+      EXPECT_EQ(y[m], 99.f);
+    }
+}
+
 TEST_P(SimdTest, Bf16RoundsToNearestEven) {
   // 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to even (1); just above goes up.
   const std::vector<float> x = {1.f, 1.00390625f, std::nextafter(1.00390625f, 2.f), -2.5f, 65504.f};

@@ -25,7 +25,9 @@ struct Context {
   const BenchOptions& opt;
   Roofs roofs;
   double peak() const { return opt.threads > 1 ? roofs.peak_flops_threads : roofs.peak_flops_core; }
-  double budget() const { return opt.quick ? 0.03 : 0.3; }
+  // Seconds per measurement: this VM's timings vary by +-20% from run to run, so medians over
+  // many repetitions.
+  double budget() const { return opt.quick ? 0.03 : 0.5; }
 };
 
 // One kernel measurement with its roof, as a JSON row and a table line.
@@ -110,7 +112,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
   const int64_t d = 128, T = 4096, m = 1024;
   const auto H = random_floats(T * d, 1), Q = random_floats(m * d, 2), G = random_floats(T, 3);
   const CView4 h4 = CView4::contiguous(H.data(), {1, 1, T, d});
-  std::vector<float> M(d * d), out(static_cast<size_t>(m * d)), z(d), W = random_floats(d * d, 4), b(d, 1.f);
+  AlignedVector<float> M(d * d);  // 64-byte aligned, as Memory and mapped files keep states
+  std::vector<float> out(static_cast<size_t>(m * d)), W = random_floats(d * d, 4), b(d, 1.f);
   View4 M4 = View4::contiguous(M.data(), {1, 1, d, d});
   linear_attention_encode(h4, h4, M4);
   const std::vector<int64_t> counts = {T};
@@ -118,6 +121,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
   mem.write(CView2::contiguous(H.data(), {T, d}));
   Memory mem_bf16({.key_dim = d, .value_dim = d, .symmetric = false, .dtype = DType::bf16});
   mem_bf16.write(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(H.data(), {T, d}));
+  Memory mem_f32({.key_dim = d, .value_dim = d});
+  mem_f32.write(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(H.data(), {T, d}));
   const MemoryView packed = view_of_bytes(serialize(mem), "packed");
   const MemoryView bf16 = view_of_bytes(serialize(mem_bf16), "bf16");
   const MemoryView low_rank = compress(packed, {.rank = 16});
@@ -143,6 +148,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                  linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4,
                                                          View4::contiguous(out.data(), {1, 1, 1, d}));
                                }));
+  kernels.push_back(kernel_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+                               [&] { mem_f32.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
   kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
                                [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
   kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
@@ -245,8 +252,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
   std::printf("\ntargets (%s, %d thread(s))\n", opt.threads == 1 ? "per core" : "all threads", opt.threads);
   const double batched = find("linear lookup, batched")["pct_peak"];
   target("batched lookup, 1,024 queries, one d = 128 memory", ">= 80% peak", batched, "% peak", batched >= 80);
-  const double single = find("linear lookup, single")["seconds"].get<double>() * 1e6;
-  target("single lookup, d = 128, f32", "<= 0.8 us", single, "us", single <= 0.8);
+  const double single = find("Memory::lookup, single, f32")["seconds"].get<double>() * 1e6;
+  target("single lookup, d = 128, f32 storage (Memory::lookup)", "<= 0.8 us", single, "us", single <= 0.8);
   const double enc = find("linear encode")["pct_peak"];
   target("encode, T = 4,096, d = 128", ">= 80% peak", enc, "% peak", enc >= 80);
   const auto& sm = find("softmax attention, one query");

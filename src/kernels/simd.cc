@@ -292,6 +292,39 @@ void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float*
   }
 }
 
+void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    const float* r0 = a + i * lda;
+    const float* r1 = r0 + lda;
+    const float* r2 = r1 + lda;
+    const float* r3 = r2 + lda;
+    V c0 = hn::Zero(d), c1 = hn::Zero(d), c2 = hn::Zero(d), c3 = hn::Zero(d);
+    int64_t j = 0;
+    for (; j + lanes <= n; j += lanes) {
+      const V xv = hn::LoadU(d, x + j);
+      c0 = hn::MulAdd(hn::LoadU(d, r0 + j), xv, c0);
+      c1 = hn::MulAdd(hn::LoadU(d, r1 + j), xv, c1);
+      c2 = hn::MulAdd(hn::LoadU(d, r2 + j), xv, c2);
+      c3 = hn::MulAdd(hn::LoadU(d, r3 + j), xv, c3);
+    }
+    if (j < n) {
+      const V xv = load_tail(x, j, n, 0.f);
+      c0 = hn::MulAdd(load_tail(r0, j, n, 0.f), xv, c0);
+      c1 = hn::MulAdd(load_tail(r1, j, n, 0.f), xv, c1);
+      c2 = hn::MulAdd(load_tail(r2, j, n, 0.f), xv, c2);
+      c3 = hn::MulAdd(load_tail(r3, j, n, 0.f), xv, c3);
+    }
+    y[i] = hn::GetLane(hn::SumOfLanes(d, c0));
+    y[i + 1] = hn::GetLane(hn::SumOfLanes(d, c1));
+    y[i + 2] = hn::GetLane(hn::SumOfLanes(d, c2));
+    y[i + 3] = hn::GetLane(hn::SumOfLanes(d, c3));
+  }
+  for (; i < m; ++i) y[i] = Dot(a + i * lda, x, n);
+}
+
 double FmaLoop(int64_t iterations) {
   const D d;
   // 12 independent accumulators cover FMA latency x throughput on current x86 cores.
@@ -339,6 +372,7 @@ HWY_EXPORT(AxpyBf16);
 HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(FmaLoop);
+HWY_EXPORT(GemvN);
 
 float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
 float exp_shift_sum(float* x, int64_t n, float shift) {
@@ -366,6 +400,9 @@ void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, in
 }
 void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(GemvTBf16)(m, ldm, x, k, y, n);
+}
+void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
+  HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);
 }
 double fma_loop(int64_t iterations) { return HWY_DYNAMIC_DISPATCH(FmaLoop)(iterations); }
 const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }

@@ -74,8 +74,8 @@ void softmax_attention_cpu(CView4 q, CView4 k, CView4 v, View4 out, View3 lse,
       if (!additive && few) {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t limit = causal ? std::clamp<int64_t>(i0 + r + 1 - j0, 0, kb) : kb;
-          for (int64_t t = 0; t < limit; ++t)
-            S[r * kKeyBlock + t] = scale * simd::dot(q_ptr + r * q.stride[2], k_ptr + t * k.stride[2], dk);
+          simd::gemv_n(k_ptr, k.stride[2], q_ptr + r * q.stride[2], limit, dk, S + r * kKeyBlock);
+          if (scale != 1.f) simd::scale(S + r * kKeyBlock, limit, scale);
         }
       } else if (!additive) {
         gemm(false, true, rows, kb, dk, scale, q_ptr, q.stride[2], k_ptr, k.stride[2], 0.f, S,

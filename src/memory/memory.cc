@@ -68,8 +68,8 @@ Memory Memory::from_state(const MemoryConfig& config, std::vector<float> state,
   Memory m(config);
   if (state.size() != m.state_.size() || normalizer.size() != m.normalizer_.size() || tokens < 0)
     throw ArgumentError("linattn::Memory::from_state", "state", "sizes do not match the configuration");
-  m.state_ = std::move(state);
-  m.normalizer_ = std::move(normalizer);
+  m.state_.assign(state.begin(), state.end());
+  m.normalizer_.assign(normalizer.begin(), normalizer.end());
   m.tokens_ = tokens;
   return m;
 }

@@ -46,6 +46,10 @@ void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, in
 // As gemv_t with M stored in bfloat16.
 void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n);
 
+// y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
+// of one query against a block of keys. Four rows per pass share the loads of x.
+void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
+
 // A register-only FMA loop (no memory traffic): returns the floating-point operations it
 // performed (2 per lane per FMA). Timing it gives the compute roof of one core.
 double fma_loop(int64_t iterations);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "linattn/core/aligned.h"
 #include "linattn/core/types.h"
 #include "linattn/core/view.h"
 
@@ -92,8 +93,8 @@ class Memory {
 
  private:
   MemoryConfig config_;
-  std::vector<float> state_;       // [dk, dv], fp32, full even when stored packed
-  std::vector<float> normalizer_;  // [dk] when normalising
+  AlignedVector<float> state_;       // [dk, dv], fp32, full even when stored packed
+  AlignedVector<float> normalizer_;  // [dk] when normalising
   int64_t tokens_ = 0;
 };
 
