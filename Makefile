@@ -12,9 +12,9 @@ CMAKE_FLAGS ?=
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev libgtest-dev \
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
-                clang-14 libclang-rt-14-dev
+                clang-14 libclang-rt-14-dev gnuplot-nox
 
-.PHONY: all deps build test test-fast asan fuzz run clean
+.PHONY: all deps build test test-fast asan fuzz bench bench-micro run clean
 
 all: build
 
@@ -61,6 +61,14 @@ fuzz: deps
 	    -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz_$$t found a crash (see above)"; exit 1; }; \
 	done
+
+# The cost model on this machine: tables on stdout, every figure in docs/bench/bench.json, plots
+# in docs/bench/*.svg (a few seconds to a minute).
+bench: build
+	./$(BUILD)/bin/linattn bench --json docs/bench/bench.json --plots docs/bench
+
+bench-micro: build
+	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 run: build
 	./$(BUILD)/bin/linattn demo

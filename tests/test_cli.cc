@@ -163,6 +163,33 @@ TEST_F(CliTest, EveryErrorIsOneLine) {
   expect_error("lookup " + p("flip.lam") + " --queries " + p("Q3.npy") + " -o " + p("r.npy"), "checksum");
 }
 
+// A smoke test: the benchmark runs and its JSON holds every section. No timing is asserted.
+TEST_F(CliTest, BenchQuickWritesValidJsonAndPlots) {
+  const CliRun r = run("bench --quick --json " + p("bench.json") + " --plots " + p("plots"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(p("bench.json"));
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_GT(j["roofs"]["fma_gflops_per_core"].get<double>(), 0);
+  EXPECT_GT(j["roofs"]["read_gbytes_s_dram_256MiB"].get<double>(), 0);
+  EXPECT_FALSE(j["machine"]["cpu"].get<std::string>().empty());
+  ASSERT_GE(j["kernels"].size(), 10u);
+  for (const auto& k : j["kernels"]) {
+    EXPECT_GT(k["seconds"].get<double>(), 0) << k["name"];
+    EXPECT_GT(k["flops"].get<double>(), 0) << k["name"];
+    EXPECT_TRUE(k["bound"] == "compute" || k["bound"] == "memory") << k["name"];
+  }
+  ASSERT_GE(j["lookup_vs_T"].size(), 4u);
+  EXPECT_EQ(j["targets"].size(), 5u);
+  for (const auto& t : j["targets"]) EXPECT_TRUE(t["met"].is_boolean());
+  EXPECT_EQ(j["storage"].size(), 7u);
+  for (const char* png : {"lookup_vs_T.png", "pct_roof.png"}) {
+    std::ifstream f(p("plots/") + png, std::ios::binary);
+    std::string head(8, '\0');
+    f.read(head.data(), 8);
+    EXPECT_EQ(head, std::string("\x89PNG\r\n\x1a\n", 8)) << png;
+  }
+}
+
 TEST(Npy, RoundTripAndStrictParsing) {
   const std::string path = (std::filesystem::temp_directory_path() / ("npy_" + std::to_string(::getpid()) + ".npy")).string();
   const std::vector<float> x = {1, 2, 3, 4, 5, 6};

@@ -11,7 +11,7 @@ struct BenchOptions {
   bool quick = false;     // everything small: under a minute (CI's smoke test)
   int threads = 1;        // the targets are per core
   std::string json_path;  // write every figure here ("" = none)
-  std::string plot_dir;   // write SVG plots here with gnuplot ("" = none)
+  std::string plot_dir;   // write PNG plots here with gnuplot ("" = none)
 };
 
 // Runs the benchmarks, prints the tables to stdout and returns every figure.

@@ -12,7 +12,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--quick", o->quick, "everything small, in under a minute (a smoke test)");
   cmd->add_option("--threads", o->threads, "threads (the targets are per core: 1)")->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json_path, "write every figure and the machine description here");
-  cmd->add_option("--plots", o->plot_dir, "write SVG plots into this directory (needs gnuplot)");
+  cmd->add_option("--plots", o->plot_dir, "write PNG plots into this directory (needs gnuplot)");
   cmd->callback([o] { bench::run_benchmarks(*o); });
 }
 
