@@ -79,6 +79,17 @@ class Checks {
                      std::to_string(expected));
   }
 
+  // A gradient (or other output) that must have the shape of `like`, and a usable layout.
+  template <typename T, typename U, int R>
+  void same_shape(std::string_view name, const View<T, R>& v, std::string_view like_name,
+                  const View<U, R>& like, bool output) const {
+    view(name, v, output);
+    for (int i = 0; i < R; ++i)
+      if (v.shape[i] != like.shape[i])
+        fail(name, "shape " + shape_string(v) + " differs from " + std::string(like_name) + "'s " +
+                       shape_string(like));
+  }
+
   // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
   void lengths(std::string_view name, std::span<const int64_t> lengths, int64_t batch,
                int64_t max, std::string_view max_what) const {

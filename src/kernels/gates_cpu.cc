@@ -45,4 +45,37 @@ void vector_gate_cpu(CView2 h, CView2 w, CView1 b, View2 out, View2 gate) {
   });
 }
 
+void scalar_gate_backward_cpu(CView2 h, CView1 w, CView1 g, CView1 dg, View2 dh, View1 dw, float* db) {
+  const int64_t N = h.shape[0], d = h.shape[1];
+  std::fill_n(dw.data, d, 0.f);
+  double db_sum = 0;
+  // Sequential over rows: dw sums over all of them (N d work, small next to the GEMMs).
+  for (int64_t n = 0; n < N; ++n) {
+    const float gn = g(n);
+    const float dpre = dg(n) * gn * (1.f - gn);  // sigmoid' = g (1 - g)
+    std::fill_n(&dh(n, 0), d, 0.f);
+    simd::axpy(dpre, w.data, &dh(n, 0), d);
+    simd::axpy(dpre, &h(n, 0), dw.data, d);
+    db_sum += dpre;
+  }
+  *db = static_cast<float>(db_sum);
+}
+
+void vector_gate_backward_cpu(CView2 h, CView2 w, CView2 gate, CView2 dout, View2 dh, View2 dw, View1 db) {
+  const int64_t N = h.shape[0], d = h.shape[1];
+  // out = s (*) h with s = sigmoid(W h + b):
+  //   dpre = dout (*) h (*) s (1 - s);  dh = dout (*) s + dpre W;  dW = dpre^T h;  db = sum dpre
+  std::vector<float> dpre(static_cast<size_t>(N * d));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < d; ++i) {
+      const float s = gate(n, i);
+      dpre[static_cast<size_t>(n * d + i)] = dout(n, i) * h(n, i) * s * (1.f - s);
+      dh(n, i) = dout(n, i) * s;
+    }
+  gemm(false, false, N, d, d, 1.f, dpre.data(), d, w.data, w.stride[0], 1.f, dh.data, dh.stride[0]);
+  gemm(true, false, d, d, N, 1.f, dpre.data(), d, h.data, h.stride[0], 0.f, dw.data, dw.stride[0]);
+  std::fill_n(db.data, d, 0.f);
+  for (int64_t n = 0; n < N; ++n) simd::axpy(1.f, dpre.data() + n * d, db.data, d);
+}
+
 }  // namespace linattn::kernels

@@ -126,4 +126,103 @@ void linear_attention_lookup_cpu(CView4 q, CView4 state, CView3 normalizer, floa
   });
 }
 
+void linear_attention_encode_backward_cpu(CView4 k, CView4 v, CView3 gates, std::span<const int64_t> lengths,
+                                          FeatureMap phi, CView4 dstate, CView3 dnormalizer, View4 dk,
+                                          View4 dv, View3 dgates) {
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dkw = k.shape[3], dvw = v.shape[3];
+  parallel_for(B * H, [&](int64_t job, int) {
+    const int64_t b = job / H, h = job % H;
+    const int64_t n = lengths.empty() ? T : lengths[static_cast<size_t>(b)];
+    for (int64_t t = n; t < T; ++t) {
+      std::fill_n(&dk(b, h, t, 0), dkw, 0.f);
+      std::fill_n(&dv(b, h, t, 0), dvw, 0.f);
+      if (dgates.present()) dgates(b, h, t) = 0.f;
+    }
+    const float* dM = &dstate(b, h, 0, 0);
+    const int64_t ldm = dstate.stride[2];
+    thread_local std::vector<float> Phi, G;
+    Phi.resize(static_cast<size_t>(kEncodeChunk * dkw));
+    G.resize(Phi.size());
+    for (int64_t t0 = 0; t0 < n; t0 += kEncodeChunk) {
+      const int64_t rows = std::min(kEncodeChunk, n - t0);
+      for (int64_t r = 0; r < rows; ++r) simd::feature_map(phi, &k(b, h, t0 + r, 0), Phi.data() + r * dkw, dkw);
+      // G_t = dM v_t (+ dz): the gradient reaching g_t phi(k_t).
+      gemm(false, true, rows, dkw, dvw, 1.f, &v(b, h, t0, 0), v.stride[2], dM, ldm, 0.f, G.data(), dkw);
+      // dV_t = g_t (phi(k_t)^T dM)
+      gemm(false, false, rows, dvw, dkw, 1.f, Phi.data(), dkw, dM, ldm, 0.f, &dv(b, h, t0, 0), dv.stride[2]);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* g_row = G.data() + r * dkw;
+        if (dnormalizer.present()) simd::axpy(1.f, &dnormalizer(b, h, 0), g_row, dkw);
+        const float g = gates.present() ? gates(b, h, t0 + r) : 1.f;
+        if (dgates.present()) dgates(b, h, t0 + r) = simd::dot(Phi.data() + r * dkw, g_row, dkw);
+        if (g != 1.f) {
+          simd::scale(g_row, dkw, g);
+          simd::scale(&dv(b, h, t0 + r, 0), dvw, g);
+        }
+        simd::feature_map_grad(phi, &k(b, h, t0 + r, 0), g_row, &dk(b, h, t0 + r, 0), dkw);
+      }
+    }
+  });
+}
+
+void linear_attention_lookup_backward_cpu(CView4 q, CView4 state, CView3 normalizer, float eps, float scale,
+                                          std::span<const int64_t> token_counts, std::span<const int64_t> q_len,
+                                          FeatureMap phi, CView4 dout, View4 dq, View4 dstate, View3 dnormalizer) {
+  const int64_t B = q.shape[0], H = q.shape[1], Tq = q.shape[2], dkw = q.shape[3], dvw = state.shape[3];
+  // One job per (b, h): dstate sums over every query of the sequence.
+  parallel_for(B * H, [&](int64_t job, int) {
+    const int64_t b = job / H, h = job % H;
+    const int64_t nq = q_len.empty() ? Tq : q_len[static_cast<size_t>(b)];
+    float* dM = &dstate(b, h, 0, 0);
+    const int64_t ldm = dstate.stride[2];
+    for (int64_t i = 0; i < dkw; ++i) std::fill_n(dM + i * ldm, dvw, 0.f);
+    float* dz = dnormalizer.present() ? &dnormalizer(b, h, 0) : nullptr;
+    if (dz) std::fill_n(dz, dkw, 0.f);
+    for (int64_t i = nq; i < Tq; ++i) std::fill_n(&dq(b, h, i, 0), dkw, 0.f);
+    float alpha = scale;
+    if (!token_counts.empty()) {
+      const int64_t count = token_counts[static_cast<size_t>(b)];
+      alpha = count > 0 ? scale / static_cast<float>(count) : 0.f;
+    }
+    const float* M = &state(b, h, 0, 0);
+    const int64_t ldsm = state.stride[2];
+    thread_local std::vector<float> X, dX, G, num;
+    for (int64_t i0 = 0; i0 < nq; i0 += kLookupBlock) {
+      const int64_t rows = std::min(kLookupBlock, nq - i0);
+      X.resize(static_cast<size_t>(rows * dkw));
+      dX.resize(X.size());
+      G.resize(static_cast<size_t>(rows * dvw));
+      for (int64_t r = 0; r < rows; ++r) simd::feature_map(phi, &q(b, h, i0 + r, 0), X.data() + r * dkw, dkw);
+      // G_i: the gradient reaching M^T phi(q_i) (alpha, and the normalisation, folded in).
+      for (int64_t r = 0; r < rows; ++r) std::copy_n(&dout(b, h, i0 + r, 0), dvw, G.data() + r * dvw);
+      std::vector<float> dden;
+      if (normalizer.present()) {
+        const float* z = &normalizer(b, h, 0);
+        num.resize(G.size());
+        gemm(false, false, rows, dvw, dkw, 1.f, X.data(), dkw, M, ldsm, 0.f, num.data(), dvw);
+        dden.resize(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; ++r) {
+          const float den = simd::dot(X.data() + r * dkw, z, dkw) + eps;
+          float* g = G.data() + r * dvw;
+          // r = alpha num / den: d num = alpha g / den, d den = -alpha (g . num) / den^2
+          dden[static_cast<size_t>(r)] = -alpha * simd::dot(g, num.data() + r * dvw, dvw) / (den * den);
+          simd::scale(g, dvw, alpha / den);
+        }
+      } else {
+        for (int64_t r = 0; r < rows; ++r) simd::scale(G.data() + r * dvw, dvw, alpha);
+      }
+      // dX = G M^T (+ dden z^T);  dM += X^T G;  dz += sum dden X
+      gemm(false, true, rows, dkw, dvw, 1.f, G.data(), dvw, M, ldsm, 0.f, dX.data(), dkw);
+      gemm(true, false, dkw, dvw, rows, 1.f, X.data(), dkw, G.data(), dvw, 1.f, dM, ldm);
+      if (normalizer.present())
+        for (int64_t r = 0; r < rows; ++r) {
+          simd::axpy(dden[static_cast<size_t>(r)], &normalizer(b, h, 0), dX.data() + r * dkw, dkw);
+          simd::axpy(dden[static_cast<size_t>(r)], X.data() + r * dkw, dz, dkw);
+        }
+      for (int64_t r = 0; r < rows; ++r)
+        simd::feature_map_grad(phi, &q(b, h, i0 + r, 0), dX.data() + r * dkw, &dq(b, h, i0 + r, 0), dkw);
+    }
+  });
+}
+
 }  // namespace linattn::kernels

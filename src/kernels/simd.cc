@@ -157,6 +157,68 @@ void FeatureMapApply(FeatureMap phi, const float* x, float* y, int64_t n) {
   }
 }
 
+void FeatureMapGrad(FeatureMap phi, const float* x, const float* dy, float* dx, int64_t n) {
+  if (phi == FeatureMap::identity) {
+    if (dx != dy) std::memmove(dx, dy, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.f);
+  auto grad = [&](V xv, V g) {
+    const V slope = phi == FeatureMap::relu ? hn::IfThenElse(hn::Gt(xv, zero), one, zero)
+                                            : hn::IfThenElse(hn::Gt(xv, zero), one, hn::Exp(d, hn::Min(xv, zero)));
+    return hn::Mul(g, slope);
+  };
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(grad(hn::LoadU(d, x + i), hn::LoadU(d, dy + i)), d, dx + i);
+  if (i < n) {
+    HWY_ALIGN float buf[kMaxLanes];
+    hn::Store(grad(load_tail(x, i, n, 0.f), load_tail(dy, i, n, 0.f)), d, buf);
+    std::memcpy(dx + i, buf, static_cast<size_t>(n - i) * sizeof(float));
+  }
+}
+
+float TanhAddDot(const float* a, const float* b, const float* w, float* t, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  V acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const V tv = hn::Tanh(d, hn::Add(hn::LoadU(d, a + i), hn::LoadU(d, b + i)));
+    hn::StoreU(tv, d, t + i);
+    acc = hn::MulAdd(hn::LoadU(d, w + i), tv, acc);
+  }
+  if (i < n) {
+    HWY_ALIGN float buf[kMaxLanes];
+    const V tv = hn::Tanh(d, hn::Add(load_tail(a, i, n, 0.f), load_tail(b, i, n, 0.f)));
+    acc = hn::MulAdd(load_tail(w, i, n, 0.f), tv, acc);
+    hn::Store(tv, d, buf);
+    std::memcpy(t + i, buf, static_cast<size_t>(n - i) * sizeof(float));
+  }
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+void AdditiveScoreGrad(const float* t, const float* w, float ds, float* dq, float* dk, float* dw, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V vds = hn::Set(d, ds), one = hn::Set(d, 1.f);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const V tv = hn::LoadU(d, t + i);
+    const V du = hn::Mul(hn::Mul(vds, hn::LoadU(d, w + i)), hn::NegMulAdd(tv, tv, one));
+    hn::StoreU(hn::Add(hn::LoadU(d, dq + i), du), d, dq + i);
+    hn::StoreU(hn::Add(hn::LoadU(d, dk + i), du), d, dk + i);
+    hn::StoreU(hn::MulAdd(vds, tv, hn::LoadU(d, dw + i)), d, dw + i);
+  }
+  for (; i < n; ++i) {
+    const float du = ds * w[i] * (1.f - t[i] * t[i]);
+    dq[i] += du;
+    dk[i] += du;
+    dw[i] += ds * t[i];
+  }
+}
+
 void Sigmoid(const float* x, float* y, int64_t n) {
   const D d;
   const V zero = hn::Zero(d), one = hn::Set(d, 1.f);
@@ -373,6 +435,9 @@ HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(FmaLoop);
 HWY_EXPORT(GemvN);
+HWY_EXPORT(FeatureMapGrad);
+HWY_EXPORT(TanhAddDot);
+HWY_EXPORT(AdditiveScoreGrad);
 
 float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
 float exp_shift_sum(float* x, int64_t n, float shift) {
@@ -403,6 +468,15 @@ void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, floa
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);
+}
+void feature_map_grad(FeatureMap phi, const float* x, const float* dy, float* dx, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(FeatureMapGrad)(phi, x, dy, dx, n);
+}
+float tanh_add_dot(const float* a, const float* b, const float* w, float* t, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(TanhAddDot)(a, b, w, t, n);
+}
+void additive_score_grad(const float* t, const float* w, float ds, float* dq, float* dk, float* dw, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(AdditiveScoreGrad)(t, w, ds, dq, dk, dw, n);
 }
 double fma_loop(int64_t iterations) { return HWY_DYNAMIC_DISPATCH(FmaLoop)(iterations); }
 const char* target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }

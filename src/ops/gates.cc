@@ -41,4 +41,34 @@ void vector_gate(CView2 h, CView2 w, CView1 b, View2 out, View2 gate) {
   kernels::vector_gate_cpu(h, w, b, out, gate);
 }
 
+void scalar_gate_backward(CView2 h, CView1 w, CView1 g, CView1 dg, View2 dh, View1 dw, float* db) {
+  const detail::Checks c("linattn::scalar_gate_backward");
+  c.view("h", h, false);
+  c.positive("h", h.shape[1], "width d (dimension 1)");
+  c.same_shape("w", w, "a row of h", CView1(nullptr, {h.shape[1]}, {1}), false);
+  c.same_shape("g", g, "the row count of h", CView1(nullptr, {h.shape[0]}, {1}), false);
+  c.same_shape("dg", dg, "g", g, false);
+  c.same_shape("dh", dh, "h", h, true);
+  c.same_shape("dw", dw, "w", w, true);
+  if (!db) c.fail("db", "is null");
+  kernels::scalar_gate_backward_cpu(h, w, g, dg, dh, dw, db);
+}
+
+void vector_gate_backward(CView2 h, CView2 w, CView2 gate, CView2 dout, View2 dh, View2 dw, View1 db) {
+  const detail::Checks c("linattn::vector_gate_backward");
+  c.view("h", h, false);
+  const int64_t d = h.shape[1];
+  c.positive("h", d, "width d (dimension 1)");
+  c.view("w", w, false);
+  c.dim("w", w, 0, d, "the width d of h");
+  c.dim("w", w, 1, d, "the width d of h");
+  c.same_shape("gate", gate, "h", h, false);
+  c.same_shape("dout", dout, "h", h, false);
+  c.same_shape("dh", dh, "h", h, true);
+  c.same_shape("dw", dw, "w", w, true);
+  c.view("db", db, true);
+  c.dim("db", db, 0, d, "the width d of h");
+  kernels::vector_gate_backward_cpu(h, w, gate, dout, dh, dw, db);
+}
+
 }  // namespace linattn

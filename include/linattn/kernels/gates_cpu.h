@@ -13,4 +13,11 @@ void scalar_gate_cpu(CView2 h, CView1 w, float b, View1 g);
 // gate [N,d] receives sigmoid(W h_n + b) when present. out may be h itself (in place).
 void vector_gate_cpu(CView2 h, CView2 w, CView1 b, View2 out, View2 gate);
 
+// Backward of scalar_gate_cpu given g (its output) and dg: dh [N,d], dw [d] and *db overwritten.
+void scalar_gate_backward_cpu(CView2 h, CView1 w, CView1 g, CView1 dg, View2 dh, View1 dw, float* db);
+
+// Backward of vector_gate_cpu given gate (its sigmoid values) and dout: dh [N,d], dw [d,d] and
+// db [d] overwritten.
+void vector_gate_backward_cpu(CView2 h, CView2 w, CView2 gate, CView2 dout, View2 dh, View2 dw, View1 db);
+
 }  // namespace linattn::kernels

@@ -24,4 +24,17 @@ void linear_attention_lookup_cpu(CView4 q, CView4 state, CView3 normalizer, floa
                                  std::span<const int64_t> token_counts,
                                  std::span<const int64_t> q_len, FeatureMap phi, View4 out);
 
+// Backward of linear_attention_encode_cpu, given dstate [B,H,dk,dv] and (optionally)
+// dnormalizer [B,H,dk]: dk, dv [B,H,T,*] and dgates [B,H,T] (when gates are given) are
+// overwritten; padded positions get 0.
+void linear_attention_encode_backward_cpu(CView4 k, CView4 v, CView3 gates, std::span<const int64_t> lengths,
+                                          FeatureMap phi, CView4 dstate, CView3 dnormalizer, View4 dk,
+                                          View4 dv, View3 dgates);
+
+// Backward of linear_attention_lookup_cpu: dq [B,H,Tq,dk], dstate [B,H,dk,dv] and, when
+// normalising, dnormalizer [B,H,dk] are overwritten.
+void linear_attention_lookup_backward_cpu(CView4 q, CView4 state, CView3 normalizer, float eps, float scale,
+                                          std::span<const int64_t> token_counts, std::span<const int64_t> q_len,
+                                          FeatureMap phi, CView4 dout, View4 dq, View4 dstate, View3 dnormalizer);
+
 }  // namespace linattn::kernels

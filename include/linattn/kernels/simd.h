@@ -28,10 +28,19 @@ float dot(const float* a, const float* b, int64_t n);
 float sum(const float* x, int64_t n);
 // y[i] = phi(x[i]); x and y may be the same array.
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n);
+// dx[i] = dy[i] * phi'(x[i]) (identity: 1; relu: x > 0; elu+1: 1 for x > 0, exp(x) below).
+void feature_map_grad(FeatureMap phi, const float* x, const float* dy, float* dx, int64_t n);
 // y[i] = 1 / (1 + exp(-x[i])), stable for large |x|; x and y may be the same array.
 void sigmoid(const float* x, float* y, int64_t n);
 // sum_i w[i] * tanh(a[i] + b[i]): the additive (MLP) attention score.
 float tanh_dot(const float* a, const float* b, const float* w, int64_t n);
+
+// t[i] = tanh(a[i] + b[i]); returns sum_i w[i] t[i] (the additive score, keeping tanh for backward).
+float tanh_add_dot(const float* a, const float* b, const float* w, float* t, int64_t n);
+// Backward of one additive score s = w . t, t = tanh(u), given ds: du = ds * w * (1 - t^2);
+// dq[i] += du[i], dk[i] += du[i], dw[i] += ds * t[i].
+void additive_score_grad(const float* t, const float* w, float ds, float* dq, float* dk, float* dw,
+                         int64_t n);
 
 // bfloat16 <-> fp32. bf16 values are the upper 16 bits of an fp32; rounding is to nearest even,
 // NaN stays NaN.

@@ -18,4 +18,11 @@ void scalar_gate(CView2 h, CView1 w, float b, View1 g);
 // out may be h itself.
 void vector_gate(CView2 h, CView2 w, CView1 b, View2 out, View2 gate = {});
 
+// Backward of scalar_gate given its output g and dg: writes dh [N,d], dw [d], *db.
+void scalar_gate_backward(CView2 h, CView1 w, CView1 g, CView1 dg, View2 dh, View1 dw, float* db);
+
+// Backward of vector_gate given the gate values it wrote and dout: writes dh [N,d], dw [d,d],
+// db [d].
+void vector_gate_backward(CView2 h, CView2 w, CView2 gate, CView2 dout, View2 dh, View2 dw, View1 db);
+
 }  // namespace linattn

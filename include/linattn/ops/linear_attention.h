@@ -51,4 +51,17 @@ void linear_attention_lookup(CView4 q, CView4 state, View4 out,
                              const LinearLookupOptions& options = {}, CView3 normalizer = {},
                              Lengths token_counts = {}, Lengths q_lengths = {});
 
+// Backward of linear_attention_encode: given dstate [B,H,dk,dv] (and dnormalizer [B,H,dk] when
+// the loss depends on z), writes dk, dv (shapes of k, v) and, with gates, dgates [B,H,T].
+// Padded positions get 0. `accumulate` has no effect on gradients.
+void linear_attention_encode_backward(CView4 k, CView4 v, CView4 dstate, View4 dk, View4 dv,
+                                      const LinearEncodeOptions& options = {}, CView3 dnormalizer = {},
+                                      Lengths lengths = {}, CView3 gates = {}, View3 dgates = {});
+
+// Backward of linear_attention_lookup: given dout [B,H,Tq,dv], writes dq (shape of q), dstate
+// [B,H,dk,dv] and, when normalising, dnormalizer [B,H,dk].
+void linear_attention_lookup_backward(CView4 q, CView4 state, CView4 dout, View4 dq, View4 dstate,
+                                      const LinearLookupOptions& options = {}, CView3 normalizer = {},
+                                      View3 dnormalizer = {}, Lengths token_counts = {}, Lengths q_lengths = {});
+
 }  // namespace linattn

@@ -50,4 +50,25 @@ void additive_attention(CView4 q, CView4 k, CView4 v, const AdditiveScorer& scor
                         bool causal = false, Lengths kv_lengths = {}, Lengths q_lengths = {},
                         View3 lse = {});
 
+// Gradients of the parameters of an additive scorer (same shapes as AdditiveScorer).
+struct AdditiveScorerGrad {
+  View2 w_k;
+  View2 w_q;
+  View1 bias;
+  View1 w;
+};
+
+// Backward of softmax_attention: given the forward's inputs, its out and lse, and dout (the
+// gradient of the loss with respect to out), writes dq, dk, dv (same shapes as q, k, v; padded
+// rows get 0). The probabilities are recomputed from lse, block by block: no Tq x Tk storage.
+void softmax_attention_backward(CView4 q, CView4 k, CView4 v, CView4 out, CView3 lse, CView4 dout, View4 dq,
+                                View4 dk, View4 dv, const SoftmaxAttentionOptions& options = {},
+                                Lengths kv_lengths = {}, Lengths q_lengths = {});
+
+// Backward of additive_attention; also writes the scorer's parameter gradients.
+void additive_attention_backward(CView4 q, CView4 k, CView4 v, const AdditiveScorer& scorer, CView4 out,
+                                 CView3 lse, CView4 dout, View4 dq, View4 dk, View4 dv,
+                                 const AdditiveScorerGrad& dscorer, bool causal = false,
+                                 Lengths kv_lengths = {}, Lengths q_lengths = {});
+
 }  // namespace linattn
