@@ -12,7 +12,7 @@ CMAKE_FLAGS ?=
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev libgtest-dev \
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
-                clang-14 libclang-rt-14-dev gnuplot-nox
+                clang-14 libclang-rt-14-dev gnuplot-nox libtorch-dev
 
 .PHONY: all deps build test test-fast asan fuzz bench bench-micro run clean
 
@@ -41,7 +41,7 @@ test-fast: build
 
 asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLINATTN_SANITIZE=ON \
-	  -DLINATTN_WERROR=ON -DLINATTN_BUILD_APPS=OFF
+	  -DLINATTN_WERROR=ON -DLINATTN_BUILD_APPS=OFF -DLINATTN_BUILD_TORCH=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L core --output-on-failure -j $(JOBS)
@@ -50,7 +50,7 @@ asan: deps
 #   make fuzz FUZZ_SECONDS=3600
 fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON \
+	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF \
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy

@@ -1,0 +1,86 @@
+// torch::nn modules for the paper's reader (BRIEF section 2). Every module takes the document's
+// hidden states h [B, T, d], a query q [B, dq] (the question encoding) and lengths [B] (int64;
+// positions t >= lengths[b] are padding), and returns one vector per document, r [B, d].
+#pragma once
+
+#include <torch/torch.h>
+
+#include "linattn/torch/functions.h"
+
+namespace linattn::torch_ext {
+
+enum class Scorer { dot, additive };
+
+struct SoftmaxAttentionModuleOptions {
+  SoftmaxAttentionModuleOptions(int64_t hidden_size, int64_t query_size)
+      : hidden_size_(hidden_size), query_size_(query_size) {}
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(int64_t, query_size);
+  TORCH_ARG(Scorer, scorer) = Scorer::additive;
+  TORCH_ARG(int64_t, attention_size) = 100;  // the additive scorer's MLP width (authors: 100-256)
+};
+
+// r = sum_t softmax_t(score(q, h_t)) h_t, with the additive scorer w . tanh(W_h h_t + W_q q + b)
+// (the authors' softmax baseline) or the scaled dot product (needs query_size == hidden_size).
+class SoftmaxAttentionImpl : public torch::nn::Module {
+ public:
+  explicit SoftmaxAttentionImpl(const SoftmaxAttentionModuleOptions& options);
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  void reset();
+
+  SoftmaxAttentionModuleOptions options;
+  torch::Tensor w_h, w_q, bias, w;  // additive scorer only
+};
+TORCH_MODULE(SoftmaxAttention);
+
+struct LinearAttentionModuleOptions {
+  TORCH_ARG(double, scale) = 1000.0;  // the authors' r = 1000 C q / n
+  TORCH_ARG(bool, mean) = true;
+  TORCH_ARG(FeatureMap, feature_map) = FeatureMap::identity;
+};
+
+// The paper's linear attention: C = sum_t phi(h_t) h_t^T over the valid tokens, r = scale C^T phi(q) / n.
+class LinearAttentionImpl : public torch::nn::Module {
+ public:
+  explicit LinearAttentionImpl(const LinearAttentionModuleOptions& options = {});
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // The fixed-size memory alone: C [B, d, d], computable before any question arrives.
+  torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
+
+  LinearAttentionModuleOptions options;
+};
+TORCH_MODULE(LinearAttention);
+
+enum class GateKind { scalar, vector };
+
+struct GatedLinearAttentionModuleOptions {
+  explicit GatedLinearAttentionModuleOptions(int64_t hidden_size) : hidden_size_(hidden_size) {}
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(GateKind, gate) = GateKind::scalar;
+  TORCH_ARG(double, scale) = 1000.0;
+  TORCH_ARG(bool, mean) = true;
+};
+
+// Gated linear attention: h~_t = g_t h_t with g_t = sigmoid(w.h_t + b) (scalar) or
+// sigmoid(W h_t + b) (vector, element-wise); C = sum_t h~_t h~_t^T; r = scale C q / n.
+// Initialised as the authors did: w = 0 (W = 0), b = 1, so every gate starts at 0.73.
+class GatedLinearAttentionImpl : public torch::nn::Module {
+ public:
+  explicit GatedLinearAttentionImpl(const GatedLinearAttentionModuleOptions& options);
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
+  void reset();
+
+  GatedLinearAttentionModuleOptions options;
+  torch::Tensor w, b;
+};
+TORCH_MODULE(GatedLinearAttention);
+
+// No attention: the last valid hidden state, h[b, lengths[b] - 1] (zeros for an empty document).
+class NoAttentionImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+};
+TORCH_MODULE(NoAttention);
+
+}  // namespace linattn::torch_ext

@@ -1,0 +1,241 @@
+#include "linattn/torch/functions.h"
+
+#include <cmath>
+#include <span>
+
+#include "linattn/ops/gates.h"
+#include "linattn/ops/linear_attention.h"
+#include "linattn/ops/softmax_attention.h"
+
+namespace linattn::torch_ext {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// A float32 CPU tensor, contiguous, as the core's views need.
+torch::Tensor prepared(const torch::Tensor& t, const char* name, int64_t dims) {
+  TORCH_CHECK(t.defined(), "linattn: ", name, " is undefined");
+  TORCH_CHECK(t.device().is_cpu(), "linattn: ", name, " must be on the CPU");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32, "linattn: ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dims, "linattn: ", name, " must have ", dims, " dimensions, got ", t.sizes());
+  return t.contiguous();
+}
+
+// LibTorch 1.13's Function::apply cannot take undefined tensors: an optional argument travels
+// as an empty tensor and is treated as absent.
+torch::Tensor absent_as_empty(const torch::Tensor& t) { return t.defined() ? t : torch::empty({0}); }
+bool present(const torch::Tensor& t) { return t.defined() && t.numel() > 0; }
+
+torch::Tensor prepared_lengths(const torch::Tensor& t) {
+  if (!present(t)) return torch::Tensor();
+  TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.dim() == 1 && t.device().is_cpu(),
+              "linattn: lengths must be a 1-D int64 CPU tensor");
+  return t.contiguous();
+}
+
+Lengths span_of(const torch::Tensor& lengths) {
+  if (!lengths.defined()) return {};
+  return {lengths.data_ptr<int64_t>(), static_cast<size_t>(lengths.numel())};
+}
+
+template <int R>
+View<float, R> view(const torch::Tensor& t) {
+  std::array<int64_t, R> shape{}, stride{};
+  for (int i = 0; i < R; ++i) {
+    shape[i] = t.size(i);
+    stride[i] = t.stride(i);
+  }
+  return View<float, R>(t.data_ptr<float>(), shape, stride);
+}
+template <int R>
+View<const float, R> cview(const torch::Tensor& t) {
+  return view<R>(t);
+}
+
+struct SoftmaxAttentionFn : torch::autograd::Function<SoftmaxAttentionFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                               torch::Tensor kv_lengths, bool causal, double scale) {
+    q = prepared(q, "q", 4), k = prepared(k, "k", 4), v = prepared(v, "v", 4);
+    kv_lengths = prepared_lengths(kv_lengths);
+    auto out = torch::empty({q.size(0), q.size(1), q.size(2), v.size(3)});
+    auto lse = torch::empty({q.size(0), q.size(1), q.size(2)});
+    const SoftmaxAttentionOptions o{.causal = causal, .scale = static_cast<float>(scale)};
+    linattn::softmax_attention(cview<4>(q), cview<4>(k), cview<4>(v), view<4>(out), o, span_of(kv_lengths), {},
+                               view<3>(lse));
+    ctx->save_for_backward({q, k, v, out, lse, kv_lengths});
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto dq = torch::empty_like(s[0]), dk = torch::empty_like(s[1]), dv = torch::empty_like(s[2]);
+    const SoftmaxAttentionOptions o{.causal = ctx->saved_data["causal"].toBool(),
+                                    .scale = static_cast<float>(ctx->saved_data["scale"].toDouble())};
+    linattn::softmax_attention_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(s[3]),
+                                        cview<3>(s[4]), cview<4>(dout), view<4>(dq), view<4>(dk), view<4>(dv), o,
+                                        span_of(s[5]));
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct AdditiveAttentionFn : torch::autograd::Function<AdditiveAttentionFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                               torch::Tensor w_k, torch::Tensor w_q, torch::Tensor bias, torch::Tensor w,
+                               torch::Tensor kv_lengths) {
+    q = prepared(q, "q", 4), k = prepared(k, "k", 4), v = prepared(v, "v", 4);
+    w_k = prepared(w_k, "w_k", 2), w_q = prepared(w_q, "w_q", 2), bias = prepared(bias, "bias", 1);
+    w = prepared(w, "w", 1);
+    kv_lengths = prepared_lengths(kv_lengths);
+    auto out = torch::empty({q.size(0), q.size(1), q.size(2), v.size(3)});
+    auto lse = torch::empty({q.size(0), q.size(1), q.size(2)});
+    linattn::additive_attention(cview<4>(q), cview<4>(k), cview<4>(v),
+                                {cview<2>(w_k), cview<2>(w_q), cview<1>(bias), cview<1>(w)}, view<4>(out), false,
+                                span_of(kv_lengths), {}, view<3>(lse));
+    ctx->save_for_backward({q, k, v, w_k, w_q, bias, w, out, lse, kv_lengths});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto dq = torch::empty_like(s[0]), dk = torch::empty_like(s[1]), dv = torch::empty_like(s[2]);
+    auto dw_k = torch::empty_like(s[3]), dw_q = torch::empty_like(s[4]), dbias = torch::empty_like(s[5]);
+    auto dw = torch::empty_like(s[6]);
+    linattn::additive_attention_backward(
+        cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), {cview<2>(s[3]), cview<2>(s[4]), cview<1>(s[5]), cview<1>(s[6])},
+        cview<4>(s[7]), cview<3>(s[8]), cview<4>(dout), view<4>(dq), view<4>(dk), view<4>(dv),
+        {view<2>(dw_k), view<2>(dw_q), view<1>(dbias), view<1>(dw)}, false, span_of(s[9]));
+    return {dq, dk, dv, dw_k, dw_q, dbias, dw, torch::Tensor()};
+  }
+};
+
+struct LinearEncodeFn : torch::autograd::Function<LinearEncodeFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor k, torch::Tensor v, torch::Tensor gates,
+                               torch::Tensor lengths, int64_t feature_map) {
+    k = prepared(k, "k", 4), v = prepared(v, "v", 4);
+    gates = present(gates) ? prepared(gates, "gates", 3) : torch::Tensor();
+    lengths = prepared_lengths(lengths);
+    const auto phi = static_cast<FeatureMap>(feature_map);
+    auto M = torch::empty({k.size(0), k.size(1), k.size(3), v.size(3)});
+    linattn::linear_attention_encode(cview<4>(k), cview<4>(v), view<4>(M), {}, {.feature_map = phi},
+                                     span_of(lengths), gates.defined() ? cview<3>(gates) : CView3{});
+    ctx->save_for_backward({k, v, gates, lengths});
+    ctx->saved_data["phi"] = feature_map;
+    return M;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dM = grads[0].contiguous();
+    auto dk = torch::empty_like(s[0]), dv = torch::empty_like(s[1]);
+    torch::Tensor dg = s[2].defined() ? torch::empty_like(s[2]) : torch::Tensor();
+    const auto phi = static_cast<FeatureMap>(ctx->saved_data["phi"].toInt());
+    linattn::linear_attention_encode_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(dM), view<4>(dk), view<4>(dv),
+                                              {.feature_map = phi}, {}, span_of(s[3]),
+                                              s[2].defined() ? cview<3>(s[2]) : CView3{},
+                                              dg.defined() ? view<3>(dg) : View3{});
+    return {dk, dv, dg, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct LinearLookupFn : torch::autograd::Function<LinearLookupFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor M, torch::Tensor counts,
+                               double scale, int64_t feature_map) {
+    q = prepared(q, "q", 4), M = prepared(M, "state", 4);
+    counts = prepared_lengths(counts);
+    ctx->saved_data["mean"] = counts.defined();
+    const LinearLookupOptions o{.feature_map = static_cast<FeatureMap>(feature_map), .mean = counts.defined(),
+                                .scale = static_cast<float>(scale)};
+    auto out = torch::empty({q.size(0), q.size(1), q.size(2), M.size(3)});
+    linattn::linear_attention_lookup(cview<4>(q), cview<4>(M), view<4>(out), o, {}, span_of(counts));
+    ctx->save_for_backward({q, M, counts});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["phi"] = feature_map;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto dq = torch::empty_like(s[0]), dM = torch::empty_like(s[1]);
+    const LinearLookupOptions o{.feature_map = static_cast<FeatureMap>(ctx->saved_data["phi"].toInt()),
+                                .mean = ctx->saved_data["mean"].toBool(),
+                                .scale = static_cast<float>(ctx->saved_data["scale"].toDouble())};
+    linattn::linear_attention_lookup_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(dout), view<4>(dq),
+                                              view<4>(dM), o, {}, {}, span_of(s[2]));
+    return {dq, dM, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct ScalarGateFn : torch::autograd::Function<ScalarGateFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor b) {
+    h = prepared(h, "h", 2), w = prepared(w, "w", 1), b = prepared(b, "b", 1);
+    TORCH_CHECK(b.numel() == 1, "linattn: the scalar gate's bias has one element");
+    auto g = torch::empty({h.size(0)});
+    linattn::scalar_gate(cview<2>(h), cview<1>(w), b.item<float>(), view<1>(g));
+    ctx->save_for_backward({h, w, g});
+    return g;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dg = grads[0].contiguous();
+    auto dh = torch::empty_like(s[0]), dw = torch::empty_like(s[1]);
+    float db = 0;
+    linattn::scalar_gate_backward(cview<2>(s[0]), cview<1>(s[1]), cview<1>(s[2]), cview<1>(dg), view<2>(dh),
+                                  view<1>(dw), &db);
+    return {dh, dw, torch::full({1}, db)};
+  }
+};
+
+struct VectorGateFn : torch::autograd::Function<VectorGateFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor b) {
+    h = prepared(h, "h", 2), w = prepared(w, "w", 2), b = prepared(b, "b", 1);
+    auto out = torch::empty_like(h), gate = torch::empty_like(h);
+    linattn::vector_gate(cview<2>(h), cview<2>(w), cview<1>(b), view<2>(out), view<2>(gate));
+    ctx->save_for_backward({h, w, gate});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto dh = torch::empty_like(s[0]), dw = torch::empty_like(s[1]), db = torch::empty({s[1].size(0)});
+    linattn::vector_gate_backward(cview<2>(s[0]), cview<2>(s[1]), cview<2>(s[2]), cview<2>(dout), view<2>(dh),
+                                  view<2>(dw), view<1>(db));
+    return {dh, dw, db};
+  }
+};
+
+}  // namespace
+
+torch::Tensor softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const torch::Tensor& kv_lengths, bool causal, double scale) {
+  if (scale <= 0) scale = 1.0 / std::sqrt(static_cast<double>(k.size(-1)));
+  return SoftmaxAttentionFn::apply(q, k, v, absent_as_empty(kv_lengths), causal, scale);
+}
+
+torch::Tensor additive_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& w_k, const torch::Tensor& w_q, const torch::Tensor& bias,
+                                 const torch::Tensor& w, const torch::Tensor& kv_lengths) {
+  return AdditiveAttentionFn::apply(q, k, v, w_k, w_q, bias, w, absent_as_empty(kv_lengths));
+}
+
+torch::Tensor linear_attention_encode(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& gates,
+                                      const torch::Tensor& lengths, FeatureMap feature_map) {
+  return LinearEncodeFn::apply(k, v, absent_as_empty(gates), absent_as_empty(lengths),
+                               static_cast<int64_t>(feature_map));
+}
+
+torch::Tensor linear_attention_lookup(const torch::Tensor& q, const torch::Tensor& state, const torch::Tensor& counts,
+                                      double scale, FeatureMap feature_map) {
+  return LinearLookupFn::apply(q, state, absent_as_empty(counts), scale, static_cast<int64_t>(feature_map));
+}
+
+torch::Tensor scalar_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
+  return ScalarGateFn::apply(h, w, b);
+}
+
+torch::Tensor vector_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
+  return VectorGateFn::apply(h, w, b);
+}
+
+}  // namespace linattn::torch_ext

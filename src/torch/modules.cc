@@ -1,0 +1,106 @@
+#include "linattn/torch/modules.h"
+
+#include <cmath>
+
+namespace linattn::torch_ext {
+namespace {
+
+void check_inputs(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  TORCH_CHECK(h.dim() == 3, "linattn: h must be [B, T, d], got ", h.sizes());
+  TORCH_CHECK(q.dim() == 2 && q.size(0) == h.size(0), "linattn: q must be [B, dq] with B = ", h.size(0), ", got ",
+              q.sizes());
+  TORCH_CHECK(lengths.defined() && lengths.dim() == 1 && lengths.size(0) == h.size(0) &&
+                  lengths.scalar_type() == torch::kInt64,
+              "linattn: lengths must be an int64 tensor [B] with B = ", h.size(0));
+}
+
+// [B, T, d] -> [B, 1, T, d]: one head.
+torch::Tensor heads(const torch::Tensor& x) { return x.unsqueeze(1); }
+
+}  // namespace
+
+SoftmaxAttentionImpl::SoftmaxAttentionImpl(const SoftmaxAttentionModuleOptions& o) : options(o) {
+  TORCH_CHECK(o.scorer() == Scorer::additive || o.hidden_size() == o.query_size(),
+              "linattn: the dot scorer needs query_size == hidden_size");
+  reset();
+}
+
+void SoftmaxAttentionImpl::reset() {
+  if (options.scorer() != Scorer::additive) return;
+  const int64_t A = options.attention_size(), d = options.hidden_size(), dq = options.query_size();
+  // Glorot-uniform projections, zero bias, as torch::nn::Linear-like layers in the authors' code.
+  const double a_h = std::sqrt(6.0 / static_cast<double>(A + d)), a_q = std::sqrt(6.0 / static_cast<double>(A + dq));
+  w_h = register_parameter("w_h", torch::empty({A, d}).uniform_(-a_h, a_h));
+  w_q = register_parameter("w_q", torch::empty({A, dq}).uniform_(-a_q, a_q));
+  bias = register_parameter("bias", torch::zeros({A}));
+  w = register_parameter("w", torch::empty({A}).uniform_(-std::sqrt(3.0 / A), std::sqrt(3.0 / A)));
+}
+
+torch::Tensor SoftmaxAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  const torch::Tensor qh = q.unsqueeze(1).unsqueeze(1);  // [B, 1, 1, dq]
+  torch::Tensor r = options.scorer() == Scorer::additive
+                        ? additive_attention(qh, heads(h), heads(h), w_h, w_q, bias, w, lengths)
+                        : softmax_attention(qh, heads(h), heads(h), lengths);
+  return r.squeeze(2).squeeze(1);
+}
+
+LinearAttentionImpl::LinearAttentionImpl(const LinearAttentionModuleOptions& o) : options(o) {}
+
+torch::Tensor LinearAttentionImpl::encode(const torch::Tensor& h, const torch::Tensor& lengths) {
+  return linear_attention_encode(heads(h), heads(h), {}, lengths, options.feature_map()).squeeze(1);
+}
+
+torch::Tensor LinearAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  const torch::Tensor C = encode(h, lengths).unsqueeze(1);
+  return linear_attention_lookup(q.unsqueeze(1).unsqueeze(1), C, options.mean() ? lengths : torch::Tensor(),
+                                 options.scale(), options.feature_map())
+      .squeeze(2)
+      .squeeze(1);
+}
+
+GatedLinearAttentionImpl::GatedLinearAttentionImpl(const GatedLinearAttentionModuleOptions& o) : options(o) { reset(); }
+
+void GatedLinearAttentionImpl::reset() {
+  const int64_t d = options.hidden_size();
+  if (options.gate() == GateKind::scalar) {
+    w = register_parameter("w", torch::zeros({d}));
+    b = register_parameter("b", torch::ones({1}));
+  } else {
+    w = register_parameter("w", torch::zeros({d, d}));
+    b = register_parameter("b", torch::ones({d}));
+  }
+}
+
+torch::Tensor GatedLinearAttentionImpl::encode(const torch::Tensor& h, const torch::Tensor& lengths) {
+  const int64_t B = h.size(0), T = h.size(1), d = h.size(2);
+  const torch::Tensor flat = h.reshape({B * T, d});
+  if (options.gate() == GateKind::scalar) {
+    // h~ = g h, so C = sum g^2 h h^T: per-step weights g^2 on the outer products.
+    const torch::Tensor g = scalar_gate(flat, w, b).reshape({B, 1, T});
+    return linear_attention_encode(heads(h), heads(h), g * g, lengths).squeeze(1);
+  }
+  const torch::Tensor gated = vector_gate(flat, w, b).reshape({B, 1, T, d});
+  return linear_attention_encode(gated, gated, {}, lengths).squeeze(1);
+}
+
+torch::Tensor GatedLinearAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q,
+                                                const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  const torch::Tensor C = encode(h, lengths).unsqueeze(1);
+  return linear_attention_lookup(q.unsqueeze(1).unsqueeze(1), C, options.mean() ? lengths : torch::Tensor(),
+                                 options.scale())
+      .squeeze(2)
+      .squeeze(1);
+}
+
+torch::Tensor NoAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  const torch::Tensor last = (lengths - 1).clamp_min(0);
+  const torch::Tensor picked =
+      h.gather(1, last.view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)})).squeeze(1);
+  return picked * (lengths > 0).unsqueeze(1).to(h.scalar_type());
+}
+
+}  // namespace linattn::torch_ext

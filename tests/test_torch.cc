@@ -1,0 +1,177 @@
+// The LibTorch layer against naive LibTorch formulations (plain tensor ops + autograd, run in
+// float64): forward and every gradient within 1e-5 relative (norm-wise), padding included.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "linattn/torch/modules.h"
+
+namespace linattn::torch_ext {
+namespace {
+
+double rel(const torch::Tensor& a, const torch::Tensor& ref) {
+  const double den = ref.abs().max().item<double>();
+  return (a.to(torch::kFloat64) - ref).abs().max().item<double>() / (den > 0 ? den : 1.0);
+}
+
+// A batch with mixed lengths (one of length 1) and junk in the padding.
+struct Batch {
+  torch::Tensor h, q, lengths, mask;  // mask [B, T, 1] of valid positions (float64)
+};
+
+Batch batch(int64_t B, int64_t T, int64_t d, int64_t dq) {
+  torch::manual_seed(7);
+  Batch x;
+  x.h = torch::randn({B, T, d}) * 0.5;
+  x.q = torch::randn({B, dq}) * 0.5;
+  std::vector<int64_t> len(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) len[static_cast<size_t>(b)] = b == 0 ? T : (b == 1 ? 1 : 1 + (b * 7) % T);
+  x.lengths = torch::tensor(len, torch::kInt64);
+  x.mask = (torch::arange(T).unsqueeze(0) < x.lengths.unsqueeze(1)).unsqueeze(2).to(torch::kFloat64);
+  x.h = x.h + (1 - x.mask.to(torch::kFloat32)) * 37.f;  // padding that would show if it leaked
+  return x;
+}
+
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {  // scores [B, T]
+  return torch::softmax(scores.masked_fill(mask.squeeze(2) == 0, -1e300), 1);
+}
+
+// Runs ours (float32) and the naive one (float64) on the same leaves; compares outputs and grads.
+void compare(const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& ours,
+             const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& naive,
+             const std::vector<torch::Tensor>& inputs, const std::vector<std::string>& names) {
+  std::vector<torch::Tensor> a, b;
+  for (const auto& t : inputs) {
+    a.push_back(t.detach().clone().set_requires_grad(true));
+    b.push_back(t.detach().to(torch::kFloat64).set_requires_grad(true));
+  }
+  const torch::Tensor ra = ours(a), rb = naive(b);
+  EXPECT_LE(rel(ra, rb), 1e-5) << "forward";
+  const torch::Tensor R = torch::randn(ra.sizes());
+  (ra * R).sum().backward();
+  (rb * R.to(torch::kFloat64)).sum().backward();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_TRUE(a[i].grad().defined()) << names[i];
+    EXPECT_LE(rel(a[i].grad(), b[i].grad()), 1e-5) << "gradient of " << names[i];
+  }
+}
+
+TEST(TorchModules, SoftmaxAttentionAdditiveMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6, dq = 5;
+  const Batch x = batch(B, T, d, dq);
+  SoftmaxAttention m(SoftmaxAttentionModuleOptions(d, dq).attention_size(7));
+  compare(
+      [&](const std::vector<torch::Tensor>& in) {
+        return additive_attention(in[1].unsqueeze(1).unsqueeze(1), in[0].unsqueeze(1), in[0].unsqueeze(1), in[2],
+                                  in[3], in[4], in[5], x.lengths)
+            .squeeze(2)
+            .squeeze(1);
+      },
+      [&](const std::vector<torch::Tensor>& in) {
+        const auto u = torch::matmul(in[0], in[2].t()) + (torch::matmul(in[1], in[3].t()) + in[4]).unsqueeze(1);
+        const auto p = masked_softmax(torch::matmul(torch::tanh(u), in[5]), x.mask);
+        return torch::bmm(p.unsqueeze(1), in[0]).squeeze(1);
+      },
+      {x.h, x.q, m->w_h, m->w_q, m->bias + 0.1, m->w}, {"h", "q", "w_h", "w_q", "bias", "w"});
+  // The module runs the same function.
+  const auto r = m->forward(x.h, x.q, x.lengths);
+  EXPECT_EQ(r.sizes(), (std::vector<int64_t>{B, d}));
+}
+
+TEST(TorchModules, SoftmaxAttentionDotMatchesNaive) {
+  const int64_t B = 3, T = 8, d = 6;
+  const Batch x = batch(B, T, d, d);
+  compare(
+      [&](const std::vector<torch::Tensor>& in) {
+        return softmax_attention(in[1].unsqueeze(1).unsqueeze(1), in[0].unsqueeze(1), in[0].unsqueeze(1), x.lengths)
+            .squeeze(2)
+            .squeeze(1);
+      },
+      [&](const std::vector<torch::Tensor>& in) {
+        const auto s = torch::bmm(in[0], in[1].unsqueeze(2)).squeeze(2) / std::sqrt(double(d));
+        return torch::bmm(masked_softmax(s, x.mask).unsqueeze(1), in[0]).squeeze(1);
+      },
+      {x.h, x.q}, {"h", "q"});
+}
+
+TEST(TorchModules, LinearAttentionMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6;
+  const Batch x = batch(B, T, d, d);
+  LinearAttention m;
+  compare([&](const std::vector<torch::Tensor>& in) { return m->forward(in[0], in[1], x.lengths); },
+          [&](const std::vector<torch::Tensor>& in) {
+            const auto hm = in[0] * x.mask;
+            const auto C = torch::bmm(hm.transpose(1, 2), hm);  // H^T H over valid tokens
+            return 1000.0 * torch::bmm(C, in[1].unsqueeze(2)).squeeze(2) / x.lengths.to(torch::kFloat64).unsqueeze(1);
+          },
+          {x.h, x.q}, {"h", "q"});
+}
+
+TEST(TorchModules, GatedLinearAttentionMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6;
+  const Batch x = batch(B, T, d, d);
+  for (GateKind kind : {GateKind::scalar, GateKind::vector}) {
+    GatedLinearAttention m(GatedLinearAttentionModuleOptions(d).gate(kind));
+    // The authors' initialisation: every gate starts at sigmoid(1).
+    EXPECT_EQ(m->w.abs().sum().item<float>(), 0.f);
+    EXPECT_TRUE(torch::all(m->b == 1).item<bool>());
+    // Move off the initial point so that the weight gradients are exercised in general position.
+    const auto w0 = torch::randn(m->w.sizes()) * 0.3, b0 = m->b.detach() + torch::randn(m->b.sizes()) * 0.3;
+    compare(
+        [&](const std::vector<torch::Tensor>& in) {
+          // Through the module's own code path, with these leaves as its parameters.
+          const int64_t Bn = in[0].size(0), Tn = in[0].size(1);
+          const auto flat = in[0].reshape({Bn * Tn, d});
+          torch::Tensor C;
+          if (kind == GateKind::scalar) {
+            const auto g = scalar_gate(flat, in[2], in[3]).reshape({Bn, 1, Tn});
+            C = linear_attention_encode(in[0].unsqueeze(1), in[0].unsqueeze(1), g * g, x.lengths);
+          } else {
+            const auto gated = vector_gate(flat, in[2], in[3]).reshape({Bn, 1, Tn, d});
+            C = linear_attention_encode(gated, gated, {}, x.lengths);
+          }
+          return linear_attention_lookup(in[1].unsqueeze(1).unsqueeze(1), C, x.lengths, 1000.0).squeeze(2).squeeze(1);
+        },
+        [&](const std::vector<torch::Tensor>& in) {
+          const auto gated = kind == GateKind::scalar ? torch::sigmoid(torch::matmul(in[0], in[2]) + in[3]).unsqueeze(2) * in[0]
+                                                      : torch::sigmoid(torch::matmul(in[0], in[2].t()) + in[3]) * in[0];
+          const auto hm = gated * x.mask;
+          const auto C = torch::bmm(hm.transpose(1, 2), hm);
+          return 1000.0 * torch::bmm(C, in[1].unsqueeze(2)).squeeze(2) / x.lengths.to(torch::kFloat64).unsqueeze(1);
+        },
+        {x.h, x.q, w0, b0}, {"h", "q", "gate w", "gate b"});
+    // The module, given the same parameters, agrees with the naive formulation too.
+    {
+      torch::NoGradGuard no_grad;
+      m->w.copy_(w0);
+      m->b.copy_(b0);
+    }
+    const auto r = m->forward(x.h, x.q, x.lengths);
+    EXPECT_EQ(r.sizes(), (std::vector<int64_t>{B, d}));
+    const auto hm = (kind == GateKind::scalar
+                         ? torch::sigmoid(torch::matmul(x.h, w0) + b0).unsqueeze(2) * x.h
+                         : torch::sigmoid(torch::matmul(x.h, w0.t()) + b0) * x.h).to(torch::kFloat64) * x.mask;
+    const auto expected = 1000.0 * torch::bmm(torch::bmm(hm.transpose(1, 2), hm), x.q.to(torch::kFloat64).unsqueeze(2)).squeeze(2) /
+                          x.lengths.to(torch::kFloat64).unsqueeze(1);
+    EXPECT_LE(rel(r, expected), 1e-5);
+  }
+}
+
+TEST(TorchModules, NoAttentionTakesTheLastValidState) {
+  const Batch x = batch(3, 5, 4, 4);
+  NoAttention m;
+  const auto r = m->forward(x.h, x.q, x.lengths);
+  for (int64_t b = 0; b < 3; ++b)
+    EXPECT_TRUE(torch::equal(r[b], x.h[b][x.lengths[b].item<int64_t>() - 1]));
+}
+
+TEST(TorchFunctions, RejectUnsupportedTensors) {
+  const auto h = torch::randn({2, 1, 3, 4});
+  EXPECT_THROW(softmax_attention(h.to(torch::kFloat64), h, h), c10::Error);
+  EXPECT_THROW(softmax_attention(h.squeeze(1), h, h), c10::Error);
+  EXPECT_THROW(linear_attention_encode(h, h, {}, torch::tensor({1, 2}, torch::kInt32)), c10::Error);
+  // Core argument errors pass through with their message.
+  EXPECT_THROW(softmax_attention(h, torch::randn({2, 1, 3, 5}), h), std::exception);
+}
+
+}  // namespace
+}  // namespace linattn::torch_ext
