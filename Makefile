@@ -14,7 +14,7 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev l
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
                 clang-14 libclang-rt-14-dev gnuplot-nox libtorch-dev
 
-.PHONY: all deps build test test-fast asan fuzz bench bench-micro run clean
+.PHONY: all deps build test test-fast asan fuzz bench bench-micro bench-torch run clean
 
 all: build
 
@@ -66,6 +66,10 @@ fuzz: deps
 # in docs/bench/*.svg (a few seconds to a minute).
 bench: build
 	./$(BUILD)/bin/linattn bench --json docs/bench/bench.json --plots docs/bench
+
+# The reader's attention modules, forward+backward, against naive LibTorch (a few minutes).
+bench-torch: build
+	./$(BUILD)/bin/linattn_torch_bench --json docs/bench/torch_modules.json
 
 bench-micro: build
 	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

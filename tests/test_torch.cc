@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "linattn/torch/modules.h"
+#include "naive_attention.h"
 
 namespace linattn::torch_ext {
 namespace {
@@ -29,10 +30,6 @@ Batch batch(int64_t B, int64_t T, int64_t d, int64_t dq) {
   x.mask = (torch::arange(T).unsqueeze(0) < x.lengths.unsqueeze(1)).unsqueeze(2).to(torch::kFloat64);
   x.h = x.h + (1 - x.mask.to(torch::kFloat32)) * 37.f;  // padding that would show if it leaked
   return x;
-}
-
-torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {  // scores [B, T]
-  return torch::softmax(scores.masked_fill(mask.squeeze(2) == 0, -1e300), 1);
 }
 
 // Runs ours (float32) and the naive one (float64) on the same leaves; compares outputs and grads.
@@ -66,11 +63,7 @@ TEST(TorchModules, SoftmaxAttentionAdditiveMatchesNaive) {
             .squeeze(2)
             .squeeze(1);
       },
-      [&](const std::vector<torch::Tensor>& in) {
-        const auto u = torch::matmul(in[0], in[2].t()) + (torch::matmul(in[1], in[3].t()) + in[4]).unsqueeze(1);
-        const auto p = masked_softmax(torch::matmul(torch::tanh(u), in[5]), x.mask);
-        return torch::bmm(p.unsqueeze(1), in[0]).squeeze(1);
-      },
+      [&](const std::vector<torch::Tensor>& in) { return naive::additive(in[0], in[1], x.mask, in[2], in[3], in[4], in[5]); },
       {x.h, x.q, m->w_h, m->w_q, m->bias + 0.1, m->w}, {"h", "q", "w_h", "w_q", "bias", "w"});
   // The module runs the same function.
   const auto r = m->forward(x.h, x.q, x.lengths);
@@ -86,10 +79,7 @@ TEST(TorchModules, SoftmaxAttentionDotMatchesNaive) {
             .squeeze(2)
             .squeeze(1);
       },
-      [&](const std::vector<torch::Tensor>& in) {
-        const auto s = torch::bmm(in[0], in[1].unsqueeze(2)).squeeze(2) / std::sqrt(double(d));
-        return torch::bmm(masked_softmax(s, x.mask).unsqueeze(1), in[0]).squeeze(1);
-      },
+      [&](const std::vector<torch::Tensor>& in) { return naive::dot(in[0], in[1], x.mask); },
       {x.h, x.q}, {"h", "q"});
 }
 
@@ -98,11 +88,7 @@ TEST(TorchModules, LinearAttentionMatchesNaive) {
   const Batch x = batch(B, T, d, d);
   LinearAttention m;
   compare([&](const std::vector<torch::Tensor>& in) { return m->forward(in[0], in[1], x.lengths); },
-          [&](const std::vector<torch::Tensor>& in) {
-            const auto hm = in[0] * x.mask;
-            const auto C = torch::bmm(hm.transpose(1, 2), hm);  // H^T H over valid tokens
-            return 1000.0 * torch::bmm(C, in[1].unsqueeze(2)).squeeze(2) / x.lengths.to(torch::kFloat64).unsqueeze(1);
-          },
+          [&](const std::vector<torch::Tensor>& in) { return naive::linear(in[0], in[1], x.mask, x.lengths); },
           {x.h, x.q}, {"h", "q"});
 }
 
@@ -132,11 +118,8 @@ TEST(TorchModules, GatedLinearAttentionMatchesNaive) {
           return linear_attention_lookup(in[1].unsqueeze(1).unsqueeze(1), C, x.lengths, 1000.0).squeeze(2).squeeze(1);
         },
         [&](const std::vector<torch::Tensor>& in) {
-          const auto gated = kind == GateKind::scalar ? torch::sigmoid(torch::matmul(in[0], in[2]) + in[3]).unsqueeze(2) * in[0]
-                                                      : torch::sigmoid(torch::matmul(in[0], in[2].t()) + in[3]) * in[0];
-          const auto hm = gated * x.mask;
-          const auto C = torch::bmm(hm.transpose(1, 2), hm);
-          return 1000.0 * torch::bmm(C, in[1].unsqueeze(2)).squeeze(2) / x.lengths.to(torch::kFloat64).unsqueeze(1);
+          const auto gated = kind == GateKind::scalar ? naive::scalar_gated(in[0], in[2], in[3]) : naive::vector_gated(in[0], in[2], in[3]);
+          return naive::linear(gated, in[1], x.mask, x.lengths);
         },
         {x.h, x.q, w0, b0}, {"h", "q", "gate w", "gate b"});
     // The module, given the same parameters, agrees with the naive formulation too.
@@ -147,11 +130,9 @@ TEST(TorchModules, GatedLinearAttentionMatchesNaive) {
     }
     const auto r = m->forward(x.h, x.q, x.lengths);
     EXPECT_EQ(r.sizes(), (std::vector<int64_t>{B, d}));
-    const auto hm = (kind == GateKind::scalar
-                         ? torch::sigmoid(torch::matmul(x.h, w0) + b0).unsqueeze(2) * x.h
-                         : torch::sigmoid(torch::matmul(x.h, w0.t()) + b0) * x.h).to(torch::kFloat64) * x.mask;
-    const auto expected = 1000.0 * torch::bmm(torch::bmm(hm.transpose(1, 2), hm), x.q.to(torch::kFloat64).unsqueeze(2)).squeeze(2) /
-                          x.lengths.to(torch::kFloat64).unsqueeze(1);
+    const auto h64 = x.h.to(torch::kFloat64), w64 = w0.to(torch::kFloat64), b64 = b0.to(torch::kFloat64);
+    const auto gated = kind == GateKind::scalar ? naive::scalar_gated(h64, w64, b64) : naive::vector_gated(h64, w64, b64);
+    const auto expected = naive::linear(gated, x.q.to(torch::kFloat64), x.mask, x.lengths);
     EXPECT_LE(rel(r, expected), 1e-5);
   }
 }
