@@ -1,0 +1,62 @@
+// CPU kernels of causal linear attention with decay (BRIEF section 2, "Recurrent and causal
+// forms"): o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
+// by chunk. Arguments are validated by ops/causal_linear_attention.h.
+//
+// Decay is given in log space, a_t = log gamma_t <= 0, one value per key channel: every decay
+// kind reduces to this (none: 0; per head or per step: the same value on every channel).
+// Inside a chunk the cumulative log decay A_t = a_t0 + ... + a_t is used only through
+// exp(A_t - A_s) with s <= t and exp(A_t), all <= 1: nothing overflows, and products of many
+// gammas never underflow to a wrong value (they underflow to the 0 they nearly are).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "linattn/core/types.h"
+#include "linattn/core/view.h"
+
+namespace linattn::kernels {
+
+// The log decays as a strided view [B, H, T, dk]: stride 0 along dk (and T, B) broadcasts a
+// scalar per step (per head, or none). data == nullptr means no decay.
+struct LogDecayView {
+  const float* data = nullptr;
+  int64_t stride_b = 0, stride_h = 0, stride_t = 0, stride_c = 0;
+  bool per_channel = false;  // values differ across channels (GLA): no GEMM for the intra-chunk part
+  float at(int64_t b, int64_t h, int64_t t, int64_t c) const {
+    return data ? data[b * stride_b + h * stride_h + t * stride_t + c * stride_c] : 0.f;
+  }
+};
+
+struct CausalArgs {
+  CView4 q, k, v;                 // [B,H,T,dk], [B,H,T,dk], [B,H,T,dv]
+  CView3 gates;                   // [B,H,T] or absent
+  LogDecayView log_decay;
+  std::span<const int64_t> lengths;
+  FeatureMap phi = FeatureMap::identity;
+  bool normalize = false;
+  float eps = 1e-6f;
+  int64_t chunk = 64;
+  CView4 initial_state;           // [B,H,dk,dv] or absent (zeros)
+  CView3 initial_normalizer;      // [B,H,dk] or absent (zeros)
+};
+
+// out [B,H,T,dv]; final_state / final_normalizer (optional) receive M and z after each
+// sequence's last valid token. final_state may alias initial_state (a stream continued in place).
+void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer);
+
+struct CausalGrads {
+  View4 dq, dk, dv;               // same shapes as q, k, v
+  View3 dgates;                   // [B,H,T] when gates are given
+  View4 dlog_decay;               // [B,H,T,dk] per-channel log-decay gradient, or absent
+  View4 dinitial_state;           // [B,H,dk,dv] or absent
+  View3 dinitial_normalizer;      // [B,H,dk] or absent
+};
+
+// Backward: given dout [B,H,T,dv] and the gradients reaching the final state and normaliser
+// (absent: 0), writes every gradient in `g`. Chunk-start states are recomputed, never
+// reconstructed by subtraction.
+void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CView4 dfinal_state,
+                                          CView3 dfinal_normalizer, const CausalGrads& g);
+
+}  // namespace linattn::kernels

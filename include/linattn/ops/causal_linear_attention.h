@@ -1,0 +1,80 @@
+// Causal linear attention with decay (BRIEF section 2, "Recurrent and causal forms"):
+//   M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T,   o_t = M_t^T phi(q_t)
+//   [normalised: z_t = gamma_t (*) z_(t-1) + g_t phi(k_t),  o_t = M_t^T phi(q_t) / (z_t . phi(q_t) + eps)]
+// computed chunk by chunk: inside a chunk of L positions masked L x L products, across chunks
+// the state carried forward; cumulative decays are kept in log space so that nothing overflows.
+//
+// Shapes ([batch B, heads H, positions T, features d]; last dimension contiguous):
+//   q, k [B, H, T, dk]   v [B, H, T, dv]   out [B, H, T, dv]   gates [B, H, T] (optional)
+//   state [B, H, dk, dv] (the same layout as linattn::Memory::state())   normalizer [B, H, dk]
+//   lengths [B] (optional): positions t >= n_b are padding: never read, their outputs are 0, and
+//   the final state is the state after the last valid token.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "linattn/core/types.h"
+#include "linattn/core/view.h"
+
+namespace linattn {
+
+enum class DecayKind : uint8_t {
+  none,         // gamma = 1: plain causal linear attention
+  per_head,     // a fixed gamma per head, e.g. RetNet's 1 - 2^(-5-h) (retnet_decays)
+  per_step,     // data-dependent, one log gamma per step and head (Mamba-2-like)
+  per_channel,  // data-dependent, one log gamma per step, head and key channel (GLA): rows of M
+};
+
+struct Decay {
+  DecayKind kind = DecayKind::none;
+  CView1 per_head;     // [H], gamma in (0, 1]
+  CView3 per_step;     // [B, H, T], log gamma <= 0
+  CView4 per_channel;  // [B, H, T, dk], log gamma <= 0
+};
+
+// RetNet's fixed decays: gamma_h = 1 - 2^(-5-h).
+std::vector<float> retnet_decays(int64_t heads);
+
+struct CausalLinearAttentionOptions {
+  FeatureMap feature_map = FeatureMap::identity;
+  bool normalize = false;
+  float eps = 1e-6f;
+  int64_t chunk_size = 64;  // L: 32-128 run as matrix products
+};
+
+// The chunked forward. initial_* (optional, default 0) start the recurrence; final_* (optional)
+// receive the state after each sequence's last valid token, so a long sequence can be processed
+// in pieces: piece 2 with initial = piece 1's final equals processing both at once.
+void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay = {},
+                             const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
+                             CView3 gates = {}, CView4 initial_state = {}, View4 final_state = {},
+                             CView3 initial_normalizer = {}, View3 final_normalizer = {});
+
+struct CausalLinearAttentionGrads {
+  View4 dq, dk, dv;             // required, shapes of q, k, v
+  View3 dgates;                 // with gates
+  View3 dper_step;              // with DecayKind::per_step
+  View4 dper_channel;           // with DecayKind::per_channel
+  View4 dinitial_state;         // optional
+  View3 dinitial_normalizer;    // optional (normalised)
+};
+
+// The chunked backward: one reverse pass over chunks from recomputed chunk-start states.
+// dout [B,H,T,dv]; dfinal_state / dfinal_normalizer (optional) are the gradients reaching the
+// final state. A fixed per-head decay gets no gradient.
+void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
+                                      const CausalLinearAttentionGrads& grads, const Decay& decay = {},
+                                      const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
+                                      CView3 gates = {}, CView4 initial_state = {},
+                                      CView3 initial_normalizer = {}, CView4 dfinal_state = {},
+                                      CView3 dfinal_normalizer = {});
+
+// One token per sequence, for token-by-token inference: q, k [B, H, dk], v [B, H, dv],
+// state [B, H, dk, dv] updated in place, out [B, H, dv]. The decay, when not none or per_head,
+// is given for this step: per_step [B, H, 1], per_channel [B, H, 1, dk]. gates [B, H, 1].
+void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, View3 out, const Decay& decay = {},
+                                  const CausalLinearAttentionOptions& options = {}, CView3 gates = {},
+                                  View3 normalizer = {});
+
+}  // namespace linattn

@@ -1,0 +1,261 @@
+#include "linattn/kernels/causal_linear_attention_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "linattn/kernels/gemm.h"
+#include "linattn/kernels/parallel.h"
+#include "linattn/kernels/simd.h"
+
+namespace linattn::kernels {
+namespace {
+
+// One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
+// is appended to V (so the last column of the state is z and of the output the denominator).
+struct Chunk {
+  int64_t len = 0, dk = 0, dva = 0;
+  std::vector<float> phi_q, phi_k, u, vp, A, qd, kd, W, tmp;  // [len, *] row-major
+  std::vector<float> decay_end;                               // exp(A_last) per channel
+
+  void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L) {
+    len = std::min(L, n - t0);
+    dk = a.q.shape[3];
+    const int64_t dv = a.v.shape[3];
+    dva = dv + (a.normalize ? 1 : 0);
+    for (auto* x : {&phi_q, &phi_k, &u, &A, &qd, &kd}) x->resize(static_cast<size_t>(len * dk));
+    vp.resize(static_cast<size_t>(len * dva));
+    W.resize(static_cast<size_t>(len * len));
+    tmp.resize(static_cast<size_t>(dk));
+    decay_end.resize(static_cast<size_t>(dk));
+    for (int64_t r = 0; r < len; ++r) {
+      const int64_t t = t0 + r;
+      simd::feature_map(a.phi, &a.q(b, h, t, 0), &phi_q[r * dk], dk);
+      simd::feature_map(a.phi, &a.k(b, h, t, 0), &phi_k[r * dk], dk);
+      const float g = a.gates.present() ? a.gates(b, h, t) : 1.f;
+      for (int64_t c = 0; c < dk; ++c) u[r * dk + c] = g * phi_k[r * dk + c];
+      std::copy_n(&a.v(b, h, t, 0), dv, &vp[r * dva]);
+      if (a.normalize) vp[r * dva + dv] = 1.f;
+      for (int64_t c = 0; c < dk; ++c)  // cumulative log decay from the chunk start, inclusive
+        A[r * dk + c] = (r ? A[(r - 1) * dk + c] : 0.f) + a.log_decay.at(b, h, t, c);
+    }
+    const float* last = &A[(len - 1) * dk];
+    for (int64_t c = 0; c < dk; ++c) decay_end[c] = std::exp(last[c]);
+    for (int64_t r = 0; r < len; ++r)
+      for (int64_t c = 0; c < dk; ++c) {
+        qd[r * dk + c] = phi_q[r * dk + c] * std::exp(A[r * dk + c]);
+        kd[r * dk + c] = u[r * dk + c] * std::exp(last[c] - A[r * dk + c]);
+      }
+  }
+
+  // W[t, s] = sum_c phi_q[t, c] u[s, c] exp(A[t, c] - A[s, c]) for s <= t, else 0.
+  void intra_weights(bool per_channel) {
+    if (!per_channel) {  // one decay for every channel: a GEMM, then the decay ratios
+      gemm(false, true, len, len, dk, 1.f, phi_q.data(), dk, u.data(), dk, 0.f, W.data(), len);
+      for (int64_t t = 0; t < len; ++t)
+        for (int64_t s = 0; s < len; ++s)
+          W[t * len + s] = s <= t ? W[t * len + s] * std::exp(A[t * dk] - A[s * dk]) : 0.f;
+      return;
+    }
+    for (int64_t t = 0; t < len; ++t)
+      for (int64_t s = 0; s < len; ++s) {
+        if (s > t) {
+          W[t * len + s] = 0.f;
+          continue;
+        }
+        decay_ratio(t, s);
+        simd::mul(&phi_q[t * dk], tmp.data(), dk);
+        W[t * len + s] = simd::dot(tmp.data(), &u[s * dk], dk);
+      }
+  }
+
+  // tmp = exp(A[t] - A[s]), every entry <= 1 for s <= t.
+  void decay_ratio(int64_t t, int64_t s) {
+    for (int64_t c = 0; c < dk; ++c) tmp[c] = A[t * dk + c] - A[s * dk + c];
+    simd::exp_shift_sum(tmp.data(), dk, 0.f);
+  }
+
+  // S = exp(A_last) (*)rows S + Kd^T Vp
+  void advance(float* S) const {
+    for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
+    gemm(true, false, dk, dva, len, 1.f, kd.data(), dk, vp.data(), dva, 1.f, S, dva);
+  }
+
+  // O' = Qd S_prev + W Vp   [len, dva]
+  void outputs(const float* S_prev, float* O, bool per_channel) {
+    gemm(false, false, len, dva, dk, 1.f, qd.data(), dk, S_prev, dva, 0.f, O, dva);
+    intra_weights(per_channel);
+    gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.data(), dva, 1.f, O, dva);
+  }
+};
+
+void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t dv, int64_t dva, float* S) {
+  for (int64_t c = 0; c < dk; ++c) {
+    float* row = S + c * dva;
+    if (a.initial_state.present()) std::copy_n(&a.initial_state(b, h, c, 0), dv, row);
+    else std::fill_n(row, dv, 0.f);
+    if (dva > dv) row[dv] = a.initial_normalizer.present() ? a.initial_normalizer(b, h, c) : 0.f;
+  }
+}
+
+}  // namespace
+
+void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer) {
+  const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
+  const int64_t dva = dv + (a.normalize ? 1 : 0);
+  parallel_for(B * H, [&](int64_t job, int) {
+    const int64_t b = job / H, h = job % H;
+    const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
+    thread_local std::vector<float> S, O;
+    thread_local Chunk ch;
+    S.resize(static_cast<size_t>(dk * dva));
+    load_initial(a, b, h, dk, dv, dva, S.data());
+    for (int64_t t = n; t < T; ++t) std::fill_n(&out(b, h, t, 0), dv, 0.f);
+    for (int64_t t0 = 0; t0 < n; t0 += a.chunk) {
+      ch.load(a, b, h, t0, n, a.chunk);
+      O.resize(static_cast<size_t>(ch.len * dva));
+      ch.outputs(S.data(), O.data(), a.log_decay.per_channel);
+      for (int64_t r = 0; r < ch.len; ++r) {
+        float* o = &out(b, h, t0 + r, 0);
+        std::copy_n(&O[r * dva], dv, o);
+        if (a.normalize) simd::scale(o, dv, 1.f / (O[r * dva + dv] + a.eps));
+      }
+      ch.advance(S.data());
+    }
+    for (int64_t c = 0; c < dk; ++c) {
+      if (final_state.present()) std::copy_n(&S[c * dva], dv, &final_state(b, h, c, 0));
+      if (final_normalizer.present()) final_normalizer(b, h, c) = a.normalize ? S[c * dva + dv] : 0.f;
+    }
+  });
+}
+
+void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CView4 dfinal_state,
+                                          CView3 dfinal_normalizer, const CausalGrads& g) {
+  const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
+  const int64_t dva = dv + (a.normalize ? 1 : 0);
+  parallel_for(B * H, [&](int64_t job, int) {
+    const int64_t b = job / H, h = job % H;
+    const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
+    const int64_t chunks = (n + a.chunk - 1) / a.chunk;
+    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
+    thread_local Chunk ch;
+    // Zero every gradient of the padding.
+    for (int64_t t = n; t < T; ++t) {
+      std::fill_n(&g.dq(b, h, t, 0), dk, 0.f);
+      std::fill_n(&g.dk(b, h, t, 0), dk, 0.f);
+      std::fill_n(&g.dv(b, h, t, 0), dv, 0.f);
+      if (g.dgates.present()) g.dgates(b, h, t) = 0.f;
+      if (g.dlog_decay.present()) std::fill_n(&g.dlog_decay(b, h, t, 0), dk, 0.f);
+    }
+    // Pass 1: the state at every chunk start (recomputed forward, never by subtraction).
+    starts.resize(static_cast<size_t>((chunks + 1) * dk * dva));
+    load_initial(a, b, h, dk, dv, dva, starts.data());
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* next = &starts[(c + 1) * dk * dva];
+      std::copy_n(&starts[c * dk * dva], dk * dva, next);
+      ch.load(a, b, h, c * a.chunk, n, a.chunk);
+      ch.advance(next);
+    }
+    const float* S_final = &starts[chunks * dk * dva];
+    // dS: the gradient reaching the final state (and normaliser).
+    dS.assign(static_cast<size_t>(dk * dva), 0.f);
+    for (int64_t c = 0; c < dk; ++c) {
+      if (dfinal_state.present()) std::copy_n(&dfinal_state(b, h, c, 0), dv, &dS[c * dva]);
+      if (a.normalize && dfinal_normalizer.present()) dS[c * dva + dv] = dfinal_normalizer(b, h, c);
+    }
+    // Decay gradient, final-state term: rowsum(S_T (*) dS_T) reaches every position.
+    final_term.assign(static_cast<size_t>(dk), 0.f);
+    for (int64_t c = 0; c < dk; ++c) final_term[c] = simd::dot(&S_final[c * dva], &dS[c * dva], dva);
+    decay_terms.assign(static_cast<size_t>(std::max<int64_t>(n, 1) * dk), 0.f);
+
+    // Pass 2: chunks in reverse.
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * a.chunk;
+      const float* S_prev = &starts[c * dk * dva];
+      ch.load(a, b, h, t0, n, a.chunk);
+      const int64_t len = ch.len;
+      O.resize(static_cast<size_t>(len * dva));
+      dO.resize(O.size());
+      ch.outputs(S_prev, O.data(), a.log_decay.per_channel);  // also fills W
+      for (int64_t r = 0; r < len; ++r) {
+        const float* d_out = &dout(b, h, t0 + r, 0);
+        if (!a.normalize) {
+          std::copy_n(d_out, dv, &dO[r * dva]);
+          continue;
+        }
+        // o = num / den: d num = do / den, d den = -(do . o) / den
+        const float den = O[r * dva + dv] + a.eps;
+        const float do_dot_o = simd::dot(d_out, &O[r * dva], dv) / den;
+        for (int64_t j = 0; j < dv; ++j) dO[r * dva + j] = d_out[j] / den;
+        dO[r * dva + dv] = -do_dot_o / den;
+      }
+      dphi_q.resize(static_cast<size_t>(len * dk));
+      du.resize(dphi_q.size());
+      dvp.resize(static_cast<size_t>(len * dva));
+      dW.resize(static_cast<size_t>(len * len));
+      // Through O = Qd S_prev:  dQd = dO S_prev^T
+      gemm(false, true, len, dk, dva, 1.f, dO.data(), dva, S_prev, dva, 0.f, dphi_q.data(), dk);
+      for (int64_t i = 0; i < len * dk; ++i) dphi_q[i] *= std::exp(ch.A[i]);
+      // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
+      gemm(false, true, len, dk, dva, 1.f, ch.vp.data(), dva, dS.data(), dva, 0.f, du.data(), dk);
+      const float* A_last = &ch.A[(len - 1) * dk];
+      for (int64_t r = 0; r < len; ++r)
+        for (int64_t k2 = 0; k2 < dk; ++k2) du[r * dk + k2] *= std::exp(A_last[k2] - ch.A[r * dk + k2]);
+      gemm(false, false, len, dva, dk, 1.f, ch.kd.data(), dk, dS.data(), dva, 0.f, dvp.data(), dva);
+      // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
+      gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.data(), dva, 0.f, dW.data(), len);
+      gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dO.data(), dva, 1.f, dvp.data(), dva);
+      // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
+      if (!a.log_decay.per_channel) {
+        for (int64_t t = 0; t < len; ++t)
+          for (int64_t s = 0; s < len; ++s)
+            dW[t * len + s] = s <= t ? dW[t * len + s] * std::exp(ch.A[t * dk] - ch.A[s * dk]) : 0.f;
+        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.data(), dk, 1.f, dphi_q.data(), dk);
+        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.data(), dk, 1.f, du.data(), dk);
+      } else {
+        for (int64_t t = 0; t < len; ++t)
+          for (int64_t s = 0; s <= t; ++s) {
+            const float w = dW[t * len + s];
+            ch.decay_ratio(t, s);
+            for (int64_t k2 = 0; k2 < dk; ++k2) {
+              dphi_q[t * dk + k2] += w * ch.u[s * dk + k2] * ch.tmp[k2];
+              du[s * dk + k2] += w * ch.phi_q[t * dk + k2] * ch.tmp[k2];
+            }
+          }
+      }
+      // dS_prev = exp(A_last) (*)rows dS + Qd^T dO
+      dS_prev.resize(dS.size());
+      for (int64_t k2 = 0; k2 < dk; ++k2)
+        for (int64_t j = 0; j < dva; ++j) dS_prev[k2 * dva + j] = ch.decay_end[k2] * dS[k2 * dva + j];
+      gemm(true, false, dk, dva, len, 1.f, ch.qd.data(), dk, dO.data(), dva, 1.f, dS_prev.data(), dva);
+      dS.swap(dS_prev);
+      // Per-position outputs.
+      for (int64_t r = 0; r < len; ++r) {
+        const int64_t t = t0 + r;
+        const float gt = a.gates.present() ? a.gates(b, h, t) : 1.f;
+        float* dur = &du[r * dk];
+        for (int64_t k2 = 0; k2 < dk; ++k2)
+          decay_terms[t * dk + k2] = ch.phi_q[r * dk + k2] * dphi_q[r * dk + k2] - ch.u[r * dk + k2] * dur[k2];
+        if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(&ch.phi_k[r * dk], dur, dk);
+        simd::scale(dur, dk, gt);  // now d phi(k_t)
+        simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
+        simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
+        std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
+      }
+    }
+    for (int64_t c = 0; c < dk; ++c) {
+      if (g.dinitial_state.present()) std::copy_n(&dS[c * dva], dv, &g.dinitial_state(b, h, c, 0));
+      if (g.dinitial_normalizer.present()) g.dinitial_normalizer(b, h, c) = a.normalize ? dS[c * dva + dv] : 0.f;
+    }
+    // d a_t = sum_{r >= t} (phi_q (*) dphi_q - u (*) du)_r + rowsum(S_T (*) dS_T)
+    if (g.dlog_decay.present()) {
+      std::vector<float> acc(final_term);
+      for (int64_t t = n - 1; t >= 0; --t) {
+        for (int64_t k2 = 0; k2 < dk; ++k2) acc[k2] += decay_terms[t * dk + k2];
+        std::copy_n(acc.data(), dk, &g.dlog_decay(b, h, t, 0));
+      }
+    }
+  });
+}
+
+}  // namespace linattn::kernels

@@ -1,0 +1,285 @@
+// Causal linear attention with decay against the plain double-precision recurrence.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "linattn/linattn.h"
+#include "reference.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+using test::Tensor;
+
+struct Inputs {
+  Tensor<4> q, k, v, log_channel, init;
+  Tensor<3> gates, log_step, init_z;
+  Tensor<1> head;
+  std::vector<int64_t> lengths;
+};
+
+Inputs make_inputs(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, bool ragged) {
+  Inputs x;
+  x.q = test::random_tensor<4>({B, H, T, dk});
+  x.k = test::random_tensor<4>({B, H, T, dk});
+  x.v = test::random_tensor<4>({B, H, T, dv});
+  x.gates = test::random_tensor<3>({B, H, T}, 0.2f, 1.f);
+  x.log_step = test::random_tensor<3>({B, H, T}, -0.6f, -0.01f);
+  x.log_channel = test::random_tensor<4>({B, H, T, dk}, -0.6f, -0.01f);
+  x.head = Tensor<1>({H});
+  const auto g = retnet_decays(H);
+  for (int64_t h = 0; h < H; ++h) x.head(h) = g[static_cast<size_t>(h)];
+  x.init = test::random_tensor<4>({B, H, dk, dv});
+  x.init_z = test::random_tensor<3>({B, H, dk}, 0.5f, 1.5f);
+  if (ragged)
+    for (int64_t b = 0; b < B; ++b) x.lengths.push_back(b == 0 ? T : (b * T) / (B + 1));
+  return x;
+}
+
+Decay decay_of(const Inputs& x, DecayKind kind) {
+  Decay d;
+  d.kind = kind;
+  if (kind == DecayKind::per_head) d.per_head = x.head.cview();
+  if (kind == DecayKind::per_step) d.per_step = x.log_step.cview();
+  if (kind == DecayKind::per_channel) d.per_channel = x.log_channel.cview();
+  return d;
+}
+
+// The recurrence, in double. Returns out [B,H,T,dv] flat; final M and z in `final_m`, `final_z`.
+std::vector<double> recurrence(const Inputs& x, DecayKind kind, FeatureMap phi, bool normalize, bool gated, bool with_init,
+                               double eps, std::vector<double>* final_m = nullptr, std::vector<double>* final_z = nullptr) {
+  const int64_t B = x.q.shape[0], H = x.q.shape[1], T = x.q.shape[2], dk = x.q.shape[3], dv = x.v.shape[3];
+  std::vector<double> out(static_cast<size_t>(B * H * T * dv), 0.0);
+  if (final_m) final_m->assign(static_cast<size_t>(B * H * dk * dv), 0.0);
+  if (final_z) final_z->assign(static_cast<size_t>(B * H * dk), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> M(static_cast<size_t>(dk * dv), 0.0), z(static_cast<size_t>(dk), 0.0);
+      if (with_init) {
+        for (int64_t i = 0; i < dk * dv; ++i) M[i] = x.init.at(b, h, i / dv, i % dv);
+        if (normalize)
+          for (int64_t i = 0; i < dk; ++i) z[i] = x.init_z.at(b, h, i);
+      }
+      const int64_t n = x.lengths.empty() ? T : x.lengths[b];
+      for (int64_t t = 0; t < n; ++t) {
+        const double g = gated ? x.gates.at(b, h, t) : 1.0;
+        for (int64_t i = 0; i < dk; ++i) {
+          double log_gamma = 0;
+          if (kind == DecayKind::per_head) log_gamma = std::log(double(x.head.at(h)));
+          if (kind == DecayKind::per_step) log_gamma = x.log_step.at(b, h, t);
+          if (kind == DecayKind::per_channel) log_gamma = x.log_channel.at(b, h, t, i);
+          const double gamma = std::exp(log_gamma), pk = test::reference::phi(phi, x.k.at(b, h, t, i));
+          z[i] = gamma * z[i] + g * pk;
+          for (int64_t j = 0; j < dv; ++j) M[i * dv + j] = gamma * M[i * dv + j] + g * pk * x.v.at(b, h, t, j);
+        }
+        double den = eps;
+        for (int64_t i = 0; i < dk; ++i) den += z[i] * test::reference::phi(phi, x.q.at(b, h, t, i));
+        for (int64_t j = 0; j < dv; ++j) {
+          double o = 0;
+          for (int64_t i = 0; i < dk; ++i) o += M[i * dv + j] * test::reference::phi(phi, x.q.at(b, h, t, i));
+          out[((b * H + h) * T + t) * dv + j] = normalize ? o / den : o;
+        }
+      }
+      if (final_m) std::copy(M.begin(), M.end(), final_m->begin() + (b * H + h) * dk * dv);
+      if (final_z) std::copy(z.begin(), z.end(), final_z->begin() + (b * H + h) * dk);
+    }
+  return out;
+}
+
+struct Case {
+  DecayKind decay;
+  FeatureMap phi;
+  bool normalize, gated, ragged, init;
+  int64_t chunk, T;
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+  const char* kinds[] = {"none", "per_head", "per_step", "per_channel"};
+  *os << "decay=" << kinds[static_cast<int>(c.decay)] << " phi=" << to_string(c.phi) << (c.normalize ? " normalize" : "")
+      << (c.gated ? " gated" : "") << (c.ragged ? " ragged" : "") << (c.init ? " initial-state" : "")
+      << " chunk=" << c.chunk << " T=" << c.T;
+}
+
+class CausalTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CausalTest, ForwardMatchesRecurrence) {
+  const Case cs = GetParam();
+  const int64_t B = 3, H = 2, dk = 5, dv = 7;
+  const Inputs x = make_inputs(B, H, cs.T, dk, dv, cs.ragged);
+  Tensor<4> out({B, H, cs.T, dv}, 9.f), fin({B, H, dk, dv});
+  Tensor<3> fin_z({B, H, dk});
+  const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f, .chunk_size = cs.chunk};
+  causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, cs.decay), o, x.lengths,
+                          cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{}, fin.view(),
+                          cs.init && cs.normalize ? x.init_z.cview() : CView3{}, cs.normalize ? fin_z.view() : View3{});
+  std::vector<double> ref_m, ref_z;
+  const auto ref = recurrence(x, cs.decay, cs.phi, cs.normalize, cs.gated, cs.init, 1e-3, &ref_m, &ref_z);
+  EXPECT_LE(test::relative_error(out.data, ref), 1e-5);
+  EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-5);
+  if (cs.normalize) {
+    EXPECT_LE(test::relative_error(fin_z.data, ref_z), 1e-5);
+  }
+}
+
+TEST_P(CausalTest, GradientsMatchFiniteDifferences) {
+  const Case cs = GetParam();
+  if (cs.T > 40) GTEST_SKIP() << "finite differences on the small cases";
+  const int64_t B = 2, H = 2, dk = 3, dv = 2;
+  Inputs x = make_inputs(B, H, cs.T, dk, dv, cs.ragged);
+  if (cs.phi == FeatureMap::relu)
+    for (auto* t : {&x.q, &x.k})
+      for (float& v : t->data)
+        if (std::abs(v) < 0.05f) v = v < 0 ? -0.05f : 0.05f;
+  const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f, .chunk_size = cs.chunk};
+  const auto R = test::random_tensor<4>({B, H, cs.T, dv});
+  const auto RM = test::random_tensor<4>({B, H, dk, dv});
+  const auto Rz = test::random_tensor<3>({B, H, dk});
+  Tensor<4> dq(x.q.shape), dk_(x.k.shape), dv_(x.v.shape), dch(x.log_channel.shape), dinit(x.init.shape);
+  Tensor<3> dg(x.gates.shape), dstep(x.log_step.shape), dinit_z(x.init_z.shape);
+  CausalLinearAttentionGrads g{dq.view(), dk_.view(), dv_.view()};
+  if (cs.gated) g.dgates = dg.view();
+  if (cs.decay == DecayKind::per_step) g.dper_step = dstep.view();
+  if (cs.decay == DecayKind::per_channel) g.dper_channel = dch.view();
+  if (cs.init) g.dinitial_state = dinit.view();
+  if (cs.init && cs.normalize) g.dinitial_normalizer = dinit_z.view();
+  causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), R.cview(), g, decay_of(x, cs.decay), o, x.lengths,
+                                   cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{},
+                                   cs.init && cs.normalize ? x.init_z.cview() : CView3{}, RM.cview(),
+                                   cs.normalize ? Rz.cview() : CView3{});
+  // L = sum R out + sum RM M_final + sum Rz z_final
+  auto loss = [&] {
+    std::vector<double> m, z;
+    const auto out = recurrence(x, cs.decay, cs.phi, cs.normalize, cs.gated, cs.init, 1e-3, &m, &z);
+    double L = 0;
+    for (size_t i = 0; i < out.size(); ++i) L += out[i] * R.data[i];
+    for (size_t i = 0; i < m.size(); ++i) L += m[i] * RM.data[i];
+    if (cs.normalize)
+      for (size_t i = 0; i < z.size(); ++i) L += z[i] * Rz.data[i];
+    return L;
+  };
+  auto check = [&](std::vector<float>& p, const std::vector<float>& analytic, const char* what) {
+    std::vector<double> fd(p.size());
+    for (size_t i = 0; i < p.size(); ++i) {
+      const float orig = p[i], h = 1e-4f;  // exact delta below, loss in double: no rounding to fear
+      p[i] = orig + h;
+      const double up = loss(), xp = p[i];
+      p[i] = orig - h;
+      const double down = loss(), xm = p[i];
+      p[i] = orig;
+      fd[i] = (up - down) / (xp - xm);
+    }
+    EXPECT_LE(test::relative_error(analytic, fd), 1e-4) << what;
+  };
+  check(x.q.data, dq.data, "dq");
+  check(x.k.data, dk_.data, "dk");
+  check(x.v.data, dv_.data, "dv");
+  if (cs.gated) check(x.gates.data, dg.data, "dgates");
+  if (cs.decay == DecayKind::per_step) check(x.log_step.data, dstep.data, "dlog_decay (per step)");
+  if (cs.decay == DecayKind::per_channel) check(x.log_channel.data, dch.data, "dlog_decay (per channel)");
+  if (cs.init) check(x.init.data, dinit.data, "dinitial_state");
+  if (cs.init && cs.normalize) check(x.init_z.data, dinit_z.data, "dinitial_normalizer");
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> c;
+  for (DecayKind d : {DecayKind::none, DecayKind::per_head, DecayKind::per_step, DecayKind::per_channel}) {
+    c.push_back({d, FeatureMap::identity, false, false, false, false, 64, 1});      // T = 1
+    c.push_back({d, FeatureMap::identity, false, true, true, true, 7, 23});         // T not a multiple of L
+    c.push_back({d, FeatureMap::elu_plus_one, true, true, false, true, 4, 17});     // normalised
+    c.push_back({d, FeatureMap::relu, true, false, true, false, 1, 9});             // chunk of 1 = recurrence
+    c.push_back({d, FeatureMap::identity, false, true, true, true, 64, 150});       // several 64-chunks
+  }
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CausalTest, ::testing::ValuesIn(cases()));
+
+TEST(Causal, PiecesEqualTheWholeAndStepsEqualTheChunks) {
+  const int64_t B = 2, H = 2, T = 50, dk = 6, dv = 5;
+  const Inputs x = make_inputs(B, H, T, dk, dv, false);
+  const Decay decay = decay_of(x, DecayKind::per_channel);
+  const CausalLinearAttentionOptions o{.feature_map = FeatureMap::elu_plus_one, .normalize = true, .chunk_size = 16};
+  Tensor<4> whole({B, H, T, dv}), fin({B, H, dk, dv});
+  Tensor<3> fin_z({B, H, dk});
+  causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), whole.view(), decay, o, {}, x.gates.cview(), {},
+                          fin.view(), {}, fin_z.view());
+  // Two pieces, 19 + 31, the second starting from the first's final state.
+  Tensor<4> parts({B, H, T, dv}), mid({B, H, dk, dv}), fin2({B, H, dk, dv});
+  Tensor<3> mid_z({B, H, dk}), fin2_z({B, H, dk});
+  auto slice4 = [&](const Tensor<4>& t, int64_t t0, int64_t len) {
+    return CView4(t.data.data() + t0 * t.shape[3], {B, H, len, t.shape[3]}, {H * T * t.shape[3], T * t.shape[3], t.shape[3], 1});
+  };
+  auto slice3 = [&](const Tensor<3>& t, int64_t t0, int64_t len) {
+    return CView3(t.data.data() + t0, {B, H, len}, {H * T, T, 1});
+  };
+  for (auto [t0, len] : {std::pair<int64_t, int64_t>{0, 19}, {19, 31}}) {
+    Decay d = decay;
+    d.per_channel = slice4(x.log_channel, t0, len);
+    const CView4 o_view = slice4(parts, t0, len);
+    causal_linear_attention(slice4(x.q, t0, len), slice4(x.k, t0, len), slice4(x.v, t0, len),
+                            View4(const_cast<float*>(o_view.data), o_view.shape, o_view.stride), d, o, {}, slice3(x.gates, t0, len),
+                            t0 ? mid.cview() : CView4{}, t0 ? fin2.view() : mid.view(), t0 ? mid_z.cview() : CView3{},
+                            t0 ? fin2_z.view() : mid_z.view());
+  }
+  EXPECT_LE(test::relative_error(parts.data, whole.data), 1e-5);
+  EXPECT_LE(test::relative_error(fin2.data, fin.data), 1e-5);
+  // Token by token with the step API, the state updated in place.
+  Tensor<4> state({B, H, dk, dv});
+  Tensor<3> z({B, H, dk});
+  for (int64_t t = 0; t < T; ++t) {
+    auto at = [&](const Tensor<4>& a) { return CView3(a.data.data() + t * a.shape[3], {B, H, a.shape[3]}, {H * T * a.shape[3], T * a.shape[3], 1}); };
+    Tensor<3> o_t({B, H, dv});
+    Decay d = decay;
+    d.per_channel = slice4(x.log_channel, t, 1);
+    causal_linear_attention_step(at(x.q), at(x.k), at(x.v), state.view(), o_t.view(), d, o, slice3(x.gates, t, 1), z.view());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t j = 0; j < dv; ++j) EXPECT_NEAR(o_t(b, h, j), whole(b, h, t, j), 1e-4 * (1 + std::abs(whole(b, h, t, j))));
+  }
+  EXPECT_LE(test::relative_error(state.data, fin.data), 1e-5);
+}
+
+// T = 65,536 with decays near 0 and near 1: no overflow, no NaN, and within 1e-4 of the
+// recurrence in double everywhere (documented bound, README).
+TEST(Causal, LongSequencesStayAccurate) {
+  const int64_t T = 65536, dk = 8, dv = 8;
+  for (float log_gamma : {-20.f, -1e-6f, -0.05f}) {
+    for (DecayKind kind : {DecayKind::per_step, DecayKind::per_channel}) {
+      Inputs x = make_inputs(1, 1, T, dk, dv, false);
+      std::fill(x.log_step.data.begin(), x.log_step.data.end(), log_gamma);
+      for (size_t i = 0; i < x.log_channel.data.size(); ++i)
+        x.log_channel.data[i] = i % 2 ? log_gamma : log_gamma * 0.5f;  // channels that differ
+      Tensor<4> out({1, 1, T, dv}), fin({1, 1, dk, dv});
+      causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, kind), {.chunk_size = 64}, {}, {},
+                              {}, fin.view());
+      for (float v : out.data) ASSERT_TRUE(std::isfinite(v)) << log_gamma;
+      std::vector<double> ref_m;
+      const auto ref = recurrence(x, kind, FeatureMap::identity, false, false, false, 0.0, &ref_m);
+      // With decay near 1 the state sums up to 65,536 terms: relative error grows like sqrt(T) eps.
+      EXPECT_LE(test::relative_error(out.data, ref), 1e-4) << "log gamma " << log_gamma;
+      EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-4) << "log gamma " << log_gamma;
+    }
+  }
+}
+
+TEST(Causal, BadArgumentsAreNamed) {
+  const Inputs x = make_inputs(1, 2, 4, 3, 3, false);
+  Tensor<4> out({1, 2, 4, 3});
+  Tensor<3> positive({1, 2, 4}, 0.1f);
+  Decay d{.kind = DecayKind::per_step, .per_step = positive.cview()};
+  EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), d), ArgumentError);
+  Tensor<1> bad_head({2}, 1.5f);
+  EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(),
+                                       {.kind = DecayKind::per_head, .per_head = bad_head.cview()}),
+               ArgumentError);
+  EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {}, {.chunk_size = 0}), ArgumentError);
+  EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {.kind = DecayKind::per_channel}),
+               ArgumentError);
+  const auto g = retnet_decays(3);
+  EXPECT_FLOAT_EQ(g[0], 1.f - 1.f / 32.f);
+  EXPECT_FLOAT_EQ(g[2], 1.f - 1.f / 128.f);
+}
+
+}  // namespace
+}  // namespace linattn
