@@ -44,4 +44,19 @@ inline torch::Tensor vector_gated(const torch::Tensor& h, const torch::Tensor& w
   return torch::sigmoid(torch::matmul(h, w.t()) + b) * h;
 }
 
+// Causal linear attention with decay, quadratic form: o_t = sum_{s <= t} (q_t (*) exp(A_t - A_s)) . k_s v_s
+// with A the cumulative log decay. q, k [B,H,T,dk], v [B,H,T,dv]; log_decay [B,H,T,dk] (or an
+// undefined tensor for none). O(T^2 dk) memory: the reference for small T, the naive baseline.
+inline torch::Tensor causal(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                            const torch::Tensor& log_decay) {
+  const int64_t T = q.size(2);
+  const auto mask = torch::ones({T, T}, q.options()).tril().to(torch::kBool);
+  if (!log_decay.defined()) return torch::matmul(torch::matmul(q, k.transpose(2, 3)).masked_fill(~mask, 0), v);
+  const auto A = log_decay.cumsum(2);                                     // [B,H,T,dk]
+  const auto diff = A.unsqueeze(3) - A.unsqueeze(2);                      // [B,H,T,T,dk]: A_t - A_s
+  const auto ratio = torch::exp(diff.masked_fill(~mask.unsqueeze(2), -std::numeric_limits<double>::infinity()));
+  const auto scores = (q.unsqueeze(3) * ratio * k.unsqueeze(2)).sum(4);   // [B,H,T,T]
+  return torch::matmul(scores, v);
+}
+
 }  // namespace linattn::naive

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <span>
 
+#include "linattn/ops/causal_linear_attention.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
@@ -205,7 +206,66 @@ struct VectorGateFn : torch::autograd::Function<VectorGateFn> {
   }
 };
 
+struct CausalFn : torch::autograd::Function<CausalFn> {
+  static Decay decay_of(const torch::Tensor& d) {
+    Decay out;
+    if (!present(d)) return out;
+    if (d.dim() == 1) out = {DecayKind::per_head, cview<1>(d), {}, {}};
+    else if (d.dim() == 3) out = {DecayKind::per_step, {}, cview<3>(d), {}};
+    else out = {DecayKind::per_channel, {}, {}, cview<4>(d)};
+    return out;
+  }
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                               torch::Tensor decay, torch::Tensor gates, torch::Tensor lengths, int64_t phi,
+                               bool normalize, int64_t chunk) {
+    q = prepared(q, "q", 4), k = prepared(k, "k", 4), v = prepared(v, "v", 4);
+    if (present(decay)) {
+      TORCH_CHECK(decay.dim() == 1 || decay.dim() == 3 || decay.dim() == 4,
+                  "linattn: decay must be [H], [B,H,T] or [B,H,T,dk], got ", decay.sizes());
+      decay = prepared(decay, "decay", decay.dim());
+    } else {
+      decay = torch::Tensor();
+    }
+    gates = present(gates) ? prepared(gates, "gates", 3) : torch::Tensor();
+    lengths = prepared_lengths(lengths);
+    const CausalLinearAttentionOptions o{.feature_map = static_cast<FeatureMap>(phi), .normalize = normalize,
+                                         .chunk_size = chunk};
+    auto out = torch::empty_like(v);
+    linattn::causal_linear_attention(cview<4>(q), cview<4>(k), cview<4>(v), view<4>(out), decay_of(decay), o,
+                                     span_of(lengths), gates.defined() ? cview<3>(gates) : CView3{});
+    ctx->save_for_backward({q, k, v, decay, gates, lengths});
+    ctx->saved_data["phi"] = phi;
+    ctx->saved_data["normalize"] = normalize;
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    const CausalLinearAttentionOptions o{.feature_map = static_cast<FeatureMap>(ctx->saved_data["phi"].toInt()),
+                                         .normalize = ctx->saved_data["normalize"].toBool(),
+                                         .chunk_size = ctx->saved_data["chunk"].toInt()};
+    auto dq = torch::empty_like(s[0]), dk = torch::empty_like(s[1]), dv = torch::empty_like(s[2]);
+    torch::Tensor ddecay, dgates;
+    CausalLinearAttentionGrads g{view<4>(dq), view<4>(dk), view<4>(dv)};
+    const Decay decay = decay_of(s[3]);
+    if (decay.kind == DecayKind::per_step) g.dper_step = view<3>(ddecay = torch::empty_like(s[3]));
+    if (decay.kind == DecayKind::per_channel) g.dper_channel = view<4>(ddecay = torch::empty_like(s[3]));
+    if (s[4].defined()) g.dgates = view<3>(dgates = torch::empty_like(s[4]));
+    linattn::causal_linear_attention_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(dout), g, decay,
+                                              o, span_of(s[5]), s[4].defined() ? cview<3>(s[4]) : CView3{});
+    return {dq, dk, dv, ddecay, dgates, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor causal_linear_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& decay, const torch::Tensor& gates, const torch::Tensor& lengths,
+                                      FeatureMap feature_map, bool normalize, int64_t chunk_size) {
+  return CausalFn::apply(q, k, v, absent_as_empty(decay), absent_as_empty(gates), absent_as_empty(lengths),
+                         static_cast<int64_t>(feature_map), normalize, chunk_size);
+}
 
 torch::Tensor softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                 const torch::Tensor& kv_lengths, bool causal, double scale) {

@@ -103,4 +103,48 @@ torch::Tensor NoAttentionImpl::forward(const torch::Tensor& h, const torch::Tens
   return picked * (lengths > 0).unsqueeze(1).to(h.scalar_type());
 }
 
+CausalLinearAttentionLayerImpl::CausalLinearAttentionLayerImpl(const CausalLinearAttentionLayerOptions& o)
+    : options(o) {
+  TORCH_CHECK(o.heads() >= 1 && o.model_size() % o.heads() == 0, "linattn: model_size must be a multiple of heads");
+  reset();
+}
+
+void CausalLinearAttentionLayerImpl::reset() {
+  const int64_t D = options.model_size(), H = options.heads(), dk = D / H;
+  auto linear = [&](int64_t in, int64_t out, bool bias) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+  };
+  q_proj = register_module("q_proj", linear(D, D, false));
+  k_proj = register_module("k_proj", linear(D, D, false));
+  v_proj = register_module("v_proj", linear(D, D, false));
+  out_proj = register_module("out_proj", linear(D, D, false));
+  if (options.decay() == DecayKind::per_step) decay_proj = register_module("decay_proj", linear(D, H, true));
+  if (options.decay() == DecayKind::per_channel) decay_proj = register_module("decay_proj", linear(D, H * dk, true));
+  if (options.decay() == DecayKind::per_head) {
+    const auto g = retnet_decays(H);
+    head_gammas = register_buffer("head_gammas", torch::tensor(g));
+  }
+}
+
+torch::Tensor CausalLinearAttentionLayerImpl::decay(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), H = options.heads(), dk = options.model_size() / H;
+  switch (options.decay()) {
+    case DecayKind::none: return {};
+    case DecayKind::per_head: return head_gammas;
+    case DecayKind::per_step: return (torch::log_sigmoid(decay_proj(x)) / 16.0).transpose(1, 2).contiguous();  // [B,H,T]
+    case DecayKind::per_channel:
+      return (torch::log_sigmoid(decay_proj(x)) / 16.0).view({B, T, H, dk}).transpose(1, 2).contiguous();  // [B,H,T,dk]
+  }
+  return {};
+}
+
+torch::Tensor CausalLinearAttentionLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.model_size(), "linattn: x must be [B, T, ", options.model_size(), "]");
+  const int64_t B = x.size(0), T = x.size(1), H = options.heads(), dk = options.model_size() / H;
+  auto heads = [&](const torch::Tensor& y) { return y.view({B, T, H, dk}).transpose(1, 2).contiguous(); };
+  const torch::Tensor o = causal_linear_attention(heads(q_proj(x)), heads(k_proj(x)), heads(v_proj(x)), decay(x), {},
+                                                  lengths, options.feature_map(), options.normalize(), options.chunk_size());
+  return out_proj(o.transpose(1, 2).reshape({B, T, H * dk}));
+}
+
 }  // namespace linattn::torch_ext

@@ -38,4 +38,14 @@ torch::Tensor scalar_gate(const torch::Tensor& h, const torch::Tensor& w, const 
 // sigmoid(h W^T + b) * h: h [N,d], W [d,d], b [d] -> [N,d]
 torch::Tensor vector_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b);
 
+// Causal linear attention with decay: o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T.
+//   q, k [B,H,T,dk], v [B,H,T,dv] -> [B,H,T,dv]
+//   decay: undefined (none); [H] fixed gammas in (0, 1] (no gradient); [B,H,T] log gammas per
+//   step; [B,H,T,dk] log gammas per key channel (both <= 0, both get gradients).
+//   gates [B,H,T] (optional), lengths [B] int64 (optional).
+torch::Tensor causal_linear_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& decay = {}, const torch::Tensor& gates = {},
+                                      const torch::Tensor& lengths = {}, FeatureMap feature_map = FeatureMap::identity,
+                                      bool normalize = false, int64_t chunk_size = 64);
+
 }  // namespace linattn::torch_ext

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "linattn/ops/causal_linear_attention.h"
 #include "linattn/torch/functions.h"
 
 namespace linattn::torch_ext {
@@ -82,5 +83,33 @@ class NoAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
 };
 TORCH_MODULE(NoAttention);
+
+struct CausalLinearAttentionLayerOptions {
+  CausalLinearAttentionLayerOptions(int64_t model_size, int64_t heads) : model_size_(model_size), heads_(heads) {}
+  TORCH_ARG(int64_t, model_size);
+  TORCH_ARG(int64_t, heads);
+  TORCH_ARG(DecayKind, decay) = DecayKind::per_channel;
+  TORCH_ARG(FeatureMap, feature_map) = FeatureMap::identity;
+  TORCH_ARG(bool, normalize) = false;
+  TORCH_ARG(int64_t, chunk_size) = 64;
+};
+
+// A causal linear-attention layer (RetNet / GLA / Mamba-2-like by its decay): x [B, T, D] ->
+// [B, T, D] through q, k, v projections into `heads` heads of D / heads, the chunked kernels,
+// and an output projection. Data-dependent decays are log gamma = logsigmoid(W_a x + b_a) / 16
+// (GLA's parameterisation: gammas near 1 at initialisation); per head: RetNet's fixed gammas.
+class CausalLinearAttentionLayerImpl : public torch::nn::Module {
+ public:
+  explicit CausalLinearAttentionLayerImpl(const CausalLinearAttentionLayerOptions& options);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths = {});
+  // The per-head log decays (or gammas, per head) forward() uses for x.
+  torch::Tensor decay(const torch::Tensor& x);
+  void reset();
+
+  CausalLinearAttentionLayerOptions options;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, decay_proj{nullptr};
+  torch::Tensor head_gammas;
+};
+TORCH_MODULE(CausalLinearAttentionLayer);
 
 }  // namespace linattn::torch_ext
