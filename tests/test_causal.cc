@@ -189,6 +189,7 @@ std::vector<Case> cases() {
     c.push_back({d, FeatureMap::elu_plus_one, true, true, false, true, 4, 17});     // normalised
     c.push_back({d, FeatureMap::relu, true, false, true, false, 1, 9});             // chunk of 1 = recurrence
     c.push_back({d, FeatureMap::identity, false, true, true, true, 64, 150});       // several 64-chunks
+    c.push_back({d, FeatureMap::elu_plus_one, true, true, true, true, 32, 40});     // sub-blocks of 16 inside a chunk
   }
   return c;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "recurrent_reference.h"
 #include "linattn/linattn.h"
 
 namespace linattn::bench {
@@ -189,6 +190,61 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                              CView1::contiguous(b.data(), {d}), View2::contiguous(gated.data(), {T, d}));
                                }));
   report["kernels"] = kernels;
+
+  // Causal linear attention (BRIEF section 3's set-up): B = 4, H = 8, T = 4,096, chunked kernels
+  // against the token-by-token recurrence. FLOPs as the BRIEF counts them: F = 2 B H T (64 d +
+  // 2 d^2) forward, 3F forward+backward.
+  {
+    const int64_t Bc = 4, Hc = 8, Tc = opt.quick ? 512 : 4096;
+    std::printf("\ncausal linear attention, B = %lld, H = %lld, T = %lld, %d thread(s): chunked kernels vs the "
+                "token-by-token recurrence\n%-44s %5s %12s %10s %8s\n",
+                static_cast<long long>(Bc), static_cast<long long>(Hc), static_cast<long long>(Tc), opt.threads,
+                "kernel", "d", "time (ms)", "GFLOP/s", "% peak");
+    nlohmann::json causal = nlohmann::json::array();
+    for (int64_t dc : {int64_t{64}, int64_t{128}}) {
+      const int64_t n = Bc * Hc * Tc * dc;
+      const auto cq = random_floats(n, 11), ck = random_floats(n, 12), cv = random_floats(n, 13), cdo = random_floats(n, 14);
+      std::vector<float> cdecay = random_floats(n, 15);
+      for (float& x : cdecay) x = -std::abs(x) * 0.1f;  // log gammas in (-0.03, 0]
+      std::vector<float> co(static_cast<size_t>(n)), g1(static_cast<size_t>(n)), g2(static_cast<size_t>(n)), g3(static_cast<size_t>(n)),
+          g4(static_cast<size_t>(n));
+      const std::array<int64_t, 4> shape = {Bc, Hc, Tc, dc};
+      const CView4 Qc = CView4::contiguous(cq.data(), shape), Kc = CView4::contiguous(ck.data(), shape),
+                   Vc = CView4::contiguous(cv.data(), shape), Dc = CView4::contiguous(cdo.data(), shape),
+                   Ac = CView4::contiguous(cdecay.data(), shape);
+      const View4 Oc = View4::contiguous(co.data(), shape);
+      const double F = 2.0 * Bc * Hc * Tc * (64.0 * dc + 2.0 * dc * dc);
+      auto row = [&](const std::string& name, double flops, const std::function<void()>& f) {
+        const double s = time_it(f, opt.quick ? 0.05 : 1.0, 3).median_s;
+        const double pct = 100.0 * flops / s / c.peak();
+        std::printf("%-44s %5lld %12.2f %10.1f %7.1f%%\n", name.c_str(), static_cast<long long>(dc), s * 1e3, flops / s / 1e9, pct);
+        causal.push_back({{"name", name}, {"d", dc}, {"B", Bc}, {"H", Hc}, {"T", Tc}, {"seconds", s}, {"flops", flops},
+                          {"gflops", flops / s / 1e9}, {"pct_peak", pct}});
+      };
+      const Decay channel{.kind = DecayKind::per_channel, .per_channel = Ac};
+      CausalLinearAttentionGrads grads{View4::contiguous(g1.data(), shape), View4::contiguous(g2.data(), shape),
+                                       View4::contiguous(g3.data(), shape)};
+      CausalLinearAttentionGrads grads_decay = grads;
+      grads_decay.dper_channel = View4::contiguous(g4.data(), shape);
+      row("chunked forward, no decay", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc); });
+      row("chunked forward, per-channel decay (GLA)", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, channel); });
+      row("chunked forward+backward, no decay", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
+      });
+      row("chunked forward+backward, per-channel decay", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc, channel);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
+      });
+      row("recurrence forward, no decay", F, [&] { recurrent_forward(Qc, Kc, Vc, {}, Oc); });
+      row("recurrence forward, per-channel decay", F, [&] { recurrent_forward(Qc, Kc, Vc, Ac, Oc); });
+      row("recurrence forward+backward, no decay", 3 * F, [&] {
+        recurrent_forward(Qc, Kc, Vc, {}, Oc);
+        recurrent_backward(Qc, Kc, Vc, Dc, grads.dq, grads.dk, grads.dv);
+      });
+    }
+    report["causal"] = causal;
+  }
 
   // Lookup cost against T: softmax grows, linear stays flat.
   std::printf("\none query, d = 128: softmax attention over T tokens vs a linear memory lookup\n%8s %14s %14s %10s\n", "T",

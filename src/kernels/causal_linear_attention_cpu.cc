@@ -11,11 +11,17 @@
 namespace linattn::kernels {
 namespace {
 
+// Sub-block of the per-channel (GLA) intra-chunk factorisation.
+constexpr int64_t kSub = 16;
+
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
 // is appended to V (so the last column of the state is z and of the output the denominator).
 struct Chunk {
   int64_t len = 0, dk = 0, dva = 0;
+  bool decayed = false;  // false: every gamma is 1 and every decay factor below is exactly 1
   std::vector<float> phi_q, phi_k, u, vp, A, qd, kd, W, tmp;  // [len, *] row-major
+  std::vector<float> ea, eka;                                 // exp(A_t), exp(A_last - A_t)
+  std::vector<float> ks, qs, qe;                              // per-channel sub-block factors
   std::vector<float> decay_end;                               // exp(A_last) per channel
 
   void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L) {
@@ -23,10 +29,11 @@ struct Chunk {
     dk = a.q.shape[3];
     const int64_t dv = a.v.shape[3];
     dva = dv + (a.normalize ? 1 : 0);
-    for (auto* x : {&phi_q, &phi_k, &u, &A, &qd, &kd}) x->resize(static_cast<size_t>(len * dk));
+    decayed = a.log_decay.data != nullptr;
+    for (auto* x : {&phi_q, &phi_k, &u, &A, &qd, &kd, &ea, &eka}) x->resize(static_cast<size_t>(len * dk));
     vp.resize(static_cast<size_t>(len * dva));
     W.resize(static_cast<size_t>(len * len));
-    tmp.resize(static_cast<size_t>(dk));
+    tmp.resize(static_cast<size_t>(std::max(dk, L)));
     decay_end.resize(static_cast<size_t>(dk));
     for (int64_t r = 0; r < len; ++r) {
       const int64_t t = t0 + r;
@@ -36,37 +43,89 @@ struct Chunk {
       for (int64_t c = 0; c < dk; ++c) u[r * dk + c] = g * phi_k[r * dk + c];
       std::copy_n(&a.v(b, h, t, 0), dv, &vp[r * dva]);
       if (a.normalize) vp[r * dva + dv] = 1.f;
-      for (int64_t c = 0; c < dk; ++c)  // cumulative log decay from the chunk start, inclusive
-        A[r * dk + c] = (r ? A[(r - 1) * dk + c] : 0.f) + a.log_decay.at(b, h, t, c);
+      if (decayed)
+        for (int64_t c = 0; c < dk; ++c)  // cumulative log decay from the chunk start, inclusive
+          A[r * dk + c] = (r ? A[(r - 1) * dk + c] : 0.f) + a.log_decay.at(b, h, t, c);
     }
+    if (!decayed) {  // gamma = 1: Qd = phi(q), Kd = u, no exponentials at all
+      std::fill(A.begin(), A.end(), 0.f);
+      std::fill(ea.begin(), ea.end(), 1.f);
+      std::fill(eka.begin(), eka.end(), 1.f);
+      std::fill(decay_end.begin(), decay_end.end(), 1.f);
+      qd = phi_q;
+      kd = u;
+      return;
+    }
+    // Every exponent is <= 0; computed vectorised, once per chunk, reused by the backward.
     const float* last = &A[(len - 1) * dk];
-    for (int64_t c = 0; c < dk; ++c) decay_end[c] = std::exp(last[c]);
+    std::copy(A.begin(), A.end(), ea.begin());
+    simd::exp_shift_sum(ea.data(), len * dk, 0.f);
     for (int64_t r = 0; r < len; ++r)
-      for (int64_t c = 0; c < dk; ++c) {
-        qd[r * dk + c] = phi_q[r * dk + c] * std::exp(A[r * dk + c]);
-        kd[r * dk + c] = u[r * dk + c] * std::exp(last[c] - A[r * dk + c]);
-      }
+      for (int64_t c = 0; c < dk; ++c) eka[r * dk + c] = last[c] - A[r * dk + c];
+    simd::exp_shift_sum(eka.data(), len * dk, 0.f);
+    std::copy_n(&ea[(len - 1) * dk], dk, decay_end.begin());
+    for (int64_t i = 0; i < len * dk; ++i) {
+      qd[i] = phi_q[i] * ea[i];
+      kd[i] = u[i] * eka[i];
+    }
+  }
+
+  // Scales row t of a causal L x L matrix X by exp(A_t - A_s) (one decay for all channels) and
+  // zeroes s > t.
+  void scalar_decay_mask(float* X) {
+    for (int64_t t = 0; t < len; ++t) {
+      float* row = X + t * len;
+      std::fill(row + t + 1, row + len, 0.f);
+      if (!decayed) continue;
+      for (int64_t s = 0; s <= t; ++s) tmp[s] = A[t * dk] - A[s * dk];
+      simd::exp_shift_sum(tmp.data(), t + 1, 0.f);
+      simd::mul(tmp.data(), row, t + 1);
+    }
   }
 
   // W[t, s] = sum_c phi_q[t, c] u[s, c] exp(A[t, c] - A[s, c]) for s <= t, else 0.
   void intra_weights(bool per_channel) {
     if (!per_channel) {  // one decay for every channel: a GEMM, then the decay ratios
       gemm(false, true, len, len, dk, 1.f, phi_q.data(), dk, u.data(), dk, 0.f, W.data(), len);
-      for (int64_t t = 0; t < len; ++t)
-        for (int64_t s = 0; s < len; ++s)
-          W[t * len + s] = s <= t ? W[t * len + s] * std::exp(A[t * dk] - A[s * dk]) : 0.f;
+      scalar_decay_mask(W.data());
       return;
     }
-    for (int64_t t = 0; t < len; ++t)
-      for (int64_t s = 0; s < len; ++s) {
-        if (s > t) {
-          W[t * len + s] = 0.f;
-          continue;
+    // Per-channel decay: blocks of kSub positions. For key block j with last position r, and a
+    // query t > r: exp(A_t - A_s) = exp(A_t - A_r) exp(A_r - A_s), both factors <= 1 (A never
+    // increases), so the off-diagonal blocks are GEMMs that cannot overflow; the diagonal
+    // blocks are computed element by element.
+    std::fill(W.begin(), W.end(), 0.f);
+    for (int64_t j0 = 0; j0 < len; j0 += kSub) {
+      const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
+      for (int64_t t = j0; t < j1; ++t)
+        for (int64_t s = j0; s <= t; ++s) {
+          decay_ratio(t, s);
+          simd::mul(&phi_q[t * dk], tmp.data(), dk);
+          W[t * len + s] = simd::dot(tmp.data(), &u[s * dk], dk);
         }
-        decay_ratio(t, s);
-        simd::mul(&phi_q[t * dk], tmp.data(), dk);
-        W[t * len + s] = simd::dot(tmp.data(), &u[s * dk], dk);
-      }
+      if (j1 == len) continue;
+      scaled_keys(j0, j1, r);
+      scaled_queries(j1, r);
+      gemm(false, true, len - j1, j1 - j0, dk, 1.f, qs.data(), dk, ks.data(), dk, 0.f, &W[j1 * len + j0], len);
+    }
+  }
+
+  // ks = u[s] (*) exp(A_r - A_s) for s in [j0, j1): every factor <= 1.
+  void scaled_keys(int64_t j0, int64_t j1, int64_t r) {
+    ks.resize(static_cast<size_t>((j1 - j0) * dk));
+    for (int64_t s = j0; s < j1; ++s)
+      for (int64_t c = 0; c < dk; ++c) ks[(s - j0) * dk + c] = A[r * dk + c] - A[s * dk + c];
+    simd::exp_shift_sum(ks.data(), (j1 - j0) * dk, 0.f);
+    simd::mul(&u[j0 * dk], ks.data(), (j1 - j0) * dk);
+  }
+  // qs = phi_q[t] (*) exp(A_t - A_r) for t in [t0, len), and qe the factors alone.
+  void scaled_queries(int64_t t0, int64_t r) {
+    qe.resize(static_cast<size_t>((len - t0) * dk));
+    for (int64_t t = t0; t < len; ++t)
+      for (int64_t c = 0; c < dk; ++c) qe[(t - t0) * dk + c] = A[t * dk + c] - A[r * dk + c];
+    simd::exp_shift_sum(qe.data(), (len - t0) * dk, 0.f);
+    qs.assign(qe.begin(), qe.end());
+    simd::mul(&phi_q[t0 * dk], qs.data(), (len - t0) * dk);
   }
 
   // tmp = exp(A[t] - A[s]), every entry <= 1 for s <= t.
@@ -137,7 +196,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
     const int64_t chunks = (n + a.chunk - 1) / a.chunk;
-    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
+    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term, part;
     thread_local Chunk ch;
     // Zero every gradient of the padding.
     for (int64_t t = n; t < T; ++t) {
@@ -195,33 +254,52 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       dW.resize(static_cast<size_t>(len * len));
       // Through O = Qd S_prev:  dQd = dO S_prev^T
       gemm(false, true, len, dk, dva, 1.f, dO.data(), dva, S_prev, dva, 0.f, dphi_q.data(), dk);
-      for (int64_t i = 0; i < len * dk; ++i) dphi_q[i] *= std::exp(ch.A[i]);
+      if (ch.decayed) simd::mul(ch.ea.data(), dphi_q.data(), len * dk);
       // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
       gemm(false, true, len, dk, dva, 1.f, ch.vp.data(), dva, dS.data(), dva, 0.f, du.data(), dk);
-      const float* A_last = &ch.A[(len - 1) * dk];
-      for (int64_t r = 0; r < len; ++r)
-        for (int64_t k2 = 0; k2 < dk; ++k2) du[r * dk + k2] *= std::exp(A_last[k2] - ch.A[r * dk + k2]);
+      if (ch.decayed) simd::mul(ch.eka.data(), du.data(), len * dk);
       gemm(false, false, len, dva, dk, 1.f, ch.kd.data(), dk, dS.data(), dva, 0.f, dvp.data(), dva);
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
       gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.data(), dva, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dO.data(), dva, 1.f, dvp.data(), dva);
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
       if (!a.log_decay.per_channel) {
-        for (int64_t t = 0; t < len; ++t)
-          for (int64_t s = 0; s < len; ++s)
-            dW[t * len + s] = s <= t ? dW[t * len + s] * std::exp(ch.A[t * dk] - ch.A[s * dk]) : 0.f;
+        ch.scalar_decay_mask(dW.data());
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.data(), dk, 1.f, dphi_q.data(), dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.data(), dk, 1.f, du.data(), dk);
       } else {
-        for (int64_t t = 0; t < len; ++t)
-          for (int64_t s = 0; s <= t; ++s) {
-            const float w = dW[t * len + s];
-            ch.decay_ratio(t, s);
-            for (int64_t k2 = 0; k2 < dk; ++k2) {
-              dphi_q[t * dk + k2] += w * ch.u[s * dk + k2] * ch.tmp[k2];
-              du[s * dk + k2] += w * ch.phi_q[t * dk + k2] * ch.tmp[k2];
+        // The same sub-blocks as the forward: diagonal blocks element by element, the others
+        // through the factors exp(A_t - A_r) (*) ... and exp(A_r - A_s) (*) ..., both <= 1.
+        for (int64_t j0 = 0; j0 < len; j0 += kSub) {
+          const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
+          for (int64_t t = j0; t < j1; ++t)
+            for (int64_t s = j0; s <= t; ++s) {
+              const float w = dW[t * len + s];
+              ch.decay_ratio(t, s);
+              for (int64_t k2 = 0; k2 < dk; ++k2) {
+                dphi_q[t * dk + k2] += w * ch.u[s * dk + k2] * ch.tmp[k2];
+                du[s * dk + k2] += w * ch.phi_q[t * dk + k2] * ch.tmp[k2];
+              }
             }
+          if (j1 == len) continue;
+          ch.scaled_keys(j0, j1, r);
+          ch.scaled_queries(j1, r);
+          const int64_t rows = len - j1, cols = j1 - j0;
+          // dphi_q[t] += exp(A_t - A_r) (*) (dW[t, block] ks)
+          part.resize(static_cast<size_t>(rows * dk));
+          gemm(false, false, rows, dk, cols, 1.f, &dW[j1 * len + j0], len, ch.ks.data(), dk, 0.f, part.data(), dk);
+          simd::mul(ch.qe.data(), part.data(), rows * dk);
+          simd::axpy(1.f, part.data(), &dphi_q[j1 * dk], rows * dk);
+          // du[s] += exp(A_r - A_s) (*) (dW[t > r, s]^T qs)
+          part.resize(static_cast<size_t>(cols * dk));
+          gemm(true, false, cols, dk, rows, 1.f, &dW[j1 * len + j0], len, ch.qs.data(), dk, 0.f, part.data(), dk);
+          for (int64_t s = j0; s < j1; ++s) {  // the factors exp(A_r - A_s)
+            for (int64_t k2 = 0; k2 < dk; ++k2) ch.tmp[k2] = ch.A[r * dk + k2] - ch.A[s * dk + k2];
+            simd::exp_shift_sum(ch.tmp.data(), dk, 0.f);
+            simd::mul(ch.tmp.data(), &part[(s - j0) * dk], dk);
+            simd::axpy(1.f, &part[(s - j0) * dk], &du[s * dk], dk);
           }
+        }
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO
       dS_prev.resize(dS.size());
