@@ -59,4 +59,17 @@ inline torch::Tensor causal(const torch::Tensor& q, const torch::Tensor& k, cons
   return torch::matmul(scores, v);
 }
 
+// Causal linear attention without decay, the usual PyTorch chunked form (chunk L): the masked
+// L x L product inside each chunk plus the exclusive running sum of the chunk states.
+// T must be a multiple of L.
+inline torch::Tensor causal_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t L) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3), C = T / L;
+  const auto qc = q.reshape({B, H, C, L, dk}), kc = k.reshape({B, H, C, L, dk}), vc = v.reshape({B, H, C, L, dv});
+  const auto mask = torch::ones({L, L}, q.options()).tril();
+  const auto intra = torch::matmul(torch::matmul(qc, kc.transpose(3, 4)) * mask, vc);
+  const auto kv = torch::matmul(kc.transpose(3, 4), vc);  // [B,H,C,dk,dv]
+  const auto states = kv.cumsum(2) - kv;                   // state before each chunk
+  return (intra + torch::matmul(qc, states)).reshape({B, H, T, dv});
+}
+
 }  // namespace linattn::naive
