@@ -4,7 +4,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 JOBS       ?= $(shell nproc)
 SHELL      := /bin/bash
 CMAKE_FLAGS ?=
@@ -33,7 +33,7 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Every test: the optimised build, the core tests again under ASan+UBSan, then every loader
-# fuzzed for FUZZ_SECONDS each (about a minute in all).
+# fuzzed for FUZZ_SECONDS each (four loaders: about a minute in all).
 test: test-fast asan fuzz
 
 test-fast: build
@@ -53,8 +53,8 @@ fuzz: deps
 	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF \
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy
-	@for t in memory_file bank npy; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data
+	@for t in memory_file bank npy reader_data; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
 	  OMP_NUM_THREADS=1 ./$(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
