@@ -158,18 +158,9 @@ TEST_P(CausalTest, GradientsMatchFiniteDifferences) {
       for (size_t i = 0; i < z.size(); ++i) L += z[i] * Rz.data[i];
     return L;
   };
+  // Step 1e-4 and tolerance 1e-4: tight enough that a 0.1% error in any backward term fails.
   auto check = [&](std::vector<float>& p, const std::vector<float>& analytic, const char* what) {
-    std::vector<double> fd(p.size());
-    for (size_t i = 0; i < p.size(); ++i) {
-      const float orig = p[i], h = 1e-4f;  // exact delta below, loss in double: no rounding to fear
-      p[i] = orig + h;
-      const double up = loss(), xp = p[i];
-      p[i] = orig - h;
-      const double down = loss(), xm = p[i];
-      p[i] = orig;
-      fd[i] = (up - down) / (xp - xm);
-    }
-    EXPECT_LE(test::relative_error(analytic, fd), 1e-4) << what;
+    test::expect_gradient(p, analytic, loss, what, 1e-4, 1e-4f);
   };
   check(x.q.data, dq.data, "dq");
   check(x.k.data, dk_.data, "dk");

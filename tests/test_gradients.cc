@@ -20,22 +20,9 @@ double dot(const std::vector<double>& a, const std::vector<float>& r) {
   return s;
 }
 
-// Norm-wise relative error of `analytic` against finite differences of `loss` over x.
 void expect_gradient(std::vector<float>& x, const std::vector<float>& analytic, const std::function<double()>& loss,
                      const std::string& what, double tol = 5e-4) {
-  ASSERT_EQ(x.size(), analytic.size()) << what;
-  std::vector<double> fd(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const float orig = x[i];
-    const float h = 1e-3f * std::max(1.f, std::abs(orig));
-    x[i] = orig + h;
-    const double up = loss(), xp = x[i];
-    x[i] = orig - h;
-    const double down = loss(), xm = x[i];
-    x[i] = orig;
-    fd[i] = (up - down) / (xp - xm);
-  }
-  EXPECT_LE(test::relative_error(analytic, fd), tol) << what;
+  test::expect_gradient(x, analytic, loss, what, tol, 1e-3f);
 }
 
 // Keeps relu's inputs away from its kink, where finite differences are meaningless.

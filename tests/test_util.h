@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -64,6 +66,27 @@ inline double relative_error(const std::vector<float>& a, const std::vector<doub
 
 inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
   return relative_error(a, std::vector<double>(b.begin(), b.end()));
+}
+
+// Central finite differences of `loss` (evaluated in double) over every element of x, compared
+// norm-wise with `analytic`. The step is `step` * max(1, |x_i|); the quotient divides by the
+// perturbation actually stored in fp32, so the step's rounding biases nothing.
+inline void expect_gradient(std::vector<float>& x, const std::vector<float>& analytic,
+                            const std::function<double()>& loss, const std::string& what, double tol,
+                            float step) {
+  ASSERT_EQ(x.size(), analytic.size()) << what;
+  std::vector<double> fd(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float orig = x[i];
+    const float h = step * std::max(1.f, std::abs(orig));
+    x[i] = orig + h;
+    const double up = loss(), xp = x[i];
+    x[i] = orig - h;
+    const double down = loss(), xm = x[i];
+    x[i] = orig;
+    fd[i] = (up - down) / (xp - xm);
+  }
+  EXPECT_LE(relative_error(analytic, fd), tol) << what;
 }
 
 }  // namespace linattn::test

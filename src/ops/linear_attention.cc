@@ -83,6 +83,17 @@ void check_lookup_inputs(const detail::Checks& c, CView4 q, CView4 state, const 
   c.lengths("q_lengths", q_lengths, B, Tq, "the query count Tq");
 }
 
+// A lookup's output (or its gradient): [B, H, Tq, dv].
+template <typename T>
+void check_lookup_output(const detail::Checks& c, const char* name, const View<T, 4>& out, CView4 q, CView4 state,
+                         bool output) {
+  c.view(name, out, output);
+  c.dim(name, out, 0, q.shape[0], "the batch size of q");
+  c.dim(name, out, 1, q.shape[1], "the head count of q");
+  c.dim(name, out, 2, q.shape[2], "the query count Tq");
+  c.dim(name, out, 3, state.shape[3], "the value width dv of the state");
+}
+
 }  // namespace
 
 void linear_attention_encode(CView4 k, CView4 v, View4 state, View3 normalizer,
@@ -98,11 +109,7 @@ void linear_attention_lookup(CView4 q, CView4 state, View4 out, const LinearLook
                              CView3 normalizer, Lengths token_counts, Lengths q_lengths) {
   const detail::Checks c("linattn::linear_attention_lookup");
   check_lookup_inputs(c, q, state, options, normalizer, token_counts, q_lengths);
-  c.view("out", out, true);
-  c.dim("out", out, 0, q.shape[0], "the batch size of q");
-  c.dim("out", out, 1, q.shape[1], "the head count of q");
-  c.dim("out", out, 2, q.shape[2], "the query count Tq");
-  c.dim("out", out, 3, state.shape[3], "the value width dv of the state");
+  check_lookup_output(c, "out", out, q, state, true);
   kernels::linear_attention_lookup_cpu(q, state, normalizer, options.eps, options.scale,
                                        token_counts, q_lengths, options.feature_map, out);
 }
@@ -127,11 +134,7 @@ void linear_attention_lookup_backward(CView4 q, CView4 state, CView4 dout, View4
                                       Lengths token_counts, Lengths q_lengths) {
   const detail::Checks c("linattn::linear_attention_lookup_backward");
   check_lookup_inputs(c, q, state, options, normalizer, token_counts, q_lengths);
-  c.view("dout", dout, false);
-  c.dim("dout", dout, 0, q.shape[0], "the batch size of q");
-  c.dim("dout", dout, 1, q.shape[1], "the head count of q");
-  c.dim("dout", dout, 2, q.shape[2], "the query count Tq");
-  c.dim("dout", dout, 3, state.shape[3], "the value width dv of the state");
+  check_lookup_output(c, "dout", dout, q, state, false);
   c.same_shape("dq", dq, "q", q, true);
   c.same_shape("dstate", dstate, "state", state, true);
   if (options.normalize != dnormalizer.present())
