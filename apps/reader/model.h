@@ -1,0 +1,65 @@
+// The authors' reader (BRIEF section 2): shared word embeddings, a GRU over the story and one
+// over the question, attention over the story states with the question encoding as the query,
+// and an output layer softmax over candidates of W_o tanh(W_r r + W_q q).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "linattn/torch/modules.h"
+
+namespace linattn::reader {
+
+enum class Mechanism { none, softmax, linear, gated_scalar, gated_vector };
+std::string to_string(Mechanism m);
+// "none", "softmax", "linear", "gated-scalar", "gated-vector"; throws linattn::Error otherwise.
+Mechanism parse_mechanism(const std::string& name);
+
+struct ReaderOptions {
+  ReaderOptions(int64_t vocab, int64_t answers) : vocab_(vocab), answers_(answers) {}
+  TORCH_ARG(int64_t, vocab);
+  TORCH_ARG(int64_t, answers);
+  TORCH_ARG(Mechanism, mechanism) = Mechanism::linear;
+  TORCH_ARG(int64_t, embedding) = 64;
+  TORCH_ARG(int64_t, hidden) = 64;          // GRU units
+  TORCH_ARG(int64_t, attention) = 100;      // the additive scorer's width (softmax)
+  TORCH_ARG(int64_t, output) = 100;         // the output layer's width
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+// A padded batch: token ids (0 = padding) and lengths.
+struct ReaderBatch {
+  torch::Tensor story, story_lengths;        // [B, T] int64, [B] int64
+  torch::Tensor question, question_lengths;  // [B, Q] int64, [B] int64
+  torch::Tensor answers;                     // [B] int64 (answer ids)
+  torch::Tensor candidates;                  // [B, answers] bool, or undefined (every answer allowed)
+};
+
+class ReaderImpl : public torch::nn::Module {
+ public:
+  explicit ReaderImpl(const ReaderOptions& options);
+  // Logits over the answers [B, answers]; non-candidates get -inf.
+  torch::Tensor forward(const ReaderBatch& batch);
+  // The question encoding q [B, hidden]: the question GRU's state at its last valid token.
+  torch::Tensor encode_question(const torch::Tensor& question, const torch::Tensor& lengths);
+  // The story states h [B, T, hidden].
+  torch::Tensor encode_story(const torch::Tensor& story);
+  // The attention read-out r [B, hidden].
+  torch::Tensor attend(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // The answer logits from r and q.
+  torch::Tensor output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates);
+
+  ReaderOptions options;
+  torch::nn::Embedding embed{nullptr};
+  torch::nn::GRU story_rnn{nullptr}, question_rnn{nullptr};
+  torch::nn::Linear w_r{nullptr}, w_q{nullptr}, w_o{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch_ext::SoftmaxAttention softmax{nullptr};
+  torch_ext::LinearAttention linear{nullptr};
+  torch_ext::GatedLinearAttention gated{nullptr};
+  torch_ext::NoAttention none{nullptr};
+};
+TORCH_MODULE(Reader);
+
+}  // namespace linattn::reader
