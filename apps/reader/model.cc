@@ -37,12 +37,16 @@ ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
       softmax = register_module("attention", torch_ext::SoftmaxAttention(
                                                  torch_ext::SoftmaxAttentionModuleOptions(d, d).attention_size(o.attention())));
       break;
-    case Mechanism::linear: linear = register_module("attention", torch_ext::LinearAttention()); break;
+    case Mechanism::linear:
+      linear = register_module("attention", torch_ext::LinearAttention(torch_ext::LinearAttentionModuleOptions().scale(o.linear_scale())));
+      break;
     case Mechanism::gated_scalar:
     case Mechanism::gated_vector:
-      gated = register_module("attention", torch_ext::GatedLinearAttention(torch_ext::GatedLinearAttentionModuleOptions(d).gate(
-                                               o.mechanism() == Mechanism::gated_scalar ? torch_ext::GateKind::scalar
-                                                                                        : torch_ext::GateKind::vector)));
+      gated = register_module("attention", torch_ext::GatedLinearAttention(
+                                               torch_ext::GatedLinearAttentionModuleOptions(d)
+                                                   .gate(o.mechanism() == Mechanism::gated_scalar ? torch_ext::GateKind::scalar
+                                                                                                  : torch_ext::GateKind::vector)
+                                                   .scale(o.linear_scale())));
       break;
   }
 }
