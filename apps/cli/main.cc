@@ -1,6 +1,8 @@
 // linattn: the command-line tool. Any error ends with a non-zero exit and one line on stderr.
 #include <CLI/CLI.hpp>
 
+#include "../common/run_app.h"
+
 #include <cstdio>
 #include <exception>
 
@@ -14,16 +16,5 @@ int main(int argc, char** argv) {
   linattn::cli::add_demo_command(app);
   linattn::cli::add_memory_commands(app);
   linattn::cli::add_bench_command(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    // One line on stderr, like every other error.
-    std::fprintf(stderr, "linattn: error: %s (see --help)\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "linattn: error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return linattn::apps::run_app(app, argc, argv, "linattn");
 }

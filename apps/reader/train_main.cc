@@ -2,6 +2,8 @@
 // that the `linattn` tool never needs LibTorch.
 //   linattn-reader train --task 1 --mechanism linear [--epochs 20] [--data DIR] [--results out.jsonl]
 #include <CLI/CLI.hpp>
+
+#include "../common/run_app.h"
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -132,15 +134,5 @@ int main(int argc, char** argv) {
   cmd->add_option("--threads", a->threads, "threads")->check(CLI::Range(1, 1024));
   cmd->add_option("--results", a->results, "append a JSON line of results to this file");
   cmd->callback([a] { train(*a); });
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "linattn-reader: error: %s (see --help)\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "linattn-reader: error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return linattn::apps::run_app(app, argc, argv, "linattn-reader");
 }
