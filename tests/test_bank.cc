@@ -41,6 +41,29 @@ class BankTest : public ::testing::Test {
   std::string path_;
 };
 
+TEST_F(BankTest, AppendAllCommitsEveryEntryOrNone) {
+  Bank::create(path_);
+  Bank bank = Bank::open(path_);
+  bank.append("first", document(3));
+  std::vector<std::pair<std::string, std::vector<std::byte>>> batch;
+  for (int i = 0; i < 5; ++i) batch.emplace_back("doc" + std::to_string(i), serialize(document(4 + i, i % 2 ? DType::bf16 : DType::f32)));
+  bank.append_all(batch);
+  ASSERT_EQ(bank.size(), 6);
+  EXPECT_EQ(Bank::open(path_).name(5), "doc4");
+  EXPECT_EQ(Bank::open(path_).memory(3).info().tokens, 6);
+  // A bad entry anywhere in the batch (a name already there, a name twice, another width)
+  // rejects the whole batch: nothing of it is committed.
+  Memory other({.key_dim = d_ + 1, .value_dim = d_});
+  const std::vector<std::vector<std::pair<std::string, std::vector<std::byte>>>> bad = {
+      {{"new", serialize(document(2))}, {"doc1", serialize(document(2))}},
+      {{"x", serialize(document(2))}, {"x", serialize(document(3))}},
+      {{"y", serialize(document(2))}, {"z", serialize(other)}}};
+  for (const auto& b : bad) EXPECT_THROW(bank.append_all(b), ArgumentError);
+  EXPECT_EQ(Bank::open(path_).size(), 6);
+  bank.append_all({});
+  EXPECT_EQ(Bank::open(path_).size(), 6);
+}
+
 TEST_F(BankTest, AppendListAndQueryAllOrSome) {
   Bank::create(path_);
   EXPECT_THROW(Bank::create(path_), FormatError);

@@ -8,6 +8,7 @@
 
 #include "babi.h"
 #include "cnn.h"
+#include "dataset.h"
 #include "linattn/core/error.h"
 #include "mqar.h"
 #include "vocabulary.h"
@@ -150,6 +151,53 @@ TEST(Mqar, SequencesFollowTheDefinition) {
   }
   EXPECT_EQ(generate_mqar(o, 5, 9).inputs, generate_mqar(o, 5, 9).inputs);
   EXPECT_THROW(generate_mqar({.length = 16, .pairs = 8}, 1, 0), Error);
+}
+
+TEST(MqarDataset, EachKeyIsAskedOnceAndAnsweredByItsValue) {
+  const Dataset d = mqar_dataset({.pairs = 5, .vocab = 64, .train_sequences = 30, .valid_sequences = 4, .test_sequences = 6}, 2);
+  EXPECT_EQ(d.train.size(), 150u);
+  EXPECT_EQ(d.valid.size(), 20u);
+  EXPECT_EQ(d.test.size(), 30u);
+  EXPECT_EQ(d.words.size(), 2 + 63);
+  EXPECT_EQ(d.answers.size(), 2 + 32);
+  for (const auto* split : {&d.train, &d.test})
+    for (size_t i = 0; i < split->size(); ++i) {
+      const Example& e = (*split)[i];
+      ASSERT_EQ(e.story.size(), 10u);
+      ASSERT_EQ(e.question.size(), 1u);
+      // The asked key sits at an even position; the answer is the word after it.
+      bool found = false;
+      for (size_t p = 0; p < 10; p += 2)
+        if (e.story[p] == e.question[0]) {
+          found = true;
+          EXPECT_EQ(d.answers.token(e.answer), d.words.token(e.story[p + 1]));
+        }
+      EXPECT_TRUE(found);
+      EXPECT_GE(e.answer, 2);
+    }
+  // Questions of one story share it; the five keys of a story are all asked.
+  std::set<int64_t> asked;
+  for (int i = 0; i < 5; ++i) asked.insert(d.train[static_cast<size_t>(i)].question[0]);
+  EXPECT_EQ(asked.size(), 5u);
+  EXPECT_EQ(mqar_dataset({.pairs = 5, .vocab = 64, .train_sequences = 3}, 7).train[4].story,
+            mqar_dataset({.pairs = 5, .vocab = 64, .train_sequences = 3}, 7).train[4].story);
+  EXPECT_THROW(mqar_dataset({.pairs = 40, .vocab = 64}, 1), Error);
+  EXPECT_THROW(mqar_dataset({.pairs = 2, .train_sequences = 0}, 1), Error);
+}
+
+TEST(BabiDataset, VocabulariesComeFromTrainingOnly) {
+  BabiTask task;
+  task.train = parse_babi(kStories, "train");
+  task.test = parse_babi("1 Bill went to the attic.\n2 Where is Bill?\tattic\t1\n", "test");
+  const Dataset d = babi_dataset(task);
+  EXPECT_TRUE(d.words.contains("mary"));
+  EXPECT_FALSE(d.words.contains("bill"));
+  EXPECT_EQ(d.test[0].story[0], Vocabulary::kUnknown);
+  EXPECT_EQ(d.test[0].answer, Vocabulary::kUnknown);
+  EXPECT_EQ(d.train[1].story.size(), task.train[1].story.size());
+  int64_t unknown = 0;
+  EXPECT_EQ(to_ids(d.words, {"mary", "zebra"}, &unknown), (std::vector<int64_t>{d.words.id("mary"), Vocabulary::kUnknown}));
+  EXPECT_EQ(unknown, 1);
 }
 
 }  // namespace

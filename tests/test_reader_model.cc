@@ -22,18 +22,22 @@ const char* kStories =
     "2 Where is Sandra?\tgarden\t1\n";
 
 struct Data {
-  std::vector<BabiExample> examples;
+  std::vector<Example> examples;
   Vocabulary words, answers;
   Data() {
-    examples = parse_babi(kStories, "fixture");
-    build_vocabularies(examples, words, answers);
+    BabiTask task;
+    task.train = parse_babi(kStories, "fixture");
+    Dataset d = babi_dataset(task);
+    examples = d.train;
+    words = d.words;
+    answers = d.answers;
   }
 };
 
 TEST(ReaderModel, EveryMechanismGivesMaskedLogits) {
   torch::manual_seed(0);
   Data d;
-  const ReaderBatch b = make_batch(d.examples, {0, 1, 2, 3}, d.words, d.answers);
+  const ReaderBatch b = make_batch(d.examples, {0, 1, 2, 3}, d.answers.size());
   EXPECT_EQ(b.story.sizes(), (std::vector<int64_t>{4, 19}));  // 6 + 6 + 7 tokens before "where is daniel"
   for (const char* name : {"none", "softmax", "linear", "gated-scalar", "gated-vector"}) {
     Reader model(ReaderOptions(d.words.size(), d.answers.size()).mechanism(parse_mechanism(name)).hidden(16).embedding(8));
@@ -49,9 +53,16 @@ TEST(ReaderModel, EveryMechanismGivesMaskedLogits) {
 TEST(ReaderModel, PaddingChangesNothing) {
   torch::manual_seed(1);
   Data d;
-  ReaderBatch b = make_batch(d.examples, {0, 3}, d.words, d.answers);
-  for (const char* name : {"none", "softmax", "linear", "gated-vector"}) {
-    Reader model(ReaderOptions(d.words.size(), d.answers.size()).mechanism(parse_mechanism(name)).hidden(16).embedding(8));
+  ReaderBatch b = make_batch(d.examples, {0, 3}, d.answers.size());
+  for (const char* name : {"none", "softmax", "linear", "gated-vector"})
+  for (const bool bidirectional : {false, true}) {
+    Reader model(ReaderOptions(d.words.size(), d.answers.size())
+                     .mechanism(parse_mechanism(name))
+                     .hidden(16)
+                     .embedding(8)
+                     .bidirectional(bidirectional)
+                     .layers(bidirectional ? 2 : 1));
+    EXPECT_EQ(model->state_size(), bidirectional ? 32 : 16);
     model->eval();
     const auto before = model->forward(b);
     ReaderBatch junk = b;
@@ -59,13 +70,13 @@ TEST(ReaderModel, PaddingChangesNothing) {
     junk.story.index_put_({1, torch::indexing::Slice(b.story_lengths[1].item<int64_t>(), torch::indexing::None)}, 5);
     junk.question = b.question.clone();
     junk.question.index_put_({1, torch::indexing::Slice(b.question_lengths[1].item<int64_t>(), torch::indexing::None)}, 5);
-    EXPECT_TRUE(torch::allclose(model->forward(junk), before, 1e-6, 1e-6)) << name;
+    EXPECT_TRUE(torch::allclose(model->forward(junk), before, 1e-6, 1e-6)) << name << " bidirectional " << bidirectional;
   }
 }
 
 TEST(ReaderModel, TrainingStepsReduceTheLoss) {
   Data d;
-  const ReaderBatch b = make_batch(d.examples, {0, 1, 2, 3}, d.words, d.answers);
+  const ReaderBatch b = make_batch(d.examples, {0, 1, 2, 3}, d.answers.size());
   for (const char* name : {"none", "softmax", "linear", "gated-scalar", "gated-vector"}) {
     torch::manual_seed(2);
     Reader model(ReaderOptions(d.words.size(), d.answers.size()).mechanism(parse_mechanism(name)).hidden(16).embedding(8));
@@ -85,7 +96,7 @@ TEST(ReaderModel, TrainingStepsReduceTheLoss) {
 
 TEST(ReaderBatches, CoverEveryExampleOnceWithSimilarLengths) {
   Data d;
-  std::vector<BabiExample> many;
+  std::vector<Example> many;
   for (int i = 0; i < 40; ++i) many.insert(many.end(), d.examples.begin(), d.examples.end());
   const auto batches = length_sorted_batches(many, 8, 3);
   std::multiset<int64_t> seen;
@@ -95,11 +106,13 @@ TEST(ReaderBatches, CoverEveryExampleOnceWithSimilarLengths) {
   }
   EXPECT_EQ(seen.size(), many.size());
   EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), many.size());
-  // Unknown words and answers are handled, not fatal.
-  Vocabulary empty_words, empty_answers;
-  const ReaderBatch b = make_batch(d.examples, {0}, empty_words, empty_answers);
+  // Unknown words and answers are ids, not failures.
+  BabiTask task;
+  task.test = parse_babi(kStories, "fixture");
+  const Dataset empty = babi_dataset(task);
+  const ReaderBatch b = make_batch(empty.test, {0}, 3);
   EXPECT_EQ(b.story[0][0].item<int64_t>(), Vocabulary::kUnknown);
-  EXPECT_EQ(b.answers[0].item<int64_t>(), 0);
+  EXPECT_EQ(b.answers[0].item<int64_t>(), Vocabulary::kUnknown);
 }
 
 }  // namespace

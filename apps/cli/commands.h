@@ -9,5 +9,6 @@ void add_demo_command(CLI::App& app);
 void add_memory_commands(CLI::App& app);
 void add_bank_commands(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_reader_command(CLI::App& app);
 
 }  // namespace linattn::cli

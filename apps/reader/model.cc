@@ -23,10 +23,19 @@ Mechanism parse_mechanism(const std::string& name) {
 }
 
 ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
-  const int64_t d = o.hidden();
+  if (o.vocab() < 2 || o.answers() < 3 || o.hidden() < 1 || o.embedding() < 1 || o.layers() < 1 ||
+      o.attention() < 1 || o.output() < 1 || !(o.dropout() >= 0 && o.dropout() < 1) || !(o.linear_scale() > 0))
+    throw Error("reader: needs vocab >= 2, answers >= 3, sizes and layers >= 1, dropout in [0, 1), linear scale > 0");
+  const int64_t d = state_size();
+  auto gru = [&] {
+    return torch::nn::GRU(torch::nn::GRUOptions(o.embedding(), o.hidden())
+                              .batch_first(true)
+                              .num_layers(o.layers())
+                              .bidirectional(o.bidirectional()));
+  };
   embed = register_module("embed", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab(), o.embedding()).padding_idx(0)));
-  story_rnn = register_module("story_rnn", torch::nn::GRU(torch::nn::GRUOptions(o.embedding(), d).batch_first(true)));
-  question_rnn = register_module("question_rnn", torch::nn::GRU(torch::nn::GRUOptions(o.embedding(), d).batch_first(true)));
+  story_rnn = register_module("story_rnn", gru());
+  question_rnn = register_module("question_rnn", gru());
   w_r = register_module("w_r", torch::nn::Linear(d, o.output()));
   w_q = register_module("w_q", torch::nn::Linear(torch::nn::LinearOptions(d, o.output()).bias(false)));
   w_o = register_module("w_o", torch::nn::Linear(o.output(), o.answers()));
@@ -51,15 +60,29 @@ ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
   }
 }
 
-torch::Tensor ReaderImpl::encode_story(const torch::Tensor& story) {
+torch::Tensor ReaderImpl::run_rnn(torch::nn::GRU& rnn, const torch::Tensor& tokens, const torch::Tensor& lengths) {
+  const torch::Tensor x = dropout(embed(tokens));
   // Unidirectional: a valid position's state never depends on the padding after it.
-  return std::get<0>(story_rnn(dropout(embed(story))));
+  if (!options.bidirectional()) return std::get<0>(rnn(x));
+  // Bidirectional: the backward direction must start at each sequence's own last token.
+  namespace rnn_utils = torch::nn::utils::rnn;
+  const auto packed = rnn_utils::pack_padded_sequence(x, lengths.clamp_min(1), /*batch_first=*/true,
+                                                      /*enforce_sorted=*/false);
+  const auto out = std::get<0>(rnn->forward_with_packed_input(packed));
+  return std::get<0>(rnn_utils::pad_packed_sequence(out, /*batch_first=*/true, 0.0, tokens.size(1)));
+}
+
+torch::Tensor ReaderImpl::encode_story(const torch::Tensor& story, const torch::Tensor& lengths) {
+  return run_rnn(story_rnn, story, lengths);
 }
 
 torch::Tensor ReaderImpl::encode_question(const torch::Tensor& question, const torch::Tensor& lengths) {
-  const torch::Tensor states = std::get<0>(question_rnn(dropout(embed(question))));  // [B, Q, d]
+  const torch::Tensor states = run_rnn(question_rnn, question, lengths);  // [B, Q, state_size]
   const torch::Tensor last = (lengths - 1).clamp_min(0).view({-1, 1, 1}).expand({states.size(0), 1, states.size(2)});
-  return states.gather(1, last).squeeze(1);
+  const torch::Tensor forward_last = states.gather(1, last).squeeze(1);
+  if (!options.bidirectional()) return forward_last;
+  const int64_t h = options.hidden();
+  return torch::cat({forward_last.narrow(1, 0, h), states.select(1, 0).narrow(1, h, h)}, 1);
 }
 
 torch::Tensor ReaderImpl::attend(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
@@ -71,6 +94,17 @@ torch::Tensor ReaderImpl::attend(const torch::Tensor& h, const torch::Tensor& q,
   }
 }
 
+bool ReaderImpl::has_fixed_size_memory() const {
+  return options.mechanism() == Mechanism::linear || options.mechanism() == Mechanism::gated_scalar ||
+         options.mechanism() == Mechanism::gated_vector;
+}
+
+torch::Tensor ReaderImpl::encode_memory(const torch::Tensor& h, const torch::Tensor& lengths) {
+  if (!has_fixed_size_memory())
+    throw Error("a " + to_string(options.mechanism()) + " reader has no fixed-size memory (linear and gated linear do)");
+  return options.mechanism() == Mechanism::linear ? linear->encode(h, lengths) : gated->encode(h, lengths);
+}
+
 torch::Tensor ReaderImpl::output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates) {
   torch::Tensor logits = w_o(torch::tanh(w_r(dropout(r)) + w_q(q)));
   if (candidates.defined()) logits = logits.masked_fill(~candidates, -std::numeric_limits<float>::infinity());
@@ -79,7 +113,7 @@ torch::Tensor ReaderImpl::output(const torch::Tensor& r, const torch::Tensor& q,
 
 torch::Tensor ReaderImpl::forward(const ReaderBatch& b) {
   const torch::Tensor q = encode_question(b.question, b.question_lengths);
-  const torch::Tensor h = encode_story(b.story);
+  const torch::Tensor h = encode_story(b.story, b.story_lengths);
   return output(attend(h, q, b.story_lengths), q, b.candidates);
 }
 

@@ -22,7 +22,9 @@ struct ReaderOptions {
   TORCH_ARG(int64_t, answers);
   TORCH_ARG(Mechanism, mechanism) = Mechanism::linear;
   TORCH_ARG(int64_t, embedding) = 64;
-  TORCH_ARG(int64_t, hidden) = 64;          // GRU units
+  TORCH_ARG(int64_t, hidden) = 64;          // GRU units (per direction)
+  TORCH_ARG(int64_t, layers) = 1;           // stacked GRU layers
+  TORCH_ARG(bool, bidirectional) = false;   // states are then [forward; backward], 2 * hidden wide
   TORCH_ARG(int64_t, attention) = 100;      // the additive scorer's width (softmax)
   TORCH_ARG(int64_t, output) = 100;         // the output layer's width
   TORCH_ARG(double, dropout) = 0.0;
@@ -45,16 +47,25 @@ class ReaderImpl : public torch::nn::Module {
   explicit ReaderImpl(const ReaderOptions& options);
   // Logits over the answers [B, answers]; non-candidates get -inf.
   torch::Tensor forward(const ReaderBatch& batch);
-  // The question encoding q [B, hidden]: the question GRU's state at its last valid token.
+  // The width of the story states and of the question encoding: hidden, doubled when bidirectional.
+  int64_t state_size() const { return options.hidden() * (options.bidirectional() ? 2 : 1); }
+  // The question encoding q [B, state_size]: the question GRU's state at its last valid token
+  // (bidirectional: the backward half at the first token).
   torch::Tensor encode_question(const torch::Tensor& question, const torch::Tensor& lengths);
-  // The story states h [B, T, hidden].
-  torch::Tensor encode_story(const torch::Tensor& story);
+  // The story states h [B, T, state_size]; padding positions hold garbage, never read.
+  torch::Tensor encode_story(const torch::Tensor& story, const torch::Tensor& lengths);
   // The attention read-out r [B, hidden].
   torch::Tensor attend(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // Linear and gated linear attention: the story's fixed-size memory C [B, d, d] (read out as
+  // r = linear_scale * C q / n). Throws linattn::Error for the other mechanisms.
+  bool has_fixed_size_memory() const;
+  torch::Tensor encode_memory(const torch::Tensor& h, const torch::Tensor& lengths);
   // The answer logits from r and q.
   torch::Tensor output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates);
 
   ReaderOptions options;
+  // Runs `rnn` over the embedded tokens; bidirectional GRUs see only the valid tokens (packed).
+  torch::Tensor run_rnn(torch::nn::GRU& rnn, const torch::Tensor& tokens, const torch::Tensor& lengths);
   torch::nn::Embedding embed{nullptr};
   torch::nn::GRU story_rnn{nullptr}, question_rnn{nullptr};
   torch::nn::Linear w_r{nullptr}, w_q{nullptr}, w_o{nullptr};

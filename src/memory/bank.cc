@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstring>
+#include <set>
 #include <string>
 #include <unordered_set>
 
@@ -187,12 +188,21 @@ std::optional<int64_t> Bank::find(const std::string& name) const {
 void Bank::append(const std::string& name, const Memory& memory) { append(name, serialize(memory)); }
 
 void Bank::append(const std::string& name, std::span<const std::byte> memory_bytes) {
+  const std::vector<std::byte> bytes(memory_bytes.begin(), memory_bytes.end());
+  append_all({{name, bytes}});
+}
+
+void Bank::append_all(const std::vector<std::pair<std::string, std::vector<std::byte>>>& entries) {
   const detail::Checks c("linattn::Bank::append");
-  if (name.empty() || static_cast<int64_t>(name.size()) > kMaxName)
-    c.fail("name", "must have 1 to " + std::to_string(kMaxName) + " bytes");
-  if (name.find('\0') != std::string::npos) c.fail("name", "must not contain NUL");
-  const MemoryView incoming = parse_memory(memory_bytes, nullptr, "memory to append");
-  const MemoryConfig& mc = incoming.info().config;
+  if (entries.empty()) return;
+  std::set<std::string> names;
+  for (const auto& [name, memory_bytes] : entries) {
+    if (name.empty() || static_cast<int64_t>(name.size()) > kMaxName)
+      c.fail("name", "must have 1 to " + std::to_string(kMaxName) + " bytes");
+    if (name.find('\0') != std::string::npos) c.fail("name", "must not contain NUL");
+    if (!names.insert(name).second) c.fail("name", "'" + name + "' appears twice in one append");
+    parse_memory(memory_bytes, nullptr, "memory to append '" + name + "'");
+  }
 
   const int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) throw FormatError(detail::system_error_text("cannot open", path_));
@@ -200,43 +210,49 @@ void Bank::append(const std::string& name, std::span<const std::byte> memory_byt
   if (::flock(fd, LOCK_EX) != 0) throw FormatError(detail::system_error_text("cannot lock", path_));
   // Under the lock, re-read the bank: another process may have appended since we opened it.
   Bank now = open(path_, false);
-  if (now.find(name)) c.fail("name", "'" + name + "' is already in the bank");
   const Slot s = current_slot(detail::map_file(path_).bytes, path_);
-  if (s.dk != 0 && (mc.key_dim != s.dk || mc.value_dim != s.dv || static_cast<uint8_t>(mc.feature_map) != s.feature_map ||
-                    mc.normalize != static_cast<bool>(s.flags & 1)))
-    c.fail("memory", "does not match the bank (dk " + std::to_string(s.dk) + ", dv " + std::to_string(s.dv) +
-                         ", feature map and normalisation must agree)");
-
-  // The record, written past the committed end.
-  const int64_t off = static_cast<int64_t>(s.end);
-  const int64_t mem_off = align64(off + kRecordHeader + static_cast<int64_t>(name.size()));
-  const int64_t next = align64(mem_off + static_cast<int64_t>(memory_bytes.size()));
-  std::vector<std::byte> rec(static_cast<size_t>(next - off), std::byte{0});
-  std::memcpy(rec.data(), kRecordMagic, 8);
-  put<uint32_t>(rec.data() + 8, static_cast<uint32_t>(name.size()));
-  put<uint64_t>(rec.data() + 16, memory_bytes.size());
-  std::memcpy(rec.data() + kRecordHeader, name.data(), name.size());
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, rec.data(), 24);
-  XXH3_64bits_update(st, name.data(), name.size());
-  put<uint64_t>(rec.data() + 24, XXH3_64bits_digest(st));
-  XXH3_freeState(st);
-  std::memcpy(rec.data() + (mem_off - off), memory_bytes.data(), memory_bytes.size());
-  if (::ftruncate(fd, static_cast<off_t>(off)) != 0)  // drop any uncommitted tail first
+  Slot n = s;
+  std::vector<std::byte> records;
+  const int64_t start = static_cast<int64_t>(s.end);
+  int64_t off = start;
+  for (const auto& [name, memory_bytes] : entries) {
+    if (now.find(name)) c.fail("name", "'" + name + "' is already in the bank");
+    const MemoryConfig mc = parse_memory(memory_bytes, nullptr, "memory to append").info().config;
+    if (n.dk != 0 && (mc.key_dim != n.dk || mc.value_dim != n.dv || static_cast<uint8_t>(mc.feature_map) != n.feature_map ||
+                      mc.normalize != static_cast<bool>(n.flags & 1)))
+      c.fail("memory", "'" + name + "' does not match the bank (dk " + std::to_string(n.dk) + ", dv " +
+                           std::to_string(n.dv) + ", feature map and normalisation must agree)");
+    n.dk = mc.key_dim;
+    n.dv = mc.value_dim;
+    n.feature_map = static_cast<uint8_t>(mc.feature_map);
+    n.flags = mc.normalize ? 1 : 0;
+    // The record, laid out past the committed end.
+    const int64_t mem_off = align64(off + kRecordHeader + static_cast<int64_t>(name.size()));
+    const int64_t next = align64(mem_off + static_cast<int64_t>(memory_bytes.size()));
+    records.resize(static_cast<size_t>(next - start), std::byte{0});
+    std::byte* rec = records.data() + (off - start);
+    std::memcpy(rec, kRecordMagic, 8);
+    put<uint32_t>(rec + 8, static_cast<uint32_t>(name.size()));
+    put<uint64_t>(rec + 16, memory_bytes.size());
+    std::memcpy(rec + kRecordHeader, name.data(), name.size());
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, rec, 24);
+    XXH3_64bits_update(st, name.data(), name.size());
+    put<uint64_t>(rec + 24, XXH3_64bits_digest(st));
+    XXH3_freeState(st);
+    std::memcpy(rec + (mem_off - off), memory_bytes.data(), memory_bytes.size());
+    off = next;
+    ++n.count;
+  }
+  if (::ftruncate(fd, static_cast<off_t>(start)) != 0)  // drop any uncommitted tail first
     throw FormatError(detail::system_error_text("cannot truncate", path_));
-  pwrite_all(fd, rec.data(), rec.size(), off, path_);
+  pwrite_all(fd, records.data(), records.size(), start, path_);
   if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));
 
-  // Commit: the other slot, one sequence further.
-  Slot n = s;
+  // Commit every record at once: the other slot, one sequence further.
   n.sequence = s.sequence + 1;
-  n.end = static_cast<uint64_t>(next);
-  n.count = s.count + 1;
-  n.dk = mc.key_dim;
-  n.dv = mc.value_dim;
-  n.feature_map = static_cast<uint8_t>(mc.feature_map);
-  n.flags = mc.normalize ? 1 : 0;
+  n.end = static_cast<uint64_t>(off);
   const auto slot = encode_slot(n);
   pwrite_all(fd, slot.data(), slot.size(), (n.sequence % 2) * kSlotBytes, path_);
   if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));

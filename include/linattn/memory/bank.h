@@ -22,6 +22,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "linattn/memory/memory.h"
@@ -40,6 +41,9 @@ class Bank {
   // Reopens the bank afterwards so that this object sees the new entry.
   void append(const std::string& name, std::span<const std::byte> memory_bytes);
   void append(const std::string& name, const Memory& memory);
+  // Appends many (name, stored memory bytes) at once, committed together: all or none, with
+  // one pair of fsyncs instead of one per memory.
+  void append_all(const std::vector<std::pair<std::string, std::vector<std::byte>>>& entries);
 
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
   const std::string& name(int64_t i) const { return entries_.at(static_cast<size_t>(i)).name; }

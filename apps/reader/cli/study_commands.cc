@@ -1,0 +1,203 @@
+// linattn-reader report / study / reproduce: many runs, their summary and plots.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "commands.h"
+#include "linattn/core/error.h"
+#include "report.h"
+#include "serve.h"
+#include "study.h"
+#include "training.h"
+
+namespace linattn::reader::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kAllMechanisms = {"none", "linear", "gated-scalar", "gated-vector", "softmax"};
+
+struct StudyArgs {
+  std::string out, data_dir;
+  std::vector<int> tasks;
+  std::vector<std::string> mechanisms = kAllMechanisms;
+  bool ten_k = false, mqar = false, no_babi = false, no_plots = false;
+  int seeds = 3, epochs = 20, jobs = 2, mqar_epochs = 30;
+  int64_t hidden = 64, mqar_train = 2000;
+  std::vector<int64_t> mqar_pairs = {4, 8, 16, 32, 64}, mqar_widths = {32, 64};
+};
+
+std::vector<Job> plan(const StudyArgs& a) {
+  const std::string runs = a.out + "/runs";
+  fs::create_directories(runs);
+  std::vector<Job> jobs;
+  auto add = [&](const std::string& name, std::vector<std::string> args) {
+    const std::string base = runs + "/" + name;
+    args.insert(args.end(), {"--checkpoint", base + ".ckpt", "--resume", "--results", base + ".json", "--no-progress",
+                             "--threads", "1"});
+    if (!a.data_dir.empty()) args.insert(args.end(), {"--data", a.data_dir});
+    jobs.push_back({name, std::move(args), base + ".json", base + ".log"});
+  };
+  for (int seed = 1; seed <= a.seeds; ++seed) {
+    if (!a.no_babi)
+      for (int task : a.tasks)
+        for (const auto& m : a.mechanisms) {
+          std::vector<std::string> args = {"train", "--task", std::to_string(task), "--mechanism", m, "--seed",
+                                           std::to_string(seed), "--epochs", std::to_string(a.epochs), "--hidden",
+                                           std::to_string(a.hidden)};
+          if (a.ten_k) args.push_back("--ten-k");
+          add(std::string(a.ten_k ? "en-10k" : "en") + "-t" + std::to_string(task) + "-" + m + "-s" + std::to_string(seed), args);
+        }
+    if (a.mqar)
+      for (int64_t width : a.mqar_widths)
+        for (int64_t pairs : a.mqar_pairs)
+          for (const auto& m : a.mechanisms)
+            add("mqar-p" + std::to_string(pairs) + "-d" + std::to_string(width) + "-" + m + "-s" + std::to_string(seed),
+                {"train", "--mqar-pairs", std::to_string(pairs), "--mqar-train", std::to_string(a.mqar_train),
+                 "--mechanism", m, "--seed", std::to_string(seed), "--epochs", std::to_string(a.mqar_epochs), "--hidden",
+                 std::to_string(width)});
+  }
+  return jobs;
+}
+
+// Every run's JSON line (and the serve lines) into <out>/results.jsonl, in a stable order.
+std::string collect(const std::string& out) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(out + "/runs"))
+    if (e.path().extension() == ".json") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  const std::string path = out + "/results.jsonl";
+  std::ofstream all(path, std::ios::trunc);
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) all << line << "\n";
+  }
+  if (!all.flush()) throw Error("cannot write " + path);
+  return path;
+}
+
+void report_to(const std::string& out, const std::vector<std::string>& inputs, bool plots) {
+  const std::string md = write_report(read_results(inputs), out, plots);
+  std::printf("\n%s\nwritten: %s/report.md%s\n", md.c_str(), out.c_str(), plots ? " and its plots" : "");
+}
+
+void study(const StudyArgs& a) {
+  if (a.seeds < 1) throw Error("--seeds must be at least 1");
+  run_jobs(plan(a), a.jobs);
+  report_to(a.out, {collect(a.out)}, !a.no_plots);
+}
+
+// Stored-representation answering for the seed-1 model of every (task, mechanism): bytes per
+// story, lookup cost, questions per second, and agreement with the in-graph pass.
+void measure_serving(const StudyArgs& a) {
+  std::printf("\nanswering the test questions from stored representations (seed-1 models):\n");
+  for (int task : a.tasks)
+    for (const auto& m : a.mechanisms) {
+      const std::string base = a.out + "/runs/" + std::string(a.ten_k ? "en-10k" : "en") + "-t" + std::to_string(task) + "-" + m;
+      const std::string result = base + "-serve.json";
+      Checkpoint c = Checkpoint::load(base + "-s1.ckpt");
+      const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+      ServeReport r;
+      if (c.best->has_fixed_size_memory()) {
+        const std::string bank = base + "-s1.lamb";
+        fs::remove(bank);
+        encode_stories(c, data.test, bank);
+        r = answer_from_bank(c, data.test, bank);
+      } else {
+        r = answer_from_states(c.best, data.test, c.answers.size());
+      }
+      std::printf("  task %2d %-13s %-34s %8.0f bytes/story  lookup %7.2f us  %6.0f questions/s  equal to in-graph %lld/%lld\n",
+                  task, m.c_str(), r.store.c_str(), r.bytes_per_story, r.lookup_us, r.questions_per_second,
+                  static_cast<long long>(r.agree), static_cast<long long>(r.questions));
+      std::ofstream(result) << nlohmann::json{{"kind", "serve"},
+                                              {"task", task},
+                                              {"data", a.ten_k ? "en-10k" : "en"},
+                                              {"mechanism", m},
+                                              {"store", r.store},
+                                              {"questions", r.questions},
+                                              {"agree", r.agree},
+                                              {"bytes_per_story", r.bytes_per_story},
+                                              {"lookup_us", r.lookup_us},
+                                              {"questions_per_second", r.questions_per_second}}
+                                   .dump()
+                            << "\n";
+    }
+}
+
+void reproduce(StudyArgs a) {
+  std::printf("The paper's comparison, reproduced on bAbI (en, 1,000 training questions per task) standing in for\n"
+              "its CNN data: every mechanism on tasks %s, %d seeds, %d epochs, %d runs at a time.\n\n",
+              [&] {
+                std::string s;
+                for (int t : a.tasks) s += (s.empty() ? "" : ", ") + std::to_string(t);
+                return s;
+              }().c_str(),
+              a.seeds, a.epochs, a.jobs);
+  run_jobs(plan(a), a.jobs);
+  measure_serving(a);
+  report_to(a.out, {collect(a.out)}, !a.no_plots);
+}
+
+void add_study_options(CLI::App* cmd, StudyArgs& a) {
+  cmd->add_option("--out", a.out, "directory for runs, results.jsonl, report.md and plots")->required();
+  cmd->add_option("--data", a.data_dir, "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi)");
+  cmd->add_option("--jobs", a.jobs, "runs at a time (each on one thread)")->check(CLI::Range(1, 256));
+  cmd->add_option("--seeds", a.seeds, "seeds per setting (1..N)")->check(CLI::Range(1, 100));
+  cmd->add_option("--epochs", a.epochs, "epochs per bAbI run")->check(CLI::Range(1, 10000));
+  cmd->add_option("--mechanisms", a.mechanisms, "mechanisms to compare")->delimiter(',');
+  cmd->add_option("--tasks", a.tasks, "bAbI tasks, e.g. 1,2,3")->delimiter(',')->check(CLI::Range(1, 20));
+  cmd->add_flag("--no-plots", a.no_plots, "Markdown only (no gnuplot)");
+}
+
+}  // namespace
+
+void add_study_commands(CLI::App& app) {
+  {
+    auto inputs = std::make_shared<std::vector<std::string>>();
+    auto out = std::make_shared<std::string>("reader-report");
+    auto no_plots = std::make_shared<bool>(false);
+    CLI::App* cmd = app.add_subcommand("report", "Markdown table and PNG plots from results JSON lines");
+    cmd->add_option("results", *inputs, "results files (JSON lines from train --results, study, reproduce)")->required();
+    cmd->add_option("--out", *out, "output directory");
+    cmd->add_flag("--no-plots", *no_plots, "Markdown only (no gnuplot)");
+    cmd->callback([=] { report_to(*out, *inputs, !*no_plots); });
+  }
+  {
+    auto a = std::make_shared<StudyArgs>();
+    CLI::App* cmd = app.add_subcommand("study", "Many runs (tasks x mechanisms x seeds, MQAR sweep), resumable, then report");
+    cmd->footer(
+        "The full study (hours on 2 cores; rerun the same command to continue after an interruption):\n"
+        "  linattn-reader study --out results/full --ten-k --seeds 3 --mqar\n"
+        "bAbI tasks default to 1-20.");
+    add_study_options(cmd, *a);
+    cmd->add_flag("--ten-k", a->ten_k, "en-10k (10,000 training questions per task)");
+    cmd->add_option("--hidden", a->hidden, "GRU units for bAbI runs")->check(CLI::Range(1, 4096));
+    cmd->add_flag("--mqar", a->mqar, "add the MQAR sweep: accuracy against pairs, per mechanism and memory width");
+    cmd->add_flag("--no-babi", a->no_babi, "MQAR only");
+    cmd->add_option("--mqar-pairs", a->mqar_pairs, "MQAR pair counts")->delimiter(',');
+    cmd->add_option("--mqar-widths", a->mqar_widths, "MQAR memory widths (GRU units)")->delimiter(',');
+    cmd->add_option("--mqar-epochs", a->mqar_epochs, "epochs per MQAR run")->check(CLI::Range(1, 10000));
+    cmd->add_option("--mqar-train", a->mqar_train, "MQAR training sequences")->check(CLI::Range(1, 10000000));
+    cmd->callback([a] {
+      StudyArgs args = *a;
+      if (args.tasks.empty())
+        for (int t = 1; t <= 20; ++t) args.tasks.push_back(t);
+      study(args);
+    });
+  }
+  {
+    auto a = std::make_shared<StudyArgs>();
+    a->out = "reader-results";
+    a->tasks = {1};
+    CLI::App* cmd = app.add_subcommand("reproduce", "The main job: every mechanism on bAbI, compared (about 5 min on 2 cores)");
+    add_study_options(cmd, *a);
+    cmd->get_option("--out")->required(false)->default_val("reader-results");
+    cmd->callback([a] { reproduce(*a); });
+  }
+}
+
+}  // namespace linattn::reader::cli

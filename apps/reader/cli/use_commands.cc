@@ -1,0 +1,186 @@
+// linattn-reader eval / encode / answer: using a trained model, in the graph or from stored
+// fixed-size memories.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "batches.h"
+#include "commands.h"
+#include "linattn/core/error.h"
+#include "linattn/memory/bank.h"
+#include "serve.h"
+#include "training.h"
+
+namespace linattn::reader::cli {
+namespace {
+
+const std::vector<Example>& split_of(const Dataset& d, const std::string& split) {
+  if (split == "test") return d.test;
+  if (split == "valid") return d.valid;
+  if (split == "train") return d.train;
+  throw Error("unknown split '" + split + "' (test, valid or train)");
+}
+
+void print_serve(const ServeReport& r, bool cost_only = false) {
+  std::printf("  %-15s %-30s %8.0f bytes/story  lookup %7.2f us  %6.0f questions/s", r.mechanism.c_str(), r.store.c_str(),
+              r.bytes_per_story, r.lookup_us, r.questions_per_second);
+  if (!cost_only)
+    std::printf("  accuracy %.3f  equal to in-graph %lld/%lld (max logit difference %.2g)",
+                r.questions ? static_cast<double>(r.correct) / static_cast<double>(r.questions) : 0.0,
+                static_cast<long long>(r.agree), static_cast<long long>(r.questions), r.max_logit_difference);
+  std::printf("\n");
+}
+
+nlohmann::json serve_json(const ServeReport& r, const Checkpoint& c) {
+  return {{"kind", "serve"},
+          {"task", c.data.task},
+          {"data", c.data.kind == "babi" ? (c.data.ten_k ? "en-10k" : "en") : "mqar"},
+          {"mechanism", r.mechanism},
+          {"store", r.store},
+          {"stories", r.stories},
+          {"questions", r.questions},
+          {"accuracy", r.questions ? static_cast<double>(r.correct) / static_cast<double>(r.questions) : 0.0},
+          {"agree", r.agree},
+          {"max_logit_difference", r.max_logit_difference},
+          {"bytes_per_story", r.bytes_per_story},
+          {"lookup_us", r.lookup_us},
+          {"questions_per_second", r.questions_per_second}};
+}
+
+struct UseArgs {
+  std::string model, data_dir, split = "test", bank, results, story, question, entry;
+  bool bf16 = false;
+  int threads = 1, top = 1;
+};
+
+void eval(const UseArgs& a) {
+  set_threads(a.threads);
+  Checkpoint c = Checkpoint::load(a.model);
+  const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+  const auto& examples = split_of(data, a.split);
+  std::printf("%s, %s attention (best validation epoch %d of %d): %s accuracy %.3f on %zu questions\n",
+              c.data.describe().c_str(), to_string(c.model_options.mechanism()).c_str(), c.progress.best_epoch,
+              c.progress.epochs_done, a.split.c_str(), accuracy(c.best, examples, c.answers.size()), examples.size());
+  if (a.bank.empty()) return;
+  std::printf("answering one question at a time from stored representations:\n");
+  const ServeReport stored = answer_from_bank(c, examples, a.bank);
+  print_serve(stored);
+  // Softmax's cost on the same stories at the same width: its read-out must keep and scan every
+  // hidden state. Cost only: an untrained softmax reader of this model's size.
+  torch::manual_seed(0);
+  Reader softmax(ReaderOptions(c.model_options).mechanism(Mechanism::softmax));
+  ServeReport reference = answer_from_states(softmax, examples, c.answers.size());
+  reference.mechanism = "softmax (cost)";
+  print_serve(reference, /*cost_only=*/true);
+  std::printf("  -> %.1fx fewer bytes per story, %.1fx faster lookups than softmax over the stored states\n",
+              reference.bytes_per_story / stored.bytes_per_story, reference.lookup_us / stored.lookup_us);
+  if (stored.agree != stored.questions)
+    throw Error("answers from the stored memories differ from the in-graph pass on " +
+                std::to_string(stored.questions - stored.agree) + " questions");
+  if (!a.results.empty()) {
+    std::ofstream out(a.results, std::ios::app);
+    out << serve_json(stored, c).dump() << "\n";
+    if (!out.flush()) throw Error("cannot append to " + a.results);
+  }
+}
+
+void encode(const UseArgs& a) {
+  set_threads(a.threads);
+  Checkpoint c = Checkpoint::load(a.model);
+  const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+  const EncodeReport r = encode_stories(c, split_of(data, a.split), a.bank, a.bf16 ? DType::bf16 : DType::f32);
+  std::printf("stored %lld %s stories of %s in %s: %.0f bytes each in the bank (%.0f of numbers), %.2f s\n",
+              static_cast<long long>(r.stories), a.split.c_str(), c.data.describe().c_str(), a.bank.c_str(),
+              r.bytes_per_story, r.payload_per_story, r.seconds);
+}
+
+// A story file: one statement per line; bAbI's leading line numbers and question lines (with a
+// TAB) are accepted and skipped, so a bAbI story can be pasted as it is.
+std::vector<std::string> read_story(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open story file '" + path + "'");
+  std::vector<std::string> tokens;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find('\t') != std::string::npos) continue;
+    size_t i = 0;
+    while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
+    for (auto& t : tokenize(line.substr(i))) tokens.push_back(std::move(t));
+  }
+  return tokens;
+}
+
+void answer(const UseArgs& a) {
+  set_threads(a.threads);
+  Checkpoint c = Checkpoint::load(a.model);
+  if (a.story.empty() == a.entry.empty()) throw Error("give the story as --story FILE, or a stored one as --bank B --entry NAME");
+  if (!a.entry.empty() && a.bank.empty()) throw Error("--entry needs --bank");
+  int64_t unknown = 0;
+  Example e;
+  e.question = to_ids(c.words, tokenize(a.question), &unknown);
+  if (e.question.empty()) throw Error("the question is empty");
+  if (!a.story.empty()) e.story = to_ids(c.words, read_story(a.story), &unknown);
+  if (unknown > 0)
+    std::fprintf(stderr, "note: %lld word(s) never seen in training are read as <unk>\n", static_cast<long long>(unknown));
+  torch::NoGradGuard no_grad;
+  c.best->eval();
+  const ReaderBatch b = make_batch({e}, {0}, c.answers.size());
+  torch::Tensor logits;
+  if (a.story.empty()) {
+    const Bank bank = Bank::open(a.bank);
+    const auto i = bank.find(a.entry);
+    if (!i) throw Error(a.bank + " has no memory named '" + a.entry + "' (see `linattn bank list`)");
+    if (!c.best->has_fixed_size_memory()) throw Error("only a linear or gated linear model answers from stored memories");
+    const torch::Tensor q = c.best->encode_question(b.question, b.question_lengths).contiguous();
+    torch::Tensor r = torch::empty_like(q);
+    bank.memory(*i).lookup(CView2::contiguous(q.data_ptr<float>(), {1, q.size(1)}),
+                           View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}),
+                           {.mean = true, .scale = static_cast<float>(c.model_options.linear_scale())});
+    logits = c.best->output(r, q, b.candidates)[0];
+  } else {
+    logits = c.best->forward(b)[0];
+  }
+  const torch::Tensor p = torch::softmax(logits, 0);
+  const auto top = p.topk(std::min<int64_t>(a.top, c.answers.size() - 2));
+  for (int64_t k = 0; k < std::get<0>(top).size(0); ++k) {
+    const int64_t id = std::get<1>(top)[k].item<int64_t>();
+    if (a.top == 1) std::printf("%s\n", c.answers.token(id).c_str());
+    else std::printf("%s\t%.3f\n", c.answers.token(id).c_str(), std::get<0>(top)[k].item<double>());
+  }
+}
+
+}  // namespace
+
+void add_use_commands(CLI::App& app) {
+  auto a = std::make_shared<UseArgs>();
+  auto common = [&](CLI::App* cmd) {
+    cmd->add_option("--model", a->model, "a checkpoint written by train (its best validation epoch is used)")->required();
+    cmd->add_option("--data", a->data_dir, "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi)");
+    cmd->add_option("--threads", a->threads, "threads")->check(CLI::Range(1, 1024));
+  };
+  CLI::App* ev = app.add_subcommand("eval", "Accuracy of a trained model on a split; with --bank, answer from stored memories");
+  common(ev);
+  ev->add_option("--split", a->split, "test, valid or train");
+  ev->add_option("--bank", a->bank, "answer from the memories stored by `encode` and compare with the in-graph pass");
+  ev->add_option("--results", a->results, "append the stored-answering figures as a JSON line");
+  ev->callback([a] { eval(*a); });
+
+  CLI::App* en = app.add_subcommand("encode", "Store every story of a split as a fixed-size memory in a new bank (linear, gated)");
+  common(en);
+  en->add_option("--bank", a->bank, "the bank file to create (.lamb)")->required();
+  en->add_option("--split", a->split, "test, valid or train");
+  en->add_flag("--bf16", a->bf16, "store bfloat16 numbers (half the bytes)");
+  en->callback([a] { encode(*a); });
+
+  CLI::App* an = app.add_subcommand("answer", "Answer a question about a story file (or a stored memory)");
+  common(an);
+  an->add_option("--story", a->story, "a text file, one statement per line (bAbI lines accepted)");
+  an->add_option("--question", a->question, "the question, e.g. \"Where is Mary?\"")->required();
+  an->add_option("--bank", a->bank, "answer from a memory in this bank instead of a story file");
+  an->add_option("--entry", a->entry, "the memory's name in --bank (`linattn bank list`)");
+  an->add_option("--top", a->top, "print the K likeliest answers with their probabilities")->check(CLI::Range(1, 100));
+  an->footer("Example:\n  linattn-reader answer --model t1.ckpt --story story.txt --question \"Where is Mary?\"");
+  an->callback([a] { answer(*a); });
+}
+
+}  // namespace linattn::reader::cli
