@@ -12,15 +12,13 @@
 
 #include "linattn/linattn.h"
 #include "npy.h"
+#include "cli_runner.h"
 #include "test_util.h"
 
 namespace linattn {
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
+using test::CliRun;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -31,23 +29,10 @@ class CliTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string p(const std::string& name) const { return (dir_ / name).string(); }
 
-  CliRun run(const std::string& args) const {
-    const std::string out = p("stdout.txt"), err = p("stderr.txt");
-    const int status = std::system((std::string(LINATTN_CLI) + " " + args + " >" + out + " 2>" + err).c_str());
-    auto slurp = [](const std::string& f) {
-      std::ifstream in(f);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      return ss.str();
-    };
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-  }
+  CliRun run(const std::string& args) const { return test::run_program(LINATTN_CLI, args, dir_.string()); }
   // A failing run: non-zero exit, one line on stderr that mentions `words`.
   void expect_error(const std::string& args, const std::string& words) const {
-    const CliRun r = run(args);
-    EXPECT_NE(r.code, 0) << args;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
-    EXPECT_NE(r.err.find(words), std::string::npos) << args << "\n" << r.err;
+    test::expect_one_line_error(run(args), args, words);
   }
   void save(const std::string& name, const test::Tensor<2>& m) const {
     npy::save(p(name), m.data.data(), m.shape[0], m.shape[1]);

@@ -16,7 +16,7 @@ struct TrainArgs {
   std::string data_dir, mechanism = "linear", checkpoint, results;
   int64_t hidden = 64, embedding = 64, layers = 1, attention = 100, output = 100;
   bool bidirectional = false, resume = false, no_progress = false;
-  double dropout = 0.0, linear_scale = 1.0;
+  double dropout = 0.0, linear_scale = 10.0;
   TrainSettings settings;
   int64_t max_steps = -1;
   int threads = 1;  // measured fastest for these small ops (2 threads: 3x slower, oversubscribed)

@@ -1,0 +1,118 @@
+// linattn-reader (and `linattn reader`) run as a user would, on MQAR so that no data files are
+// needed: train with checkpoints, resume, eval, encode, answer from a bank, report, study.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli_runner.h"
+
+namespace linattn {
+namespace {
+namespace fs = std::filesystem;
+
+class ReaderCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("linattn_reader_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string p(const std::string& name) const { return (dir_ / name).string(); }
+  test::CliRun reader(const std::string& args) const { return test::run_program(LINATTN_READER, args, dir_.string()); }
+  void expect_error(const std::string& args, const std::string& words) const {
+    test::expect_one_line_error(reader(args), args, words);
+  }
+  fs::path dir_;
+};
+
+const std::string kSmall = "--mqar-pairs 3 --mqar-vocab 32 --mqar-train 60 --hidden 12 --embedding 8 --no-progress";
+
+TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
+  auto r = reader("train " + kSmall + " --mechanism gated-scalar --epochs 2 --checkpoint " + p("m.ckpt") +
+                  " --max-steps 5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("stopped after 5 steps"), std::string::npos) << r.out;
+  r = reader("train --resume --checkpoint " + p("m.ckpt") + " --no-progress --results " + p("r.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("resuming"), std::string::npos);
+  EXPECT_NE(r.out.find("test accuracy 0."), std::string::npos) << r.out;
+  std::ifstream results(p("r.jsonl"));
+  std::string line;
+  ASSERT_TRUE(std::getline(results, line));
+  EXPECT_NE(line.find("\"kind\":\"mqar\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"curve\""), std::string::npos) << line;
+  expect_error("train --resume --checkpoint " + p("m.ckpt") + " --mechanism linear", "disagrees with");
+
+  r = reader("eval --model " + p("m.ckpt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("test accuracy"), std::string::npos);
+  r = reader("encode --model " + p("m.ckpt") + " --bank " + p("s.lamb"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("stored 200 test stories"), std::string::npos) << r.out;
+  expect_error("encode --model " + p("m.ckpt") + " --bank " + p("s.lamb"), "exists");
+  r = reader("eval --model " + p("m.ckpt") + " --bank " + p("s.lamb"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
+
+  // A story file and a question, or a stored memory and a question.
+  std::ofstream(p("story.txt")) << "3 20\n5 30\n";
+  r = reader("answer --model " + p("m.ckpt") + " --story " + p("story.txt") + " --question 5 --top 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  const auto listing = test::run_program(LINATTN_CLI, "bank list " + p("s.lamb"), dir_.string()).out;
+  std::istringstream lines(listing);
+  std::string header, entry;
+  std::getline(lines, header);
+  lines >> entry;  // the first memory's name, "<story>:<tokens>"
+  ASSERT_NE(entry.find(':'), std::string::npos) << listing;
+  r = reader("answer --model " + p("m.ckpt") + " --bank " + p("s.lamb") + " --entry " + entry + " --question 7");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  expect_error("answer --model " + p("m.ckpt") + " --bank " + p("s.lamb") + " --entry nope --question 7", "no memory named 'nope'");
+  expect_error("answer --model " + p("m.ckpt") + " --question 7", "give the story");
+  expect_error("eval --model " + p("missing.ckpt"), "missing.ckpt");
+}
+
+TEST_F(ReaderCliTest, StudyRunsInParallelResumesAndReports) {
+  const std::string study = "study --out " + p("study") + " --no-babi --mqar --mqar-pairs 2,3 --mqar-widths 8 --mqar-epochs 1 "
+                            "--mqar-train 20 --mechanisms none,linear --seeds 1 --jobs 2";
+  auto r = reader(study);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("4 to run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| 8 | 3 |"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(p("study/report.md")));
+  EXPECT_TRUE(fs::exists(p("study/mqar.png")));
+  // Run again: nothing left to do, the same report.
+  r = reader(study);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 done before, 0 to run"), std::string::npos) << r.out;
+  r = reader("report " + p("study/results.jsonl") + " --out " + p("again") + " --no-plots");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(p("again/report.md")));
+}
+
+TEST_F(ReaderCliTest, ErrorsAreOneLine) {
+  expect_error("train --mechanism quadratic --mqar-pairs 2", "unknown attention mechanism 'quadratic'");
+  expect_error("train --data /nonexistent", "no en/ or en-10k/ directory of bAbI files");
+  expect_error("train --mqar-pairs 40 --mqar-vocab 32", "pairs");
+  expect_error("train --resume --mqar-pairs 2", "--resume needs --checkpoint");
+  std::ofstream(p("junk.ckpt")) << "junk";
+  expect_error("eval --model " + p("junk.ckpt"), "not a readable linattn-reader checkpoint");
+  expect_error("report " + p("none.jsonl"), "none.jsonl");
+}
+
+TEST_F(ReaderCliTest, LinattnRunsTheReader) {
+  auto r = test::run_program(LINATTN_CLI, "reader train --help", dir_.string());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("--mechanism"), std::string::npos) << r.out;
+  r = test::run_program(LINATTN_CLI, "reader train --mechanism quadratic --mqar-pairs 2", dir_.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("unknown attention mechanism"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace linattn
