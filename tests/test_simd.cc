@@ -105,6 +105,33 @@ TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
     }
 }
 
+TEST_P(SimdTest, PackedSymmetricGemvMatchesTheFullMatrix) {
+  for (int64_t n = 1; n < 70; n += (n < 40 ? 1 : 13)) {
+    const int64_t packed_size = n * (n + 1) / 2;
+    const auto packed = random_vector(packed_size), x = random_vector(n);
+    std::vector<uint16_t> pb(packed.size());
+    simd::f32_to_bf16(packed.data(), pb.data(), packed_size);
+    std::vector<float> pw(packed.size());
+    simd::bf16_to_f32(pb.data(), pw.data(), packed_size);
+    // M[i][j] = M[j][i] = packed row i, column j - i (i <= j).
+    auto at = [&](const std::vector<float>& p, int64_t i, int64_t j) {
+      if (i > j) std::swap(i, j);
+      return p[static_cast<size_t>(i * n - i * (i - 1) / 2 + (j - i))];
+    };
+    std::vector<float> y(static_cast<size_t>(n + 1), 99.f), yb(y);
+    simd::sym_packed_gemv(packed.data(), n, x.data(), y.data());
+    simd::sym_packed_gemv_bf16(pb.data(), n, x.data(), yb.data());
+    for (int64_t i = 0; i < n; ++i) {
+      double e = 0, eb = 0;
+      for (int64_t j = 0; j < n; ++j) e += double(at(packed, i, j)) * x[j], eb += double(at(pw, i, j)) * x[j];
+      EXPECT_NEAR(y[i], e, 1e-5 * (1 + n)) << n;
+      EXPECT_NEAR(yb[i], eb, 1e-5 * (1 + n)) << n;
+    }
+    EXPECT_EQ(y[n], 99.f);
+    EXPECT_EQ(yb[n], 99.f);
+  }
+}
+
 TEST_P(SimdTest, GemvRowsMatchesDots) {
   for (int64_t m : {0, 1, 3, 4, 7, 130})
     for (int64_t n : {1, 5, 8, 17, 128}) {

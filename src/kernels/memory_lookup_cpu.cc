@@ -27,23 +27,14 @@ void to_f32(const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
 int64_t packed_row_offset(int64_t i, int64_t d) { return i * d - i * (i - 1) / 2; }
 
 // One query against a full or packed state, reading the stored rows: out = M^T x.
-void gemv_stored(const StoredState& s, const float* x, float* out, std::vector<float>& row) {
+void gemv_stored(const StoredState& s, const float* x, float* out) {
   if (s.layout == Layout::full) {
     if (s.dtype == DType::f32) simd::gemv_t(f32(s.data), s.dv, x, s.dk, out, s.dv);
     else simd::gemv_t_bf16(bf16(s.data), s.dv, x, s.dk, out, s.dv);
     return;
   }
-  std::fill_n(out, s.dv, 0.f);
-  // Packed upper triangle: row i holds M[i, i..d). M symmetric, so
-  // out_i += M[i, i..d) . x[i..d) and out[i+1..d) += x_i M[i, i+1..d).
-  const int64_t d = s.dk;
-  row.resize(static_cast<size_t>(d));
-  for (int64_t i = 0; i < d; ++i) {
-    const int64_t n = d - i;
-    to_f32(s.data, s.dtype, packed_row_offset(i, d), row.data(), n);
-    out[i] += simd::dot(row.data(), x + i, n);
-    simd::axpy(x[i], row.data() + 1, out + i + 1, n - 1);
-  }
+  if (s.dtype == DType::f32) simd::sym_packed_gemv(f32(s.data), s.dk, x, out);
+  else simd::sym_packed_gemv_bf16(bf16(s.data), s.dk, x, out);
 }
 
 // The whole state as a dense fp32 [dk, dv] matrix (full or packed layouts).
@@ -90,9 +81,8 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
     gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);
   } else if (m < kGemvRows) {
-    std::vector<float> row;
     for (int64_t i = 0; i < m; ++i) {
-      gemv_stored(s, x + i * dk, &out(i, 0), row);
+      gemv_stored(s, x + i * dk, &out(i, 0));
       simd::scale(&out(i, 0), dv, alpha);
     }
   } else {

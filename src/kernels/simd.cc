@@ -7,6 +7,7 @@
 #include <hwy/contrib/math/math-inl.h>
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -354,6 +355,55 @@ void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float*
   }
 }
 
+// y = M x with M symmetric, stored as its packed upper triangle (row i: M[i, i..d)). Row i adds
+// M[i, i..d) . x[i..d) to y_i and x_i M[i, i+1..d) to y[i+1..d): each stored number is read once,
+// for two FMAs, all in one pass.
+template <class Load, class LoadScalar>
+HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const Load& load, const LoadScalar& at) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  std::fill_n(y, n, 0.f);
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = n - i;
+    const float xi = x[i];
+    const V vxi = hn::Set(d, xi);
+    V acc = hn::Zero(d);
+    int64_t j = 0;
+    for (; j + lanes <= len; j += lanes) {
+      const V m = load(off + j);
+      acc = hn::MulAdd(m, hn::LoadU(d, x + i + j), acc);
+      hn::StoreU(hn::MulAdd(vxi, m, hn::LoadU(d, y + i + j)), d, y + i + j);
+    }
+    float dot = hn::GetLane(hn::SumOfLanes(d, acc));
+    for (; j < len; ++j) {
+      const float m = at(off + j);
+      dot += m * x[i + j];
+      y[i + j] += xi * m;
+    }
+    y[i] += dot - xi * at(off);  // the loop also added x_i M_ii to y_i, which the dot holds
+    off += len;
+  }
+}
+
+float bf16_at(const uint16_t* x, int64_t i) {
+  const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+void SymPackedGemv(const float* packed, int64_t n, const float* x, float* y) {
+  const D d;
+  sym_packed_gemv_impl(n, x, y, [&](int64_t off) { return hn::LoadU(d, packed + off); },
+                       [&](int64_t off) { return packed[off]; });
+}
+
+void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
+  sym_packed_gemv_impl(n, x, y, [&](int64_t off) { return load_bf16(packed + off); },
+                       [&](int64_t off) { return bf16_at(packed, off); });
+}
+
 void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -435,6 +485,8 @@ HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(FmaLoop);
 HWY_EXPORT(GemvN);
+HWY_EXPORT(SymPackedGemv);
+HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
 HWY_EXPORT(TanhAddDot);
 HWY_EXPORT(AdditiveScoreGrad);
@@ -465,6 +517,12 @@ void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, in
 }
 void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(GemvTBf16)(m, ldm, x, k, y, n);
+}
+void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y) {
+  HWY_DYNAMIC_DISPATCH(SymPackedGemv)(packed, n, x, y);
+}
+void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
+  HWY_DYNAMIC_DISPATCH(SymPackedGemvBf16)(packed, n, x, y);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

@@ -55,6 +55,11 @@ void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, in
 // As gemv_t with M stored in bfloat16.
 void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n);
 
+// y = M x, M [n, n] symmetric and stored as its packed upper triangle (row i holds M[i, i..n),
+// n(n+1)/2 numbers): one query against a packed symmetric memory, every number read once.
+void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y);
+void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y);
+
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
