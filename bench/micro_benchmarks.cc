@@ -3,6 +3,9 @@
 // Counters: FLOP/s ("flops") for each case; the roofs and targets are in `linattn bench`.
 #include <benchmark/benchmark.h>
 
+#include <array>
+#include <cmath>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -64,6 +67,22 @@ void BM_MemoryViewLookupSingle(benchmark::State& state) {
 }
 BENCHMARK(BM_MemoryViewLookupSingle)->Args({128, 0})->Args({128, 1});
 
+// One query against a packed symmetric memory (the reader's stored form, d(d+1)/2 numbers).
+void BM_PackedSymmetricLookupSingle(benchmark::State& state) {
+  const int64_t d = state.range(0);
+  const auto H = random_floats(64 * d), q = random_floats(d);
+  Memory m({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = state.range(1) ? DType::bf16 : DType::f32});
+  m.write(CView2::contiguous(H.data(), {64, d}));
+  const MemoryView v = view_of_bytes(serialize(m), "bench");
+  std::vector<float> out(static_cast<size_t>(d));
+  for (auto _ : state) {
+    v.lookup(CView2::contiguous(q.data(), {1, d}), View2::contiguous(out.data(), {1, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 2.0 * d * d);
+}
+BENCHMARK(BM_PackedSymmetricLookupSingle)->Args({64, 0})->Args({128, 0})->Args({128, 1});
+
 void BM_LinearLookupBatched(benchmark::State& state) {
   const int64_t d = 128, m = state.range(0);
   const auto M = random_floats(d * d), q = random_floats(m * d);
@@ -115,6 +134,37 @@ void BM_SoftmaxSelfAttention(benchmark::State& state) {
   set_flops(state, 2.0 * B * H * T * T * d);  // the causal half of 4 T^2 d
 }
 BENCHMARK(BM_SoftmaxSelfAttention)->Arg(512)->Arg(2048);
+
+// Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or
+// forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
+// FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
+void BM_Causal(benchmark::State& state) {
+  const int64_t d = state.range(0), B = 4, H = 8, T = 4096, n = B * H * T * d;
+  const bool gla = state.range(1) != 0, backward = state.range(2) != 0;
+  const char* threads = std::getenv("LINATTN_THREADS");
+  set_num_threads(threads ? std::atoi(threads) : 1);
+  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n), dout = random_floats(n);
+  std::vector<float> decay = random_floats(n);
+  for (float& x : decay) x = -std::abs(x) * 0.1f;
+  std::vector<float> o(static_cast<size_t>(n)), g1(o.size()), g2(o.size()), g3(o.size()), g4(o.size());
+  const std::array<int64_t, 4> shape = {B, H, T, d};
+  const CView4 Q = CView4::contiguous(q.data(), shape), K = CView4::contiguous(k.data(), shape),
+               V = CView4::contiguous(v.data(), shape), D = CView4::contiguous(dout.data(), shape);
+  const View4 O = View4::contiguous(o.data(), shape);
+  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
+                              : Decay{};
+  CausalLinearAttentionGrads grads{View4::contiguous(g1.data(), shape), View4::contiguous(g2.data(), shape),
+                                   View4::contiguous(g3.data(), shape)};
+  if (gla) grads.dper_channel = View4::contiguous(g4.data(), shape);
+  for (auto _ : state) {
+    causal_linear_attention(Q, K, V, O, decay_arg);
+    if (backward) causal_linear_attention_backward(Q, K, V, D, grads, decay_arg);
+    benchmark::DoNotOptimize(o.data());
+  }
+  set_flops(state, (backward ? 3.0 : 1.0) * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
+  set_num_threads(1);
+}
+BENCHMARK(BM_Causal)->ArgNames({"d", "gla", "bwd"})->ArgsProduct({{64, 128}, {0, 1}, {0, 1}})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
