@@ -11,8 +11,10 @@
 namespace linattn::kernels {
 namespace {
 
-// Sub-block of the per-channel (GLA) intra-chunk factorisation. Measured (B=4, H=8, T=4096,
-// 2 threads, GLA forward, d = 64 / 128): 32: 205 / 360 ms; 16: 151 / 238 ms; 8: 108 / 233 ms.
+// Sub-block of the per-channel (GLA) intra-chunk factorisation (at most 8: the diagonal
+// sub-block kernel keeps one accumulator register per position). Measured with element-wise
+// diagonal blocks (B=4, H=8, T=4096, 2 threads, GLA forward, d = 64 / 128): 32: 205 / 360 ms;
+// 16: 151 / 238 ms; 8: 108 / 233 ms.
 constexpr int64_t kSub = 8;
 
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
@@ -22,7 +24,8 @@ struct Chunk {
   bool decayed = false;  // false: every gamma is 1 and every decay factor below is exactly 1
   std::vector<float> phi_q, phi_k, u, vp, A, qd, kd, W, tmp;  // [len, *] row-major
   std::vector<float> ea, eka;                                 // exp(A_t), exp(A_last - A_t)
-  std::vector<float> ks, qs, qe;                              // per-channel sub-block factors
+  std::vector<float> ks, ke, qs, qe;                          // per-channel sub-block factors
+  std::vector<float> G;                                       // per-channel: gamma_t = exp(log decay_t)
   std::vector<float> decay_end;                               // exp(A_last) per channel
 
   void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L) {
@@ -44,9 +47,17 @@ struct Chunk {
       for (int64_t c = 0; c < dk; ++c) u[r * dk + c] = g * phi_k[r * dk + c];
       std::copy_n(&a.v(b, h, t, 0), dv, &vp[r * dva]);
       if (a.normalize) vp[r * dva + dv] = 1.f;
-      if (decayed)
-        for (int64_t c = 0; c < dk; ++c)  // cumulative log decay from the chunk start, inclusive
-          A[r * dk + c] = (r ? A[(r - 1) * dk + c] : 0.f) + a.log_decay.at(b, h, t, c);
+      if (decayed) {  // cumulative log decay from the chunk start, inclusive
+        float* Ar = &A[r * dk];
+        if (a.log_decay.per_channel && a.log_decay.stride_c == 1) std::copy_n(&a.log_decay.data[a.log_decay.offset(b, h, t)], dk, Ar);
+        else
+          for (int64_t c = 0; c < dk; ++c) Ar[c] = a.log_decay.at(b, h, t, c);
+        if (a.log_decay.per_channel) {  // the log gammas themselves, exponentiated below
+          G.resize(static_cast<size_t>(len * dk));
+          std::copy_n(Ar, dk, &G[r * dk]);
+        }
+        if (r) simd::axpy(1.f, Ar - dk, Ar, dk);
+      }
     }
     if (!decayed) {  // gamma = 1: Qd = phi(q), Kd = u, no exponentials at all
       std::fill(A.begin(), A.end(), 0.f);
@@ -57,13 +68,22 @@ struct Chunk {
       kd = u;
       return;
     }
-    // Every exponent is <= 0; computed vectorised, once per chunk, reused by the backward.
+    // Every exponent is <= 0; computed vectorised, once per chunk, reused by the backward. These
+    // come from the chunk-local cumulative sums A, not from products of the gammas: a product of
+    // fp32 gammas near 1 (log gamma = -1e-6) carries a few percent of error in each log decay,
+    // which the state would compound over every chunk of a long sequence (measured: 6e-4 at
+    // T = 65,536, against 1e-4 allowed).
     const float* last = &A[(len - 1) * dk];
     std::copy(A.begin(), A.end(), ea.begin());
     simd::exp_shift_sum(ea.data(), len * dk, 0.f);
     for (int64_t r = 0; r < len; ++r)
       for (int64_t c = 0; c < dk; ++c) eka[r * dk + c] = last[c] - A[r * dk + c];
     simd::exp_shift_sum(eka.data(), len * dk, 0.f);
+    if (a.log_decay.per_channel) {
+      // Within the chunk, the per-channel sub-block factors are products of the gammas (at most
+      // 63 of them: error a few 1e-6 at worst, and no state carries it further).
+      simd::exp_shift_sum(G.data(), len * dk, 0.f);
+    }
     std::copy_n(&ea[(len - 1) * dk], dk, decay_end.begin());
     for (int64_t i = 0; i < len * dk; ++i) {
       qd[i] = phi_q[i] * ea[i];
@@ -94,16 +114,11 @@ struct Chunk {
     // Per-channel decay: blocks of kSub positions. For key block j with last position r, and a
     // query t > r: exp(A_t - A_s) = exp(A_t - A_r) exp(A_r - A_s), both factors <= 1 (A never
     // increases), so the off-diagonal blocks are GEMMs that cannot overflow; the diagonal
-    // blocks are computed element by element.
+    // blocks multiply the per-step factors up, in one SIMD kernel.
     std::fill(W.begin(), W.end(), 0.f);
     for (int64_t j0 = 0; j0 < len; j0 += kSub) {
       const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
-      for (int64_t t = j0; t < j1; ++t)
-        for (int64_t s = j0; s <= t; ++s) {
-          decay_ratio(t, s);
-          simd::mul(&phi_q[t * dk], tmp.data(), dk);
-          W[t * len + s] = simd::dot(tmp.data(), &u[s * dk], dk);
-        }
+      simd::gla_block_weights(&phi_q[j0 * dk], &u[j0 * dk], &G[j0 * dk], j1 - j0, dk, &W[j0 * len + j0], len);
       if (j1 == len) continue;
       scaled_keys(j0, j1, r);
       scaled_queries(j1, r);
@@ -111,28 +126,23 @@ struct Chunk {
     }
   }
 
-  // ks = u[s] (*) exp(A_r - A_s) for s in [j0, j1): every factor <= 1.
+  // ke = exp(A_r - A_s) = prod_{k=s+1..r} gamma_k and ks = u[s] (*) ke, for s in [j0, j1).
   void scaled_keys(int64_t j0, int64_t j1, int64_t r) {
-    ks.resize(static_cast<size_t>((j1 - j0) * dk));
-    for (int64_t s = j0; s < j1; ++s)
-      for (int64_t c = 0; c < dk; ++c) ks[(s - j0) * dk + c] = A[r * dk + c] - A[s * dk + c];
-    simd::exp_shift_sum(ks.data(), (j1 - j0) * dk, 0.f);
-    simd::mul(&u[j0 * dk], ks.data(), (j1 - j0) * dk);
+    const int64_t rows = j1 - j0;
+    ke.resize(static_cast<size_t>(rows * dk));
+    std::fill_n(&ke[(r - j0) * dk], dk, 1.f);
+    for (int64_t s = r - 1; s >= j0; --s) simd::decay_step(&ke[(s + 1 - j0) * dk], &G[(s + 1) * dk], &ke[(s - j0) * dk], dk);
+    ks.assign(ke.begin(), ke.end());
+    simd::mul(&u[j0 * dk], ks.data(), rows * dk);
   }
-  // qs = phi_q[t] (*) exp(A_t - A_r) for t in [t0, len), and qe the factors alone.
+  // qe = exp(A_t - A_r) = prod_{k=r+1..t} gamma_k and qs = phi_q[t] (*) qe, for t in [t0, len).
   void scaled_queries(int64_t t0, int64_t r) {
+    (void)r;  // t0 = r + 1: the products start at t0
     qe.resize(static_cast<size_t>((len - t0) * dk));
-    for (int64_t t = t0; t < len; ++t)
-      for (int64_t c = 0; c < dk; ++c) qe[(t - t0) * dk + c] = A[t * dk + c] - A[r * dk + c];
-    simd::exp_shift_sum(qe.data(), (len - t0) * dk, 0.f);
+    std::copy_n(&G[t0 * dk], dk, qe.begin());
+    for (int64_t t = t0 + 1; t < len; ++t) simd::decay_step(&qe[(t - 1 - t0) * dk], &G[t * dk], &qe[(t - t0) * dk], dk);
     qs.assign(qe.begin(), qe.end());
     simd::mul(&phi_q[t0 * dk], qs.data(), (len - t0) * dk);
-  }
-
-  // tmp = exp(A[t] - A[s]), every entry <= 1 for s <= t.
-  void decay_ratio(int64_t t, int64_t s) {
-    for (int64_t c = 0; c < dk; ++c) tmp[c] = A[t * dk + c] - A[s * dk + c];
-    simd::exp_shift_sum(tmp.data(), dk, 0.f);
   }
 
   // S = exp(A_last) (*)rows S + Kd^T Vp
@@ -277,15 +287,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         // through the factors exp(A_t - A_r) (*) ... and exp(A_r - A_s) (*) ..., both <= 1.
         for (int64_t j0 = 0; j0 < len; j0 += kSub) {
           const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
-          for (int64_t t = j0; t < j1; ++t)
-            for (int64_t s = j0; s <= t; ++s) {
-              const float w = dW[t * len + s];
-              ch.decay_ratio(t, s);
-              for (int64_t k2 = 0; k2 < dk; ++k2) {
-                dphi_q[t * dk + k2] += w * ch.u[s * dk + k2] * ch.tmp[k2];
-                du[s * dk + k2] += w * ch.phi_q[t * dk + k2] * ch.tmp[k2];
-              }
-            }
+          simd::gla_block_weights_backward(&ch.phi_q[j0 * dk], &ch.u[j0 * dk], &ch.G[j0 * dk], &dW[j0 * len + j0], len,
+                                           j1 - j0, dk, &dphi_q[j0 * dk], &du[j0 * dk]);
           if (j1 == len) continue;
           ch.scaled_keys(j0, j1, r);
           ch.scaled_queries(j1, r);
@@ -298,12 +301,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
           // du[s] += exp(A_r - A_s) (*) (dW[t > r, s]^T qs)
           part.resize(static_cast<size_t>(cols * dk));
           gemm(true, false, cols, dk, rows, 1.f, &dW[j1 * len + j0], len, ch.qs.data(), dk, 0.f, part.data(), dk);
-          for (int64_t s = j0; s < j1; ++s) {  // the factors exp(A_r - A_s)
-            for (int64_t k2 = 0; k2 < dk; ++k2) ch.tmp[k2] = ch.A[r * dk + k2] - ch.A[s * dk + k2];
-            simd::exp_shift_sum(ch.tmp.data(), dk, 0.f);
-            simd::mul(ch.tmp.data(), &part[(s - j0) * dk], dk);
-            simd::axpy(1.f, &part[(s - j0) * dk], &du[s * dk], dk);
-          }
+          simd::mul(ch.ke.data(), part.data(), cols * dk);  // the factors exp(A_r - A_s)
+          simd::axpy(1.f, part.data(), &du[j0 * dk], cols * dk);
         }
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO

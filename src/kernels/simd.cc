@@ -95,6 +95,18 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+void DecayStep(const float* prev, const float* g, float* out, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V tiny = hn::Set(d, 1e-30f);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const V p = hn::Mul(hn::LoadU(d, prev + i), hn::LoadU(d, g + i));
+    hn::StoreU(hn::IfThenElseZero(hn::Gt(p, tiny), p), d, out + i);
+  }
+  for (; i < n; ++i) out[i] = prev[i] * g[i] > 1e-30f ? prev[i] * g[i] : 0.f;
+}
+
 void Mul(const float* x, float* y, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -407,6 +419,76 @@ void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float*
                        [&](int64_t off) { return bf16_at(packed, off); });
 }
 
+// GLA's diagonal sub-blocks. E_ts = prod_{k=s+1..t} g_k (= exp(A_t - A_s) <= 1) is built by
+// multiplying the per-step factors as t grows: one multiply per element instead of one exp, and
+// more exact than exp of a difference of large cumulative sums. Products below 1e-30 are flushed
+// to 0 (their terms are negligible, and denormals would be slow).
+constexpr int kMaxGlaBlock = 8;
+
+void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t full = dk / lanes * lanes;
+  const V one = hn::Set(d, 1.f), tiny = hn::Set(d, 1e-30f);
+  for (int64_t s = 0; s < n; ++s) {
+    V acc[kMaxGlaBlock];
+    for (int t = 0; t < kMaxGlaBlock; ++t) acc[t] = hn::Zero(d);
+    for (int64_t c = 0; c < full; c += lanes) {
+      const V us = hn::LoadU(d, u + s * dk + c);
+      V e = one;
+      for (int t = 0; t < kMaxGlaBlock; ++t) {  // fixed trip count: acc stays in registers
+        if (t < s || t >= n) continue;
+        if (t > s) {
+          e = hn::Mul(e, hn::LoadU(d, g + t * dk + c));
+          e = hn::IfThenElseZero(hn::Gt(e, tiny), e);
+        }
+        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c), us), e, acc[t]);
+      }
+    }
+    for (int64_t t = s; t < n; ++t) w[t * ldw + s] = hn::GetLane(hn::SumOfLanes(d, acc[t]));
+    for (int64_t c = full; c < dk; ++c) {  // the columns past the last full vector
+      float e = 1.f;
+      for (int64_t t = s; t < n; ++t) {
+        if (t > s) e = e * g[t * dk + c] > 1e-30f ? e * g[t * dk + c] : 0.f;
+        w[t * ldw + s] += q[t * dk + c] * u[s * dk + c] * e;
+      }
+    }
+  }
+}
+
+void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                             int64_t dk, float* dq, float* du) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t full = dk / lanes * lanes;
+  const V one = hn::Set(d, 1.f), tiny = hn::Set(d, 1e-30f);
+  for (int64_t s = 0; s < n; ++s) {
+    for (int64_t c = 0; c < full; c += lanes) {
+      const V us = hn::LoadU(d, u + s * dk + c);
+      V e = one, dus = hn::Zero(d);
+      for (int64_t t = s; t < n; ++t) {
+        if (t > s) {
+          e = hn::Mul(e, hn::LoadU(d, g + t * dk + c));
+          e = hn::IfThenElseZero(hn::Gt(e, tiny), e);
+        }
+        const V we = hn::Mul(hn::Set(d, dw[t * ldw + s]), e);
+        hn::StoreU(hn::MulAdd(we, us, hn::LoadU(d, dq + t * dk + c)), d, dq + t * dk + c);
+        dus = hn::MulAdd(we, hn::LoadU(d, q + t * dk + c), dus);
+      }
+      hn::StoreU(hn::Add(dus, hn::LoadU(d, du + s * dk + c)), d, du + s * dk + c);
+    }
+    for (int64_t c = full; c < dk; ++c) {
+      float e = 1.f;
+      for (int64_t t = s; t < n; ++t) {
+        if (t > s) e = e * g[t * dk + c] > 1e-30f ? e * g[t * dk + c] : 0.f;
+        const float we = dw[t * ldw + s] * e;
+        dq[t * dk + c] += we * u[s * dk + c];
+        du[s * dk + c] += we * q[t * dk + c];
+      }
+    }
+  }
+}
+
 void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -475,6 +557,7 @@ HWY_EXPORT(ExpShiftSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
+HWY_EXPORT(DecayStep);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
 HWY_EXPORT(FeatureMapApply);
@@ -488,6 +571,8 @@ HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(FmaLoop);
 HWY_EXPORT(GemvN);
+HWY_EXPORT(GlaBlockWeights);
+HWY_EXPORT(GlaBlockWeightsBackward);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
@@ -501,6 +586,9 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
 void scale(float* x, int64_t n, float a) { HWY_DYNAMIC_DISPATCH(Scale)(x, n, a); }
 void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
+void decay_step(const float* prev, const float* g, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(DecayStep)(prev, g, out, n);
+}
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
@@ -526,6 +614,13 @@ void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y) {
 }
 void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
   HWY_DYNAMIC_DISPATCH(SymPackedGemvBf16)(packed, n, x, y);
+}
+void gla_block_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw) {
+  HWY_DYNAMIC_DISPATCH(GlaBlockWeights)(q, u, g, n, dk, w, ldw);
+}
+void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                                int64_t dk, float* dq, float* du) {
+  HWY_DYNAMIC_DISPATCH(GlaBlockWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

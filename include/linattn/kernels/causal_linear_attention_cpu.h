@@ -24,8 +24,9 @@ struct LogDecayView {
   int64_t stride_b = 0, stride_h = 0, stride_t = 0, stride_c = 0;
   bool per_channel = false;  // values differ across channels (GLA): no GEMM for the intra-chunk part
   float at(int64_t b, int64_t h, int64_t t, int64_t c) const {
-    return data ? data[b * stride_b + h * stride_h + t * stride_t + c * stride_c] : 0.f;
+    return data ? data[offset(b, h, t) + c * stride_c] : 0.f;
   }
+  int64_t offset(int64_t b, int64_t h, int64_t t) const { return b * stride_b + h * stride_h + t * stride_t; }
 };
 
 struct CausalArgs {

@@ -22,6 +22,9 @@ void scale(float* x, int64_t n, float a);
 void axpy(float a, const float* x, float* y, int64_t n);
 // y[i] *= x[i].
 void mul(const float* x, float* y, int64_t n);
+// out[i] = prev[i] * g[i], flushed to 0 below 1e-30 (one more step of a product of decay
+// factors <= 1; the flush keeps denormals, which are slow, out of the loops that follow).
+void decay_step(const float* prev, const float* g, float* out, int64_t n);
 // sum_i a[i] * b[i].
 float dot(const float* a, const float* b, int64_t n);
 // sum_i x[i].
@@ -59,6 +62,15 @@ void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, floa
 // n(n+1)/2 numbers): one query against a packed symmetric memory, every number read once.
 void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y);
 void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y);
+
+// GLA's diagonal sub-blocks, n <= 8 positions (rows of q, u, g with stride dk; g[k] = gamma_k,
+// the per-channel decay factor of step k, <= 1; g[0] is not read):
+//   w[t * ldw + s] = sum_c q[t, c] u[s, c] prod_{k=s+1..t} g[k, c]   for 0 <= s <= t < n
+// and its backward, accumulating dq[t] += sum_{s<=t} dw[t,s] u_s (*) E_ts and
+// du[s] += sum_{t>=s} dw[t,s] q_t (*) E_ts (E_ts the product above).
+void gla_block_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw);
+void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                                int64_t dk, float* dq, float* du);
 
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.
