@@ -74,8 +74,10 @@ bench-torch: build
 bench-micro: build
 	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
+# The main job: the paper's comparison on bAbI, reproduced (about 5 minutes on 2 cores once
+# built; results, report.md and plots in reader-results/). Rerunning reuses finished runs.
 run: build
-	./$(BUILD)/bin/linattn demo
+	./$(BUILD)/bin/linattn reader reproduce --out reader-results --jobs $(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

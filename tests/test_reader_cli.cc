@@ -79,7 +79,7 @@ TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
 
 TEST_F(ReaderCliTest, StudyRunsInParallelResumesAndReports) {
   const std::string study = "study --out " + p("study") + " --no-babi --mqar --mqar-pairs 2,3 --mqar-widths 8 --mqar-epochs 1 "
-                            "--mqar-train 20 --mechanisms none,linear --seeds 1 --jobs 2";
+                            "--mqar-questions 60 --mechanisms none,linear --seeds 1 --jobs 2";
   auto r = reader(study);
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("4 to run"), std::string::npos) << r.out;

@@ -24,9 +24,10 @@ struct StudyArgs {
   std::vector<int> tasks;
   std::vector<std::string> mechanisms = kAllMechanisms;
   bool ten_k = false, mqar = false, no_babi = false, no_plots = false;
-  int seeds = 3, epochs = 20, jobs = 2, mqar_epochs = 30;
-  int64_t hidden = 64, mqar_train = 2000;
-  std::vector<int64_t> mqar_pairs = {4, 8, 16, 32, 64}, mqar_widths = {32, 64};
+  int seeds = 3, epochs = 20, jobs = 2, mqar_epochs = 8;
+  int64_t hidden = 64, mqar_questions = 8000;
+  // Memory widths around the pair counts, so that capacity runs out within the sweep.
+  std::vector<int64_t> mqar_pairs = {2, 4, 8, 16, 32}, mqar_widths = {16, 32};
 };
 
 std::vector<Job> plan(const StudyArgs& a) {
@@ -55,7 +56,8 @@ std::vector<Job> plan(const StudyArgs& a) {
         for (int64_t pairs : a.mqar_pairs)
           for (const auto& m : a.mechanisms)
             add("mqar-p" + std::to_string(pairs) + "-d" + std::to_string(width) + "-" + m + "-s" + std::to_string(seed),
-                {"train", "--mqar-pairs", std::to_string(pairs), "--mqar-train", std::to_string(a.mqar_train),
+                {"train", "--mqar-pairs", std::to_string(pairs), "--mqar-train",
+                 std::to_string(std::max<int64_t>(1, a.mqar_questions / pairs)),
                  "--mechanism", m, "--seed", std::to_string(seed), "--epochs", std::to_string(a.mqar_epochs), "--hidden",
                  std::to_string(width)});
   }
@@ -181,7 +183,9 @@ void add_study_commands(CLI::App& app) {
     cmd->add_option("--mqar-pairs", a->mqar_pairs, "MQAR pair counts")->delimiter(',');
     cmd->add_option("--mqar-widths", a->mqar_widths, "MQAR memory widths (GRU units)")->delimiter(',');
     cmd->add_option("--mqar-epochs", a->mqar_epochs, "epochs per MQAR run")->check(CLI::Range(1, 10000));
-    cmd->add_option("--mqar-train", a->mqar_train, "MQAR training sequences")->check(CLI::Range(1, 10000000));
+    cmd->add_option("--mqar-questions", a->mqar_questions,
+                    "MQAR training questions per run (sequences = questions / pairs: equal work per run)")
+        ->check(CLI::Range(1, 100000000));
     cmd->callback([a] {
       StudyArgs args = *a;
       if (args.tasks.empty())
