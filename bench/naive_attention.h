@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <vector>
 
 namespace linattn::naive {
 
@@ -70,6 +71,29 @@ inline torch::Tensor causal_chunked(const torch::Tensor& q, const torch::Tensor&
   const auto kv = torch::matmul(kc.transpose(3, 4), vc);  // [B,H,C,dk,dv]
   const auto states = kv.cumsum(2) - kv;                   // state before each chunk
   return (intra + torch::matmul(qc, states)).reshape({B, H, T, dv});
+}
+
+// Causal linear attention with per-channel decay (GLA), chunked as PyTorch users write it: inside a
+// chunk, q (*) exp(A) against k (*) exp(-A) (A the in-chunk cumulative log decay; fine for the mild
+// decays of the benchmarks, overflows for strong ones), across chunks the state carried in a loop.
+// T must be a multiple of L.
+inline torch::Tensor gla_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& log_decay, int64_t L) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3), C = T / L;
+  const auto qc = q.reshape({B, H, C, L, dk}), kc = k.reshape({B, H, C, L, dk}), vc = v.reshape({B, H, C, L, dv});
+  const auto A = log_decay.reshape({B, H, C, L, dk}).cumsum(3);
+  const auto last = A.select(3, L - 1).unsqueeze(3);  // [B,H,C,1,dk]
+  const auto mask = torch::ones({L, L}, q.options()).tril();
+  const auto qd = qc * A.exp();
+  const auto intra = torch::matmul(torch::matmul(qd, (kc * (-A).exp()).transpose(3, 4)) * mask, vc);
+  const auto kd = kc * (last - A).exp();  // keys decayed to the chunk's end
+  auto S = torch::zeros({B, H, dk, dv}, q.options());
+  std::vector<torch::Tensor> inter;
+  for (int64_t c = 0; c < C; ++c) {
+    inter.push_back(torch::matmul(qd.select(2, c), S));
+    S = last.select(2, c).squeeze(2).exp().unsqueeze(3) * S + torch::matmul(kd.select(2, c).transpose(2, 3), vc.select(2, c));
+  }
+  return (intra + torch::stack(inter, 2)).reshape({B, H, T, dv});
 }
 
 }  // namespace linattn::naive

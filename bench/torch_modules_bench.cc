@@ -114,38 +114,48 @@ int main(int argc, char** argv) {
                         {"naive_ms", naive * 1e3}, {"speedup", naive / ours}});
       }
     }
-  // Causal linear attention (no decay), B = 4, H = 8, T = 4,096: the chunked kernels against the
-  // PyTorch chunked formulation (chunk 64), forward and forward+backward.
-  std::printf("\ncausal linear attention, B = 4, H = 8, T = %d, no decay\n%-26s %5s %14s %14s %9s %12s\n",
-              quick ? 512 : 4096, "pass", "d", "linattn (ms)", "naive (ms)", "speed-up", "GFLOP/s ours");
+  // Causal linear attention, B = 4, H = 8, T = 4,096, without decay and with per-channel decay
+  // (GLA): the chunked kernels against the PyTorch chunked formulations (chunk 64), forward and
+  // forward+backward.
+  std::printf("\ncausal linear attention, B = 4, H = 8, T = %d\n%-34s %5s %14s %14s %9s %12s\n", quick ? 512 : 4096,
+              "pass", "d", "linattn (ms)", "naive (ms)", "speed-up", "GFLOP/s ours");
   nlohmann::json causal = nlohmann::json::array();
-  for (int64_t d : {int64_t{64}, int64_t{128}}) {
-    const int64_t Bc = 4, Hc = 8, Tc = quick ? 512 : 4096;
-    auto q = (torch::randn({Bc, Hc, Tc, d}) * 0.1).set_requires_grad(true);
-    auto k = (torch::randn({Bc, Hc, Tc, d}) * 0.1).set_requires_grad(true);
-    auto v = torch::randn({Bc, Hc, Tc, d}).set_requires_grad(true);
-    const double F = 2.0 * Bc * Hc * Tc * (64.0 * d + 2.0 * d * d);
-    for (bool backward : {false, true}) {
-      auto run = [&](const std::function<torch::Tensor()>& f) {
-        return [&, f] {
-          if (!backward) {
-            torch::NoGradGuard no_grad;
-            f();
-            return;
-          }
-          for (auto* t : {&q, &k, &v}) t->mutable_grad() = torch::Tensor();
-          f().sum().backward();
+  for (bool gla : {false, true})
+    for (int64_t d : {int64_t{64}, int64_t{128}}) {
+      const int64_t Bc = 4, Hc = 8, Tc = quick ? 512 : 4096;
+      auto q = (torch::randn({Bc, Hc, Tc, d}) * 0.1).set_requires_grad(true);
+      auto k = (torch::randn({Bc, Hc, Tc, d}) * 0.1).set_requires_grad(true);
+      auto v = torch::randn({Bc, Hc, Tc, d}).set_requires_grad(true);
+      // log gammas in (-0.03, 0], as in `linattn bench`
+      auto g = (-(torch::randn({Bc, Hc, Tc, d}) * 0.1).abs()).set_requires_grad(gla);
+      const double F = 2.0 * Bc * Hc * Tc * (64.0 * d + 2.0 * d * d);
+      for (bool backward : {false, true}) {
+        auto run = [&](const std::function<torch::Tensor()>& f) {
+          return [&, f] {
+            if (!backward) {
+              torch::NoGradGuard no_grad;
+              f();
+              return;
+            }
+            for (auto* t : {&q, &k, &v, &g}) t->mutable_grad() = torch::Tensor();
+            f().sum().backward();
+          };
         };
-      };
-      const double ours = median_seconds(run([&] { return causal_linear_attention(q, k, v); }), reps);
-      const double naive = median_seconds(run([&] { return linattn::naive::causal_chunked(q, k, v, 64); }), reps);
-      const double flops = backward ? 3 * F : F;
-      std::printf("%-26s %5lld %14.2f %14.2f %8.2fx %12.1f\n", backward ? "forward+backward" : "forward",
-                  static_cast<long long>(d), ours * 1e3, naive * 1e3, naive / ours, flops / ours / 1e9);
-      causal.push_back({{"pass", backward ? "forward+backward" : "forward"}, {"d", d}, {"linattn_ms", ours * 1e3},
-                        {"naive_ms", naive * 1e3}, {"speedup", naive / ours}, {"gflops", flops / ours / 1e9}});
+        const double ours = median_seconds(
+            run([&] { return gla ? causal_linear_attention(q, k, v, g) : causal_linear_attention(q, k, v); }), reps);
+        const double naive = median_seconds(run([&] {
+                                              return gla ? linattn::naive::gla_chunked(q, k, v, g, 64)
+                                                         : linattn::naive::causal_chunked(q, k, v, 64);
+                                            }),
+                                            reps);
+        const double flops = backward ? 3 * F : F;
+        const std::string pass = std::string(backward ? "forward+backward" : "forward") + (gla ? ", GLA" : ", no decay");
+        std::printf("%-34s %5lld %14.2f %14.2f %8.2fx %12.1f\n", pass.c_str(), static_cast<long long>(d), ours * 1e3,
+                    naive * 1e3, naive / ours, flops / ours / 1e9);
+        causal.push_back({{"pass", pass}, {"d", d}, {"linattn_ms", ours * 1e3}, {"naive_ms", naive * 1e3},
+                          {"speedup", naive / ours}, {"gflops", flops / ours / 1e9}});
+      }
     }
-  }
 
   if (!json_path.empty()) {
     std::ofstream(json_path) << nlohmann::json{{"threads", threads}, {"openblas_core", core}, {"results", rows},

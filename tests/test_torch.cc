@@ -188,6 +188,16 @@ TEST(TorchCausal, FunctionMatchesNaiveForEveryDecay) {
   }
 }
 
+TEST(TorchCausal, BenchmarkChunkedReferencesMatchTheQuadraticForm) {
+  // The naive chunked formulations `make bench-torch` compares against must compute the same thing.
+  torch::manual_seed(4);
+  const int64_t B = 2, H = 2, T = 32, dk = 5, dv = 3;
+  const auto q = torch::randn({B, H, T, dk}, torch::kFloat64), k = torch::randn({B, H, T, dk}, torch::kFloat64);
+  const auto v = torch::randn({B, H, T, dv}, torch::kFloat64), g = -torch::rand({B, H, T, dk}, torch::kFloat64) * 0.3;
+  EXPECT_LE(rel(naive::causal_chunked(q, k, v, 8), naive::causal(q, k, v, {})), 1e-10);
+  EXPECT_LE(rel(naive::gla_chunked(q, k, v, g, 8), naive::causal(q, k, v, g)), 1e-10);
+}
+
 TEST(TorchCausal, LayerRunsEveryDecayAndBackpropagates) {
   torch::manual_seed(5);
   for (DecayKind kind : {DecayKind::none, DecayKind::per_head, DecayKind::per_step, DecayKind::per_channel}) {
