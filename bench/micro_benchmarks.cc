@@ -52,11 +52,15 @@ void BM_LinearLookupSingle(benchmark::State& state) {
 }
 BENCHMARK(BM_LinearLookupSingle)->Arg(64)->Arg(128)->Arg(256);
 
+// One query against a stored memory: full (d x d) or packed symmetric (the reader's stored
+// form, d(d+1)/2 numbers), f32 or bf16.
 void BM_MemoryViewLookupSingle(benchmark::State& state) {
   const int64_t d = state.range(0);
+  const bool symmetric = state.range(2) != 0;
   const auto H = random_floats(64 * d), q = random_floats(d);
-  Memory m({.key_dim = d, .value_dim = d, .dtype = state.range(1) ? DType::bf16 : DType::f32});
-  m.write(CView2::contiguous(H.data(), {64, d}), CView2::contiguous(H.data(), {64, d}));
+  Memory m({.key_dim = d, .value_dim = d, .symmetric = symmetric, .dtype = state.range(1) ? DType::bf16 : DType::f32});
+  if (symmetric) m.write(CView2::contiguous(H.data(), {64, d}));
+  else m.write(CView2::contiguous(H.data(), {64, d}), CView2::contiguous(H.data(), {64, d}));
   const MemoryView v = view_of_bytes(serialize(m), "bench");
   std::vector<float> out(static_cast<size_t>(d));
   for (auto _ : state) {
@@ -65,23 +69,13 @@ void BM_MemoryViewLookupSingle(benchmark::State& state) {
   }
   set_flops(state, 2.0 * d * d);
 }
-BENCHMARK(BM_MemoryViewLookupSingle)->Args({128, 0})->Args({128, 1});
-
-// One query against a packed symmetric memory (the reader's stored form, d(d+1)/2 numbers).
-void BM_PackedSymmetricLookupSingle(benchmark::State& state) {
-  const int64_t d = state.range(0);
-  const auto H = random_floats(64 * d), q = random_floats(d);
-  Memory m({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = state.range(1) ? DType::bf16 : DType::f32});
-  m.write(CView2::contiguous(H.data(), {64, d}));
-  const MemoryView v = view_of_bytes(serialize(m), "bench");
-  std::vector<float> out(static_cast<size_t>(d));
-  for (auto _ : state) {
-    v.lookup(CView2::contiguous(q.data(), {1, d}), View2::contiguous(out.data(), {1, d}));
-    benchmark::DoNotOptimize(out.data());
-  }
-  set_flops(state, 2.0 * d * d);
-}
-BENCHMARK(BM_PackedSymmetricLookupSingle)->Args({64, 0})->Args({128, 0})->Args({128, 1});
+BENCHMARK(BM_MemoryViewLookupSingle)
+    ->ArgNames({"d", "bf16", "packed"})
+    ->Args({128, 0, 0})
+    ->Args({128, 1, 0})
+    ->Args({64, 0, 1})
+    ->Args({128, 0, 1})
+    ->Args({128, 1, 1});
 
 void BM_LinearLookupBatched(benchmark::State& state) {
   const int64_t d = 128, m = state.range(0);

@@ -10,6 +10,7 @@
 #include "linattn/core/error.h"
 #include "linattn/memory/bank.h"
 #include "report.h"
+#include "scratch_dir.h"
 #include "serve.h"
 #include "training.h"
 
@@ -19,14 +20,8 @@ namespace fs = std::filesystem;
 
 class ReaderApp : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("linattn_reader_app_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-    torch::set_num_threads(1);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void SetUp() override { torch::set_num_threads(1); }
+  std::string path(const std::string& name) const { return dir_(name); }
 
   // A small MQAR set: no files needed, and every mechanism can learn it.
   static DataSpec data() {
@@ -54,7 +49,7 @@ class ReaderApp : public ::testing::Test {
     const auto pb = b->named_parameters();
     for (const auto& p : a->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
   }
-  fs::path dir_;
+  test::ScratchDir dir_{"linattn_reader_app"};
 };
 
 const RunOptions quiet(const std::string& checkpoint, int64_t max_steps = -1) {

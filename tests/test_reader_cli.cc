@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli_runner.h"
+#include "scratch_dir.h"
 
 namespace linattn {
 namespace {
@@ -15,18 +16,12 @@ namespace fs = std::filesystem;
 
 class ReaderCliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("linattn_reader_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string p(const std::string& name) const { return (dir_ / name).string(); }
-  test::CliRun reader(const std::string& args) const { return test::run_program(LINATTN_READER, args, dir_.string()); }
+  std::string p(const std::string& name) const { return dir_(name); }
+  test::CliRun reader(const std::string& args) const { return test::run_program(LINATTN_READER, args, dir_.path()); }
   void expect_error(const std::string& args, const std::string& words) const {
     test::expect_one_line_error(reader(args), args, words);
   }
-  fs::path dir_;
+  test::ScratchDir dir_{"linattn_reader_cli"};
 };
 
 const std::string kSmall = "--mqar-pairs 3 --mqar-vocab 32 --mqar-train 60 --hidden 12 --embedding 8 --no-progress";
@@ -63,7 +58,7 @@ TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
   r = reader("answer --model " + p("m.ckpt") + " --story " + p("story.txt") + " --question 5 --top 2");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
-  const auto listing = test::run_program(LINATTN_CLI, "bank list " + p("s.lamb"), dir_.string()).out;
+  const auto listing = test::run_program(LINATTN_CLI, "bank list " + p("s.lamb"), dir_.path()).out;
   std::istringstream lines(listing);
   std::string header, entry;
   std::getline(lines, header);
@@ -106,10 +101,10 @@ TEST_F(ReaderCliTest, ErrorsAreOneLine) {
 }
 
 TEST_F(ReaderCliTest, LinattnRunsTheReader) {
-  auto r = test::run_program(LINATTN_CLI, "reader train --help", dir_.string());
+  auto r = test::run_program(LINATTN_CLI, "reader train --help", dir_.path());
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("--mechanism"), std::string::npos) << r.out;
-  r = test::run_program(LINATTN_CLI, "reader train --mechanism quadratic --mqar-pairs 2", dir_.string());
+  r = test::run_program(LINATTN_CLI, "reader train --mechanism quadratic --mqar-pairs 2", dir_.path());
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("unknown attention mechanism"), std::string::npos) << r.err;
 }
