@@ -120,7 +120,7 @@ ServeReport answer_from_bank(Checkpoint& c, const std::vector<Example>& examples
   const double seconds = seconds_since(start);
   ServeReport r = compare(examples, logits, c.best, c.answers.size());
   r.mechanism = to_string(c.model_options.mechanism());
-  r.store = "linattn bank " + bank_path;
+  r.store = "d x d memory, packed, bank file";
   r.stories = bank.size();
   for (int64_t i = 0; i < bank.size(); ++i) r.bytes_per_story += static_cast<double>(bank.memory(i).info().payload_bytes);
   if (bank.size() > 0) r.bytes_per_story /= static_cast<double>(bank.size());

@@ -199,7 +199,7 @@ void add_study_commands(CLI::App& app) {
   {
     auto a = std::make_shared<StudyArgs>();
     a->out = "reader-results";
-    a->tasks = {1};
+    a->tasks = {1, 4};
     CLI::App* cmd = app.add_subcommand("reproduce", "The main job: every mechanism on bAbI, compared (about 5 min on 2 cores)");
     add_study_options(cmd, *a);
     cmd->get_option("--out")->required(false)->default_val("reader-results");
