@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../apps/common/openblas_core.h"
 #include "linattn/kernels/parallel.h"
 #include "linattn/torch/modules.h"
 #include "naive_attention.h"
@@ -55,12 +56,7 @@ int main(int argc, char** argv) {
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
-  // OpenBLAS reads OPENBLAS_CORETYPE when it loads, before main: set it, then start again.
-  if (__builtin_cpu_supports("avx512f") && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
-    setenv("OPENBLAS_CORETYPE", "SKYLAKEX", 1);
-    execv("/proc/self/exe", argv);
-    std::perror("re-exec with OPENBLAS_CORETYPE");  // only reached if exec failed: go on as is
-  }
+  linattn::apps::select_openblas_core(argv);
   torch::set_num_threads(threads);
   linattn::set_num_threads(threads);
   const char* core = openblas_get_corename ? openblas_get_corename() : "unknown";

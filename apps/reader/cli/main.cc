@@ -4,10 +4,12 @@
 // runs this program).
 #include <CLI/CLI.hpp>
 
+#include "../../common/openblas_core.h"
 #include "../../common/run_app.h"
 #include "commands.h"
 
 int main(int argc, char** argv) {
+  linattn::apps::select_openblas_core(argv);  // LibTorch's BLAS set up for this CPU
   CLI::App app{
       "linattn-reader: the paper's reader with no, softmax, linear and gated linear attention, on bAbI\n"
       "(Weston et al. 2015, CC BY 3.0) and MQAR. `linattn-reader COMMAND --help` for each command."};
