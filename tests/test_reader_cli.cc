@@ -44,7 +44,13 @@ TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
 
   r = reader("eval --model " + p("m.ckpt"));
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("test accuracy"), std::string::npos);
+  EXPECT_NE(r.out.find("accuracy 0."), std::string::npos) << r.out;
+  std::ofstream(p("qa.txt")) << "1 3 20 5 30\n2 3\t20\t1\n3 5\t30\t1\n";
+  r = reader("eval --model " + p("m.ckpt") + " --file " + p("qa.txt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("on 2 questions of"), std::string::npos) << r.out;
+  std::ofstream(p("bad.txt")) << "1 3 20\nnot numbered\n";
+  expect_error("eval --model " + p("m.ckpt") + " --file " + p("bad.txt"), "bad.txt:2");
   r = reader("encode --model " + p("m.ckpt") + " --bank " + p("s.lamb"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("stored 200 test stories"), std::string::npos) << r.out;

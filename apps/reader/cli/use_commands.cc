@@ -48,7 +48,7 @@ nlohmann::json serve_json(const ServeReport& r, const Checkpoint& c) {
 }
 
 struct UseArgs {
-  std::string model, data_dir, split = "test", bank, results, story, question, entry;
+  std::string model, data_dir, split = "test", bank, results, story, question, entry, file;
   bool bf16 = false;
   int threads = 1, top = 1;
 };
@@ -56,11 +56,24 @@ struct UseArgs {
 void eval(const UseArgs& a) {
   set_threads(a.threads);
   Checkpoint c = Checkpoint::load(a.model);
-  const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
-  const auto& examples = split_of(data, a.split);
-  std::printf("%s, %s attention (best validation epoch %d of %d): %s accuracy %.3f on %zu questions\n",
+  Dataset data;
+  std::string what = a.split;
+  if (!a.file.empty()) {  // any file in the bAbI format, read through the model's vocabularies
+    std::ifstream in(a.file, std::ios::binary);
+    if (!in) throw Error("cannot open '" + a.file + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    BabiTask task;
+    task.test = parse_babi(text.str(), a.file);
+    data = babi_dataset(task, c.words, c.answers);
+    what = a.file;
+  } else {
+    data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+  }
+  const auto& examples = a.file.empty() ? split_of(data, a.split) : data.test;
+  std::printf("%s, %s attention (best validation epoch %d of %d): accuracy %.3f on %zu questions of %s\n",
               c.data.describe().c_str(), to_string(c.model_options.mechanism()).c_str(), c.progress.best_epoch,
-              c.progress.epochs_done, a.split.c_str(), accuracy(c.best, examples, c.answers.size()), examples.size());
+              c.progress.epochs_done, accuracy(c.best, examples, c.answers.size()), examples.size(), what.c_str());
   if (a.bank.empty()) return;
   std::printf("answering one question at a time from stored representations:\n");
   const ServeReport stored = answer_from_bank(c, examples, a.bank);
@@ -161,6 +174,7 @@ void add_use_commands(CLI::App& app) {
   CLI::App* ev = app.add_subcommand("eval", "Accuracy of a trained model on a split; with --bank, answer from stored memories");
   common(ev);
   ev->add_option("--split", a->split, "test, valid or train");
+  ev->add_option("--file", a->file, "evaluate on this file in the bAbI format instead (e.g. another test file)");
   ev->add_option("--bank", a->bank, "answer from the memories stored by `encode` and compare with the in-graph pass");
   ev->add_option("--results", a->results, "append the stored-answering figures as a JSON line");
   ev->callback([a] { eval(*a); });
