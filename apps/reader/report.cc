@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -111,17 +112,20 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     md << "\n|---|";
     for (size_t i = 0; i < mechs.size(); ++i) md << "---|";
     md << "\n";
+    size_t complete = 0;
     for (const auto& [task, by_mech] : tasks) {
       md << "| " << task << " |";
       for (const auto& m : mechs) {
         const auto it = by_mech.find(m);
         md << " " << (it == by_mech.end() ? "" : it->second.cell()) << " |";
-        if (it != by_mech.end()) babi_overall[data][m].values.push_back(it->second.mean());
       }
       md << "\n";
+      if (by_mech.size() < mechs.size()) continue;  // the mean compares like with like
+      ++complete;
+      for (const auto& m : mechs) babi_overall[data][m].values.push_back(by_mech.at(m).mean());
     }
-    if (tasks.size() > 1) {
-      md << "| mean over tasks |";
+    if (complete > 1) {
+      md << "| mean over the " << complete << " tasks with every mechanism |";
       for (const auto& m : mechs) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.3f", babi_overall[data][m].mean());
@@ -129,10 +133,11 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
       }
       md << "\n";
     }
-    int seeds = 0;
+    size_t fewest = SIZE_MAX, most = 0;
     for (const auto& [task, by_mech] : tasks)
-      for (const auto& [m, s] : by_mech) seeds = std::max(seeds, static_cast<int>(s.values.size()));
-    md << "\nUp to " << seeds << " seed(s) per cell.\n";
+      for (const auto& [m, st] : by_mech) fewest = std::min(fewest, st.values.size()), most = std::max(most, st.values.size());
+    md << "\nSeeds per cell: " << (fewest == most ? std::to_string(most) : std::to_string(fewest) + " to " + std::to_string(most))
+       << ".\n";
   }
 
   // Stored memories and costs.
