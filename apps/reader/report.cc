@@ -243,9 +243,12 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     }
     if (!mqar.empty()) {
       std::ofstream dat(out_dir + "/mqar.dat");
-      std::vector<std::string> titles;
-      for (const auto& [width, by_pairs] : mqar)
-        for (const auto& m : mqar_mechs) {
+      std::vector<std::string> titles, styles;  // one colour per mechanism, one dash type per width
+      int width_index = 0;
+      for (const auto& [width, by_pairs] : mqar) {
+        ++width_index;
+        for (size_t mi = 0; mi < mqar_mechs.size(); ++mi) {
+          const std::string& m = mqar_mechs[mi];
           dat << "# " << m << " width " << width << "\n";
           for (const auto& [pairs, by_mech] : by_pairs) {
             const auto it = by_mech.find(m);
@@ -253,13 +256,15 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
           }
           dat << "\n\n";
           titles.push_back(m + ", d = " + std::to_string(width));
+          styles.push_back("lc " + std::to_string(mi + 1) + " pt " + std::to_string(mi + 4) + " dt " + std::to_string(width_index));
         }
+      }
       images.push_back("mqar.png");
       gp << "set output '" << out_dir << "/mqar.png'\nset title 'MQAR: recall against the number of key-value pairs'\n"
          << "set logscale x 2\nset xlabel 'key-value pairs in the story'\nset ylabel 'test accuracy'\nset yrange [0:1.05]\nplot ";
       for (size_t i = 0; i < titles.size(); ++i)
-        gp << (i ? ", " : "") << "'" << out_dir << "/mqar.dat' index " << i << " using 1:2 with linespoints lw 2 title '"
-           << titles[i] << "'";
+        gp << (i ? ", " : "") << "'" << out_dir << "/mqar.dat' index " << i << " using 1:2 with linespoints lw 2 "
+           << styles[i] << " title '" << titles[i] << "'";
       gp << "\nunset logscale\n";
     }
     gp.close();
