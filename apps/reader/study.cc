@@ -63,19 +63,19 @@ std::string self_executable() {
 }
 
 void run_jobs(const std::vector<Job>& jobs, int parallel, std::FILE* log) {
-  std::vector<const Job*> todo;
+  std::vector<const Job*> pending;
   for (const auto& j : jobs)
-    if (!std::filesystem::exists(j.result_path)) todo.push_back(&j);
+    if (!std::filesystem::exists(j.result_path)) pending.push_back(&j);
   std::fprintf(log, "%zu runs: %zu done before, %zu to run, %d at a time (logs beside the results)\n", jobs.size(),
-               jobs.size() - todo.size(), todo.size(), parallel);
+               jobs.size() - pending.size(), pending.size(), parallel);
   std::fflush(log);
   std::map<pid_t, std::pair<const Job*, Clock::time_point>> running;
   std::vector<std::string> failed;
   size_t next = 0, finished = 0;
   const auto start = Clock::now();
-  while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && static_cast<int>(running.size()) < parallel) {
-      const Job* j = todo[next++];
+  while (next < pending.size() || !running.empty()) {
+    while (next < pending.size() && static_cast<int>(running.size()) < parallel) {
+      const Job* j = pending[next++];
       running.emplace(spawn(*j), std::make_pair(j, Clock::now()));
     }
     int status = 0;
@@ -92,9 +92,9 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, std::FILE* log) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && std::filesystem::exists(j->result_path);
     if (!ok) failed.push_back(j->name + " (" + j->log_path + ")");
-    std::fprintf(log, "[%zu/%zu] %-28s %s   elapsed %.0f s, ETA %.0f s\n", finished, todo.size(), j->name.c_str(),
+    std::fprintf(log, "[%zu/%zu] %-28s %s   elapsed %.0f s, ETA %.0f s\n", finished, pending.size(), j->name.c_str(),
                  ok ? summary(*j).c_str() : "FAILED, see its log", elapsed,
-                 elapsed / static_cast<double>(finished) * static_cast<double>(todo.size() - finished));
+                 elapsed / static_cast<double>(finished) * static_cast<double>(pending.size() - finished));
     std::fflush(log);
   }
   if (!failed.empty()) {
