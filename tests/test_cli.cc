@@ -148,6 +148,20 @@ TEST_F(CliTest, EveryErrorIsOneLine) {
   expect_error("lookup " + p("flip.lam") + " --queries " + p("Q3.npy") + " -o " + p("r.npy"), "checksum");
 }
 
+// --only runs the named sections and nothing else; unknown names and plots without their data
+// are refused before anything runs.
+TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {
+  const CliRun r = run("bench --quick --only causal,storage --json " + p("only.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(p("only.json"));
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["causal"].size(), 14u);
+  EXPECT_EQ(j["storage"].size(), 7u);
+  for (const char* absent : {"kernels", "lookup_vs_T", "targets"}) EXPECT_FALSE(j.contains(absent)) << absent;
+  expect_error("bench --quick --only causl", "causl not in");
+  expect_error("bench --quick --only causal --plots " + p("plots"), "need the kernels and lookup");
+}
+
 // A smoke test: the benchmark runs and its JSON holds every section. No timing is asserted.
 TEST_F(CliTest, BenchQuickWritesValidJsonAndPlots) {
   const CliRun r = run("bench --quick --json " + p("bench.json") + " --plots " + p("plots"));

@@ -129,72 +129,74 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
   const MemoryView bf16 = view_of_bytes(serialize(mem_bf16), "bf16");
   const MemoryView low_rank = compress(packed, {.rank = 16});
 
-  std::printf("%-34s %-26s %11s %9s %8s %9s  %-7s %7s\n", "kernel", "shape", "time (us)", "GFLOP/s", "% peak",
-              "GB/s", "bound", "% roof");
-  nlohmann::json kernels = nlohmann::json::array();
-  const double fd = static_cast<double>(d);
-  kernels.push_back(kernel_row(c, "linear encode", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
-                               [&] { linear_attention_encode(h4, h4, M4); }));
-  kernels.push_back(kernel_row(c, "linear encode elu+1 gated", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d + T),
-                               [&] {
-                                 linear_attention_encode(h4, h4, M4, {}, {.feature_map = FeatureMap::elu_plus_one}, {},
-                                                         CView3::contiguous(G.data(), {1, 1, T}));
-                               }));
-  kernels.push_back(kernel_row(c, "linear lookup, batched", "m=1024 d=128", 2.0 * m * fd * fd, 4.0 * (2.0 * m * d + d * d),
-                               [&] {
-                                 linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, m, d}), M4,
-                                                         View4::contiguous(out.data(), {1, 1, m, d}));
-                               }));
-  kernels.push_back(kernel_row(c, "linear lookup, single", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
-                               [&] {
-                                 linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4,
-                                                         View4::contiguous(out.data(), {1, 1, 1, d}));
-                               }));
-  kernels.push_back(kernel_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
-                               [&] { mem_f32.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-  kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
-                               [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-  kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
-                               [&] { packed.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-  kernels.push_back(kernel_row(c, "stored lookup, batched, rank 16", "m=1024 d=128 r=16", 4.0 * m * fd * 16, 4.0 * (2.0 * m * d + 16 * d),
-                               [&] { low_rank.lookup(CView2::contiguous(Q.data(), {m, d}), View2::contiguous(out.data(), {m, d})); }));
-  kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
-                               [&] {
-                                 softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
-                                                   View4::contiguous(out.data(), {1, 1, 1, d}));
-                               }));
-  const int64_t Ts = opt.quick ? 512 : 2048;
-  std::vector<float> self_out(static_cast<size_t>(Ts * d));
-  const CView4 hs = CView4::contiguous(H.data(), {1, 1, Ts, d});
-  kernels.push_back(kernel_row(c, "softmax self-attention, causal", "T=" + std::to_string(Ts) + " d=128",
-                               2.0 * Ts * Ts * fd, 4.0 * 3.0 * Ts * d,
-                               [&] { softmax_attention(hs, hs, hs, View4::contiguous(self_out.data(), {1, 1, Ts, d}), {.causal = true}); },
-                               "FLOPs count the causal half: 2 T^2 d"));
-  const int64_t Ta = opt.quick ? 256 : 1024, A = 128, qa = 16;
-  const auto wk = random_floats(A * d, 5), wq = random_floats(A * d, 6), ab = random_floats(A, 7), aw = random_floats(A, 8);
-  const AdditiveScorer scorer{CView2::contiguous(wk.data(), {A, d}), CView2::contiguous(wq.data(), {A, d}),
-                              CView1::contiguous(ab.data(), {A}), CView1::contiguous(aw.data(), {A})};
-  kernels.push_back(kernel_row(c, "additive attention", "Tq=16 Tk=" + std::to_string(Ta) + " d=128 A=128",
-                               2.0 * (Ta * fd * A + qa * fd * A) + 2.0 * qa * Ta * A + 2.0 * qa * Ta * fd,
-                               4.0 * (2.0 * Ta * d + qa * d),
-                               [&] {
-                                 additive_attention(CView4::contiguous(Q.data(), {1, 1, qa, d}), CView4::contiguous(H.data(), {1, 1, Ta, d}),
-                                                    CView4::contiguous(H.data(), {1, 1, Ta, d}), scorer,
-                                                    View4::contiguous(out.data(), {1, 1, qa, d}));
-                               },
-                               "tanh is counted as 2 FLOPs (add, multiply-add); it costs about 20"));
-  std::vector<float> gated(static_cast<size_t>(T * d));
-  kernels.push_back(kernel_row(c, "vector gate", "N=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
-                               [&] {
-                                 vector_gate(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(W.data(), {d, d}),
-                                             CView1::contiguous(b.data(), {d}), View2::contiguous(gated.data(), {T, d}));
-                               }));
-  report["kernels"] = kernels;
+  if (opt.runs("kernels")) {
+    std::printf("%-34s %-26s %11s %9s %8s %9s  %-7s %7s\n", "kernel", "shape", "time (us)", "GFLOP/s", "% peak",
+                "GB/s", "bound", "% roof");
+    nlohmann::json kernels = nlohmann::json::array();
+    const double fd = static_cast<double>(d);
+    kernels.push_back(kernel_row(c, "linear encode", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
+                                 [&] { linear_attention_encode(h4, h4, M4); }));
+    kernels.push_back(kernel_row(c, "linear encode elu+1 gated", "T=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d + T),
+                                 [&] {
+                                   linear_attention_encode(h4, h4, M4, {}, {.feature_map = FeatureMap::elu_plus_one}, {},
+                                                           CView3::contiguous(G.data(), {1, 1, T}));
+                                 }));
+    kernels.push_back(kernel_row(c, "linear lookup, batched", "m=1024 d=128", 2.0 * m * fd * fd, 4.0 * (2.0 * m * d + d * d),
+                                 [&] {
+                                   linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, m, d}), M4,
+                                                           View4::contiguous(out.data(), {1, 1, m, d}));
+                                 }));
+    kernels.push_back(kernel_row(c, "linear lookup, single", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+                                 [&] {
+                                   linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4,
+                                                           View4::contiguous(out.data(), {1, 1, 1, d}));
+                                 }));
+    kernels.push_back(kernel_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+                                 [&] { mem_f32.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+    kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
+                                 [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+    kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
+                                 [&] { packed.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+    kernels.push_back(kernel_row(c, "stored lookup, batched, rank 16", "m=1024 d=128 r=16", 4.0 * m * fd * 16, 4.0 * (2.0 * m * d + 16 * d),
+                                 [&] { low_rank.lookup(CView2::contiguous(Q.data(), {m, d}), View2::contiguous(out.data(), {m, d})); }));
+    kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
+                                 [&] {
+                                   softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
+                                                     View4::contiguous(out.data(), {1, 1, 1, d}));
+                                 }));
+    const int64_t Ts = opt.quick ? 512 : 2048;
+    std::vector<float> self_out(static_cast<size_t>(Ts * d));
+    const CView4 hs = CView4::contiguous(H.data(), {1, 1, Ts, d});
+    kernels.push_back(kernel_row(c, "softmax self-attention, causal", "T=" + std::to_string(Ts) + " d=128",
+                                 2.0 * Ts * Ts * fd, 4.0 * 3.0 * Ts * d,
+                                 [&] { softmax_attention(hs, hs, hs, View4::contiguous(self_out.data(), {1, 1, Ts, d}), {.causal = true}); },
+                                 "FLOPs count the causal half: 2 T^2 d"));
+    const int64_t Ta = opt.quick ? 256 : 1024, A = 128, qa = 16;
+    const auto wk = random_floats(A * d, 5), wq = random_floats(A * d, 6), ab = random_floats(A, 7), aw = random_floats(A, 8);
+    const AdditiveScorer scorer{CView2::contiguous(wk.data(), {A, d}), CView2::contiguous(wq.data(), {A, d}),
+                                CView1::contiguous(ab.data(), {A}), CView1::contiguous(aw.data(), {A})};
+    kernels.push_back(kernel_row(c, "additive attention", "Tq=16 Tk=" + std::to_string(Ta) + " d=128 A=128",
+                                 2.0 * (Ta * fd * A + qa * fd * A) + 2.0 * qa * Ta * A + 2.0 * qa * Ta * fd,
+                                 4.0 * (2.0 * Ta * d + qa * d),
+                                 [&] {
+                                   additive_attention(CView4::contiguous(Q.data(), {1, 1, qa, d}), CView4::contiguous(H.data(), {1, 1, Ta, d}),
+                                                      CView4::contiguous(H.data(), {1, 1, Ta, d}), scorer,
+                                                      View4::contiguous(out.data(), {1, 1, qa, d}));
+                                 },
+                                 "tanh is counted as 2 FLOPs (add, multiply-add); it costs about 20"));
+    std::vector<float> gated(static_cast<size_t>(T * d));
+    kernels.push_back(kernel_row(c, "vector gate", "N=4096 d=128", 2.0 * T * fd * fd, 4.0 * (2.0 * T * d + d * d),
+                                 [&] {
+                                   vector_gate(CView2::contiguous(H.data(), {T, d}), CView2::contiguous(W.data(), {d, d}),
+                                               CView1::contiguous(b.data(), {d}), View2::contiguous(gated.data(), {T, d}));
+                                 }));
+    report["kernels"] = kernels;
+  }
 
   // Causal linear attention (BRIEF section 3's set-up): B = 4, H = 8, T = 4,096, chunked kernels
   // against the token-by-token recurrence. FLOPs as the BRIEF counts them: F = 2 B H T (64 d +
   // 2 d^2) forward, 3F forward+backward.
-  {
+  if (opt.runs("causal")) {
     const int64_t Bc = 4, Hc = 8, Tc = opt.quick ? 512 : 4096;
     std::printf("\ncausal linear attention, B = %lld, H = %lld, T = %lld, %d thread(s): chunked kernels vs the "
                 "token-by-token recurrence\n%-44s %5s %12s %10s %8s\n",
@@ -247,78 +249,84 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
   }
 
   // Lookup cost against T: softmax grows, linear stays flat.
-  std::printf("\none query, d = 128: softmax attention over T tokens vs a linear memory lookup\n%8s %14s %14s %10s\n", "T",
-              "softmax (us)", "linear (us)", "ratio");
-  const int64_t T_max = opt.quick ? 4096 : 65536;
-  std::vector<float> Hl = random_floats(T_max * d, 9);
-  const double linear_s = time_it([&] {
-    linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4, View4::contiguous(out.data(), {1, 1, 1, d}));
-  }, c.budget()).median_s;
-  nlohmann::json sweep = nlohmann::json::array();
-  double crossover = 0, prev_T = 0, prev_ratio = 0;
-  for (int64_t t = 16; t <= T_max; t *= (t < 1024 ? 2 : 4)) {  // dense near the crossover
-    const CView4 ht = CView4::contiguous(Hl.data(), {1, 1, t, d});
-    const double s = time_it([&] {
-      softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), ht, ht, View4::contiguous(out.data(), {1, 1, 1, d}));
+  if (opt.runs("lookup")) {
+    std::printf("\none query, d = 128: softmax attention over T tokens vs a linear memory lookup\n%8s %14s %14s %10s\n", "T",
+                "softmax (us)", "linear (us)", "ratio");
+    const int64_t T_max = opt.quick ? 4096 : 65536;
+    std::vector<float> Hl = random_floats(T_max * d, 9);
+    const double linear_s = time_it([&] {
+      linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4, View4::contiguous(out.data(), {1, 1, 1, d}));
     }, c.budget()).median_s;
-    const double ratio = s / linear_s;
-    // Crossover: where softmax becomes the slower, interpolated in log T between the samples.
-    if (crossover == 0 && ratio >= 1.0)
-      crossover = prev_T == 0 ? static_cast<double>(t)
-                              : std::exp(std::log(prev_T) + (std::log(static_cast<double>(t)) - std::log(prev_T)) *
-                                                                (std::log(1.0) - std::log(prev_ratio)) /
-                                                                (std::log(ratio) - std::log(prev_ratio)));
-    prev_T = static_cast<double>(t);
-    prev_ratio = ratio;
-    sweep.push_back({{"T", t}, {"softmax_us", s * 1e6}, {"linear_us", linear_s * 1e6}});
-    std::printf("%8lld %14.3f %14.3f %9.1fx\n", static_cast<long long>(t), s * 1e6, linear_s * 1e6, ratio);
+    nlohmann::json sweep = nlohmann::json::array();
+    double crossover = 0, prev_T = 0, prev_ratio = 0;
+    for (int64_t t = 16; t <= T_max; t *= (t < 1024 ? 2 : 4)) {  // dense near the crossover
+      const CView4 ht = CView4::contiguous(Hl.data(), {1, 1, t, d});
+      const double s = time_it([&] {
+        softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), ht, ht, View4::contiguous(out.data(), {1, 1, 1, d}));
+      }, c.budget()).median_s;
+      const double ratio = s / linear_s;
+      // Crossover: where softmax becomes the slower, interpolated in log T between the samples.
+      if (crossover == 0 && ratio >= 1.0)
+        crossover = prev_T == 0 ? static_cast<double>(t)
+                                : std::exp(std::log(prev_T) + (std::log(static_cast<double>(t)) - std::log(prev_T)) *
+                                                                  (std::log(1.0) - std::log(prev_ratio)) /
+                                                                  (std::log(ratio) - std::log(prev_ratio)));
+      prev_T = static_cast<double>(t);
+      prev_ratio = ratio;
+      sweep.push_back({{"T", t}, {"softmax_us", s * 1e6}, {"linear_us", linear_s * 1e6}});
+      std::printf("%8lld %14.3f %14.3f %9.1fx\n", static_cast<long long>(t), s * 1e6, linear_s * 1e6, ratio);
+    }
+    report["lookup_vs_T"] = sweep;
+    report["crossover_T"] = crossover;
+    std::printf("measured crossover: linear is faster per query from T = %.0f on\n", crossover);
   }
-  report["lookup_vs_T"] = sweep;
-  report["crossover_T"] = crossover;
-  std::printf("measured crossover: linear is faster per query from T = %.0f on\n", crossover);
 
   // Bytes kept per sequence, T = 4096, d = 128 (memories include their 128-byte header).
-  std::printf("\nbytes stored per sequence (T = 4096, d = 128)\n");
-  nlohmann::json storage = nlohmann::json::array();
-  auto store_row = [&](const std::string& mech, const std::string& how, int64_t bytes) {
-    storage.push_back({{"mechanism", mech}, {"storage", how}, {"bytes", bytes}});
-    std::printf("  %-22s %-34s %10lld\n", mech.c_str(), how.c_str(), static_cast<long long>(bytes));
-  };
-  store_row("softmax", "hidden states, f32 (keys = values)", T * d * 4);
-  store_row("softmax", "keys and values, f32", 2 * T * d * 4);
-  Memory full({.key_dim = d, .value_dim = d});
-  store_row("linear", "full d x d, f32", static_cast<int64_t>(serialize(full).size()));
-  Memory fb({.key_dim = d, .value_dim = d, .dtype = DType::bf16});
-  store_row("linear", "full d x d, bf16", static_cast<int64_t>(serialize(fb).size()));
-  store_row("linear", "symmetric d(d+1)/2, f32", static_cast<int64_t>(serialize(mem).size()));
-  Memory sb({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = DType::bf16});
-  store_row("linear", "symmetric d(d+1)/2, bf16", static_cast<int64_t>(serialize(sb).size()));
-  store_row("linear", "rank 16 (compressed), f32", kMemoryHeaderBytes + low_rank.info().payload_bytes);
-  report["storage"] = storage;
+  if (opt.runs("storage")) {
+    std::printf("\nbytes stored per sequence (T = 4096, d = 128)\n");
+    nlohmann::json storage = nlohmann::json::array();
+    auto store_row = [&](const std::string& mech, const std::string& how, int64_t bytes) {
+      storage.push_back({{"mechanism", mech}, {"storage", how}, {"bytes", bytes}});
+      std::printf("  %-22s %-34s %10lld\n", mech.c_str(), how.c_str(), static_cast<long long>(bytes));
+    };
+    store_row("softmax", "hidden states, f32 (keys = values)", T * d * 4);
+    store_row("softmax", "keys and values, f32", 2 * T * d * 4);
+    Memory full({.key_dim = d, .value_dim = d});
+    store_row("linear", "full d x d, f32", static_cast<int64_t>(serialize(full).size()));
+    Memory fb({.key_dim = d, .value_dim = d, .dtype = DType::bf16});
+    store_row("linear", "full d x d, bf16", static_cast<int64_t>(serialize(fb).size()));
+    store_row("linear", "symmetric d(d+1)/2, f32", static_cast<int64_t>(serialize(mem).size()));
+    Memory sb({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = DType::bf16});
+    store_row("linear", "symmetric d(d+1)/2, bf16", static_cast<int64_t>(serialize(sb).size()));
+    store_row("linear", "rank 16 (compressed), f32", kMemoryHeaderBytes + low_rank.info().payload_bytes);
+    report["storage"] = storage;
+  }
 
   // The targets.
-  auto find = [&](const std::string& name) -> const nlohmann::json& {
-    for (const auto& k : report["kernels"]) if (k["name"] == name) return k;
-    throw std::logic_error("no kernel " + name);
-  };
-  nlohmann::json targets = nlohmann::json::array();
-  auto target = [&](const std::string& what, const std::string& goal, double measured, const std::string& unit, bool met) {
-    targets.push_back({{"target", what}, {"goal", goal}, {"measured", measured}, {"unit", unit}, {"met", met}});
-    std::printf("  %-58s %-14s %10.2f %-8s %s\n", what.c_str(), goal.c_str(), measured, unit.c_str(), met ? "met" : "NOT MET");
-  };
-  std::printf("\ntargets (%s, %d thread(s))\n", opt.threads == 1 ? "per core" : "all threads", opt.threads);
-  const double batched = find("linear lookup, batched")["pct_peak"];
-  target("batched lookup, 1,024 queries, one d = 128 memory", ">= 80% peak", batched, "% peak", batched >= 80);
-  const double single = find("Memory::lookup, single, f32")["seconds"].get<double>() * 1e6;
-  target("single lookup, d = 128, f32 storage (Memory::lookup)", "<= 0.8 us", single, "us", single <= 0.8);
-  const double enc = find("linear encode")["pct_peak"];
-  target("encode, T = 4,096, d = 128", ">= 80% peak", enc, "% peak", enc >= 80);
-  const auto& sm = find("softmax attention, one query");
-  const double within = sm["seconds"].get<double>() / sm["roof_seconds"].get<double>();
-  target("softmax, one query, T = 4,096, d = 128, vs its roof", "<= 2x roof", within, "x roof", within <= 2);
-  const double speedup = sm["seconds"].get<double>() / find("linear lookup, single")["seconds"].get<double>();
-  target("linear lookup vs softmax per query, T = 4,096, d = 128", ">= 50x", speedup, "x", speedup >= 50);
-  report["targets"] = targets;
+  if (opt.runs("kernels")) {
+    auto find = [&](const std::string& name) -> const nlohmann::json& {
+      for (const auto& k : report["kernels"]) if (k["name"] == name) return k;
+      throw std::logic_error("no kernel " + name);
+    };
+    nlohmann::json targets = nlohmann::json::array();
+    auto target = [&](const std::string& what, const std::string& goal, double measured, const std::string& unit, bool met) {
+      targets.push_back({{"target", what}, {"goal", goal}, {"measured", measured}, {"unit", unit}, {"met", met}});
+      std::printf("  %-58s %-14s %10.2f %-8s %s\n", what.c_str(), goal.c_str(), measured, unit.c_str(), met ? "met" : "NOT MET");
+    };
+    std::printf("\ntargets (%s, %d thread(s))\n", opt.threads == 1 ? "per core" : "all threads", opt.threads);
+    const double batched = find("linear lookup, batched")["pct_peak"];
+    target("batched lookup, 1,024 queries, one d = 128 memory", ">= 80% peak", batched, "% peak", batched >= 80);
+    const double single = find("Memory::lookup, single, f32")["seconds"].get<double>() * 1e6;
+    target("single lookup, d = 128, f32 storage (Memory::lookup)", "<= 0.8 us", single, "us", single <= 0.8);
+    const double enc = find("linear encode")["pct_peak"];
+    target("encode, T = 4,096, d = 128", ">= 80% peak", enc, "% peak", enc >= 80);
+    const auto& sm = find("softmax attention, one query");
+    const double within = sm["seconds"].get<double>() / sm["roof_seconds"].get<double>();
+    target("softmax, one query, T = 4,096, d = 128, vs its roof", "<= 2x roof", within, "x roof", within <= 2);
+    const double speedup = sm["seconds"].get<double>() / find("linear lookup, single")["seconds"].get<double>();
+    target("linear lookup vs softmax per query, T = 4,096, d = 128", ">= 50x", speedup, "x", speedup >= 50);
+    report["targets"] = targets;
+  }
   report["elsewhere"] = {"forward+backward of the LibTorch modules and of the causal kernels against naive and "
                         "chunked LibTorch formulations: `make bench-torch` (docs/bench/torch_modules.txt)"};
 

@@ -13,7 +13,15 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "threads (the targets are per core: 1)")->check(CLI::Range(1, 1024));
   cmd->add_option("--json", o->json_path, "write every figure and the machine description here");
   cmd->add_option("--plots", o->plot_dir, "write PNG plots into this directory (needs gnuplot)");
-  cmd->callback([o] { bench::run_benchmarks(*o); });
+  cmd->add_option("--only", o->sections, "run only these sections (comma-separated): kernels (with the targets), "
+                                         "causal, lookup, storage")
+      ->delimiter(',')
+      ->check(CLI::IsMember(bench::bench_sections()));
+  cmd->callback([o] {
+    if (!o->plot_dir.empty() && !(o->runs("kernels") && o->runs("lookup")))
+      throw CLI::ValidationError("--plots", "the plots need the kernels and lookup sections (add them to --only)");
+    bench::run_benchmarks(*o);
+  });
 }
 
 }  // namespace linattn::cli

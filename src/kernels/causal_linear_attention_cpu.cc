@@ -11,12 +11,6 @@
 namespace linattn::kernels {
 namespace {
 
-// Sub-block of the per-channel (GLA) intra-chunk factorisation (at most 8: the diagonal
-// sub-block kernel keeps one accumulator register per position). Measured with element-wise
-// diagonal blocks (B=4, H=8, T=4096, 2 threads, GLA forward, d = 64 / 128): 32: 205 / 360 ms;
-// 16: 151 / 238 ms; 8: 108 / 233 ms.
-constexpr int64_t kSub = 8;
-
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
 // is appended to V (so the last column of the state is z and of the output the denominator).
 struct Chunk {
@@ -24,7 +18,7 @@ struct Chunk {
   bool decayed = false;  // false: every gamma is 1 and every decay factor below is exactly 1
   std::vector<float> phi_q, phi_k, u, vp, A, qd, kd, W, tmp;  // [len, *] row-major
   std::vector<float> ea, eka;                                 // exp(A_t), exp(A_last - A_t)
-  std::vector<float> ks, ke, qs, qe;                          // per-channel sub-block factors
+  std::vector<float> scratch;                                 // per-channel: simd::gla_chunk_weights
   std::vector<float> G;                                       // per-channel: gamma_t = exp(log decay_t)
   std::vector<float> decay_end;                               // exp(A_last) per channel
 
@@ -111,38 +105,9 @@ struct Chunk {
       scalar_decay_mask(W.data());
       return;
     }
-    // Per-channel decay: blocks of kSub positions. For key block j with last position r, and a
-    // query t > r: exp(A_t - A_s) = exp(A_t - A_r) exp(A_r - A_s), both factors <= 1 (A never
-    // increases), so the off-diagonal blocks are GEMMs that cannot overflow; the diagonal
-    // blocks multiply the per-step factors up, in one SIMD kernel.
-    std::fill(W.begin(), W.end(), 0.f);
-    for (int64_t j0 = 0; j0 < len; j0 += kSub) {
-      const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
-      simd::gla_block_weights(&phi_q[j0 * dk], &u[j0 * dk], &G[j0 * dk], j1 - j0, dk, &W[j0 * len + j0], len);
-      if (j1 == len) continue;
-      scaled_keys(j0, j1, r);
-      scaled_queries(j1, r);
-      gemm(false, true, len - j1, j1 - j0, dk, 1.f, qs.data(), dk, ks.data(), dk, 0.f, &W[j1 * len + j0], len);
-    }
-  }
-
-  // ke = exp(A_r - A_s) = prod_{k=s+1..r} gamma_k and ks = u[s] (*) ke, for s in [j0, j1).
-  void scaled_keys(int64_t j0, int64_t j1, int64_t r) {
-    const int64_t rows = j1 - j0;
-    ke.resize(static_cast<size_t>(rows * dk));
-    std::fill_n(&ke[(r - j0) * dk], dk, 1.f);
-    for (int64_t s = r - 1; s >= j0; --s) simd::decay_step(&ke[(s + 1 - j0) * dk], &G[(s + 1) * dk], &ke[(s - j0) * dk], dk);
-    ks.assign(ke.begin(), ke.end());
-    simd::mul(&u[j0 * dk], ks.data(), rows * dk);
-  }
-  // qe = exp(A_t - A_r) = prod_{k=r+1..t} gamma_k and qs = phi_q[t] (*) qe, for t in [t0, len).
-  void scaled_queries(int64_t t0, int64_t r) {
-    (void)r;  // t0 = r + 1: the products start at t0
-    qe.resize(static_cast<size_t>((len - t0) * dk));
-    std::copy_n(&G[t0 * dk], dk, qe.begin());
-    for (int64_t t = t0 + 1; t < len; ++t) simd::decay_step(&qe[(t - 1 - t0) * dk], &G[t * dk], &qe[(t - t0) * dk], dk);
-    qs.assign(qe.begin(), qe.end());
-    simd::mul(&phi_q[t0 * dk], qs.data(), (len - t0) * dk);
+    // Per-channel decay: sub-blocks whose decay factors are all <= 1 (see simd.h).
+    scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
+    simd::gla_chunk_weights(phi_q.data(), u.data(), G.data(), len, dk, W.data(), len, scratch.data());
   }
 
   // S = exp(A_last) (*)rows S + Kd^T Vp
@@ -207,7 +172,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
     const int64_t chunks = (n + a.chunk - 1) / a.chunk;
-    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term, part;
+    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
     thread_local Chunk ch;
     // Zero every gradient of the padding.
     for (int64_t t = n; t < T; ++t) {
@@ -283,27 +248,9 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.data(), dk, 1.f, dphi_q.data(), dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.data(), dk, 1.f, du.data(), dk);
       } else {
-        // The same sub-blocks as the forward: diagonal blocks element by element, the others
-        // through the factors exp(A_t - A_r) (*) ... and exp(A_r - A_s) (*) ..., both <= 1.
-        for (int64_t j0 = 0; j0 < len; j0 += kSub) {
-          const int64_t j1 = std::min(len, j0 + kSub), r = j1 - 1;
-          simd::gla_block_weights_backward(&ch.phi_q[j0 * dk], &ch.u[j0 * dk], &ch.G[j0 * dk], &dW[j0 * len + j0], len,
-                                           j1 - j0, dk, &dphi_q[j0 * dk], &du[j0 * dk]);
-          if (j1 == len) continue;
-          ch.scaled_keys(j0, j1, r);
-          ch.scaled_queries(j1, r);
-          const int64_t rows = len - j1, cols = j1 - j0;
-          // dphi_q[t] += exp(A_t - A_r) (*) (dW[t, block] ks)
-          part.resize(static_cast<size_t>(rows * dk));
-          gemm(false, false, rows, dk, cols, 1.f, &dW[j1 * len + j0], len, ch.ks.data(), dk, 0.f, part.data(), dk);
-          simd::mul(ch.qe.data(), part.data(), rows * dk);
-          simd::axpy(1.f, part.data(), &dphi_q[j1 * dk], rows * dk);
-          // du[s] += exp(A_r - A_s) (*) (dW[t > r, s]^T qs)
-          part.resize(static_cast<size_t>(cols * dk));
-          gemm(true, false, cols, dk, rows, 1.f, &dW[j1 * len + j0], len, ch.qs.data(), dk, 0.f, part.data(), dk);
-          simd::mul(ch.ke.data(), part.data(), cols * dk);  // the factors exp(A_r - A_s)
-          simd::axpy(1.f, part.data(), &du[j0 * dk], cols * dk);
-        }
+        ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
+        simd::gla_chunk_weights_backward(ch.phi_q.data(), ch.u.data(), ch.G.data(), dW.data(), len, len, dk,
+                                         dphi_q.data(), du.data(), ch.scratch.data());
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO
       dS_prev.resize(dS.size());

@@ -423,7 +423,8 @@ void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float*
 // multiplying the per-step factors as t grows: one multiply per element instead of one exp, and
 // more exact than exp of a difference of large cumulative sums. Products below 1e-30 are flushed
 // to 0 (their terms are negligible, and denormals would be slow).
-constexpr int kMaxGlaBlock = 8;
+constexpr int kMaxGlaBlock = static_cast<int>(kGlaBlock);
+static_assert(kGlaPad % kMaxLanes == 0, "scratch rows must hold whole vectors");
 
 void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw) {
   const D d;
@@ -484,6 +485,157 @@ void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, con
         const float we = dw[t * ldw + s] * e;
         dq[t * dk + c] += we * u[s * dk + c];
         du[s * dk + c] += we * q[t * dk + c];
+      }
+    }
+  }
+}
+
+// GLA's whole intra-chunk weight matrix, in sub-blocks of kMaxGlaBlock positions: the diagonal
+// blocks as above; an off-diagonal block (keys [j0, j1), r = j1 - 1, rows t > r) as the dot of
+// (q_t (*) prod_{k=r+1..t} g_k) and (u_s (*) prod_{k=s+1..r} g_k), both factors <= 1, so that
+// nothing overflows. Fused here because the seven thin products per 64-position chunk cost
+// oneDNN about 1 us each in call overhead alone (measured: M = 8..56, N = 8, K = 64: 0.9-2.2 us).
+// Scratch rows have the padded width dkp (a multiple of every lane count; padded columns 0);
+// the scratch need not be aligned.
+
+// x[c, c + lanes), padded with `pad` past n (a whole vector of padding when c >= n).
+HWY_INLINE V load_part(const float* x, int64_t c, int64_t n, float pad) {
+  const D d;
+  if (c + static_cast<int64_t>(hn::Lanes(d)) <= n) return hn::LoadU(d, x + c);
+  return load_tail(x, c, n, pad);
+}
+
+// y[c, min(c + lanes, n)) += v.
+HWY_INLINE void add_part(float* y, int64_t c, int64_t n, V v) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  if (c + lanes <= n) {
+    hn::StoreU(hn::Add(hn::LoadU(d, y + c), v), d, y + c);
+    return;
+  }
+  HWY_ALIGN float buf[kMaxLanes];
+  hn::Store(v, d, buf);
+  for (int64_t j = 0; c + j < n; ++j) y[c + j] += buf[j];
+}
+
+HWY_INLINE V flush_tiny(V e) {
+  const D d;
+  return hn::IfThenElseZero(hn::Gt(e, hn::Set(d, 1e-30f)), e);
+}
+
+// ks[s] = u[j0 + s] (*) prod_{k=j0+s+1..r} g_k (and, if ke, that product) for the kMaxGlaBlock
+// keys of a full block ending at r.
+void gla_scaled_keys(const float* u, const float* g, int64_t j0, int64_t dk, int64_t dkp, float* ks, float* ke) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c = 0; c < dkp; c += lanes) {
+    V e = hn::Set(d, 1.f);
+    for (int64_t s = kMaxGlaBlock - 1; s >= 0; --s) {
+      const int64_t row = (j0 + s) * dk;
+      hn::StoreU(hn::Mul(load_part(u + row, c, dk, 0.f), e), d, ks + s * dkp + c);
+      if (ke) hn::StoreU(e, d, ke + s * dkp + c);
+      e = flush_tiny(hn::Mul(e, load_part(g + row, c, dk, 1.f)));
+    }
+  }
+}
+
+void GlaChunkWeights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
+                     float* scratch) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), dkp = gla_padded_width(dk);
+  float* ks = scratch;                  // [kMaxGlaBlock, dkp]
+  float* qe = ks + kMaxGlaBlock * dkp;  // [dkp] the running query factor
+  float* qs = qe + dkp;                 // [2, dkp] two scaled query rows
+  for (int64_t t = 0; t + 1 < n; ++t) std::fill(w + t * ldw + t + 1, w + t * ldw + n, 0.f);
+  for (int64_t j0 = 0; j0 < n; j0 += kMaxGlaBlock) {
+    const int64_t j1 = std::min<int64_t>(n, j0 + kMaxGlaBlock);
+    GlaBlockWeights(q + j0 * dk, u + j0 * dk, g + j0 * dk, j1 - j0, dk, w + j0 * ldw + j0, ldw);
+    if (j1 == n) break;  // otherwise the block is full
+    gla_scaled_keys(u, g, j0, dk, dkp, ks, nullptr);
+    std::fill(qe, qe + dkp, 1.f);
+    for (int64_t t = j1; t < n; t += 2) {  // two rows at a time share the loads of the keys
+      const bool two = t + 1 < n;
+      for (int64_t c = 0; c < dkp; c += lanes) {
+        const V ea = flush_tiny(hn::Mul(hn::LoadU(d, qe + c), load_part(g + t * dk, c, dk, 1.f)));
+        hn::StoreU(hn::Mul(load_part(q + t * dk, c, dk, 0.f), ea), d, qs + c);
+        if (!two) {
+          hn::StoreU(ea, d, qe + c);
+          hn::StoreU(hn::Zero(d), d, qs + dkp + c);
+          continue;
+        }
+        const V eb = flush_tiny(hn::Mul(ea, load_part(g + (t + 1) * dk, c, dk, 1.f)));
+        hn::StoreU(eb, d, qe + c);
+        hn::StoreU(hn::Mul(load_part(q + (t + 1) * dk, c, dk, 0.f), eb), d, qs + dkp + c);
+      }
+      for (int64_t h = 0; h < kMaxGlaBlock; h += 4) {  // 2 rows x 4 keys: 8 accumulators
+        V a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        const float* k0 = ks + h * dkp;
+        for (int64_t c = 0; c < dkp; c += lanes) {
+          const V x = hn::LoadU(d, qs + c), y = hn::LoadU(d, qs + dkp + c);
+          const V v0 = hn::LoadU(d, k0 + c), v1 = hn::LoadU(d, k0 + dkp + c), v2 = hn::LoadU(d, k0 + 2 * dkp + c),
+                  v3 = hn::LoadU(d, k0 + 3 * dkp + c);
+          a0 = hn::MulAdd(x, v0, a0), a1 = hn::MulAdd(x, v1, a1), a2 = hn::MulAdd(x, v2, a2), a3 = hn::MulAdd(x, v3, a3);
+          b0 = hn::MulAdd(y, v0, b0), b1 = hn::MulAdd(y, v1, b1), b2 = hn::MulAdd(y, v2, b2), b3 = hn::MulAdd(y, v3, b3);
+        }
+        float* wr = w + t * ldw + j0 + h;
+        wr[0] = hn::GetLane(hn::SumOfLanes(d, a0)), wr[1] = hn::GetLane(hn::SumOfLanes(d, a1));
+        wr[2] = hn::GetLane(hn::SumOfLanes(d, a2)), wr[3] = hn::GetLane(hn::SumOfLanes(d, a3));
+        if (!two) continue;
+        wr += ldw;
+        wr[0] = hn::GetLane(hn::SumOfLanes(d, b0)), wr[1] = hn::GetLane(hn::SumOfLanes(d, b1));
+        wr[2] = hn::GetLane(hn::SumOfLanes(d, b2)), wr[3] = hn::GetLane(hn::SumOfLanes(d, b3));
+      }
+    }
+  }
+}
+
+void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                             int64_t dk, float* dq, float* du, float* scratch) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), dkp = gla_padded_width(dk);
+  float* ks = scratch;                  // [kMaxGlaBlock, dkp]
+  float* ke = ks + kMaxGlaBlock * dkp;  // [kMaxGlaBlock, dkp]
+  float* qe = ke + kMaxGlaBlock * dkp;  // [n, dkp]
+  float* qs = qe + n * dkp;             // [n, dkp]
+  for (int64_t j0 = 0; j0 < n; j0 += kMaxGlaBlock) {
+    const int64_t j1 = std::min<int64_t>(n, j0 + kMaxGlaBlock), rows = n - j1;
+    GlaBlockWeightsBackward(q + j0 * dk, u + j0 * dk, g + j0 * dk, dw + j0 * ldw + j0, ldw, j1 - j0, dk, dq + j0 * dk,
+                            du + j0 * dk);
+    if (rows == 0) break;  // otherwise the block is full
+    gla_scaled_keys(u, g, j0, dk, dkp, ks, ke);
+    for (int64_t c = 0; c < dkp; c += lanes) {  // qe[t] = prod_{k=j1..t} g_k, qs[t] = q[t] (*) qe[t]
+      V e = hn::Set(d, 1.f);
+      for (int64_t t = 0; t < rows; ++t) {
+        const int64_t row = (j1 + t) * dk;
+        e = flush_tiny(hn::Mul(e, load_part(g + row, c, dk, 1.f)));
+        hn::StoreU(e, d, qe + t * dkp + c);
+        hn::StoreU(hn::Mul(load_part(q + row, c, dk, 0.f), e), d, qs + t * dkp + c);
+      }
+    }
+    // du[s] += ke[s] (*) sum_t dw[t, s] qs[t]: the 8 key accumulators stay in registers.
+    for (int64_t c = 0; c < dkp; c += lanes) {
+      V acc[kMaxGlaBlock];
+      for (auto& a : acc) a = hn::Zero(d);
+      for (int64_t t = 0; t < rows; ++t) {
+        const V x = hn::LoadU(d, qs + t * dkp + c);
+        const float* wr = dw + (j1 + t) * ldw + j0;
+        for (int s = 0; s < kMaxGlaBlock; ++s) acc[s] = hn::MulAdd(hn::Set(d, wr[s]), x, acc[s]);
+      }
+      for (int s = 0; s < kMaxGlaBlock; ++s)
+        add_part(du + (j0 + s) * dk, c, dk, hn::Mul(acc[s], hn::LoadU(d, ke + s * dkp + c)));
+    }
+    // dq[t] += qe[t] (*) sum_s dw[t, s] ks[s]
+    for (int64_t t = 0; t < rows; ++t) {
+      const float* wr = dw + (j1 + t) * ldw + j0;
+      V b[kMaxGlaBlock];
+      for (int s = 0; s < kMaxGlaBlock; ++s) b[s] = hn::Set(d, wr[s]);
+      for (int64_t c = 0; c < dkp; c += lanes) {
+        V x = hn::Mul(b[0], hn::LoadU(d, ks + c)), y = hn::Mul(b[1], hn::LoadU(d, ks + dkp + c));
+        for (int s = 2; s < kMaxGlaBlock; s += 2) {
+          x = hn::MulAdd(b[s], hn::LoadU(d, ks + s * dkp + c), x);
+          y = hn::MulAdd(b[s + 1], hn::LoadU(d, ks + (s + 1) * dkp + c), y);
+        }
+        add_part(dq + (j1 + t) * dk, c, dk, hn::Mul(hn::Add(x, y), hn::LoadU(d, qe + t * dkp + c)));
       }
     }
   }
@@ -573,6 +725,8 @@ HWY_EXPORT(FmaLoop);
 HWY_EXPORT(GemvN);
 HWY_EXPORT(GlaBlockWeights);
 HWY_EXPORT(GlaBlockWeightsBackward);
+HWY_EXPORT(GlaChunkWeights);
+HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
@@ -621,6 +775,17 @@ void gla_block_weights(const float* q, const float* u, const float* g, int64_t n
 void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
                                 int64_t dk, float* dq, float* du) {
   HWY_DYNAMIC_DISPATCH(GlaBlockWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du);
+}
+int64_t gla_chunk_scratch_size(int64_t n, int64_t dk) {
+  return (2 * kGlaBlock + 2 * n + 2) * gla_padded_width(dk);
+}
+void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
+                       float* scratch) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkWeights)(q, u, g, n, dk, w, ldw, scratch);
+}
+void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                                int64_t dk, float* dq, float* du, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du, scratch);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

@@ -72,6 +72,20 @@ void gla_block_weights(const float* q, const float* u, const float* g, int64_t n
 void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
                                 int64_t dk, float* dq, float* du);
 
+// GLA's whole intra-chunk weight matrix of n positions (any n), in sub-blocks of kGlaBlock:
+//   w[t * ldw + s] = sum_c q[t, c] u[s, c] prod_{k=s+1..t} g[k, c] for s <= t, and 0 for s > t,
+// with every decay factor it forms <= 1 (diagonal blocks as gla_block_weights; an off-diagonal
+// block of keys ending at r splits the product at r). The backward accumulates dq and du as
+// gla_block_weights_backward does, for the whole matrix. scratch: gla_chunk_scratch_size floats.
+constexpr int64_t kGlaBlock = 8;
+constexpr int64_t kGlaPad = 16;  // scratch rows are padded to a multiple of every lane count
+constexpr int64_t gla_padded_width(int64_t dk) { return (dk + kGlaPad - 1) / kGlaPad * kGlaPad; }
+int64_t gla_chunk_scratch_size(int64_t n, int64_t dk);
+void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
+                       float* scratch);
+void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
+                                int64_t dk, float* dq, float* du, float* scratch);
+
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
