@@ -62,23 +62,29 @@ struct Chunk {
       kd = u;
       return;
     }
-    // Every exponent is <= 0; computed vectorised, once per chunk, reused by the backward. These
-    // come from the chunk-local cumulative sums A, not from products of the gammas: a product of
-    // fp32 gammas near 1 (log gamma = -1e-6) carries a few percent of error in each log decay,
-    // which the state would compound over every chunk of a long sequence (measured: 6e-4 at
-    // T = 65,536, against 1e-4 allowed).
     const float* last = &A[(len - 1) * dk];
-    std::copy(A.begin(), A.end(), ea.begin());
-    simd::exp_shift_sum(ea.data(), len * dk, 0.f);
-    for (int64_t r = 0; r < len; ++r)
-      for (int64_t c = 0; c < dk; ++c) eka[r * dk + c] = last[c] - A[r * dk + c];
-    simd::exp_shift_sum(eka.data(), len * dk, 0.f);
     if (a.log_decay.per_channel) {
-      // Within the chunk, the per-channel sub-block factors are products of the gammas (at most
-      // 63 of them: error a few 1e-6 at worst, and no state carries it further).
+      // One exp per element, for the gammas; inside the chunk every factor is a product of at
+      // most L of them (relative error <= L * 6e-8, on terms that no later chunk multiplies
+      // again). The factor carried from chunk to chunk, exp(A_last), stays an exp of the sum:
+      // products of fp32 gammas near 1 carry a few percent of error in each log decay, which
+      // the state would compound over a long sequence (measured: 6e-4 at T = 65,536 with
+      // log gamma = -1e-6, against 1e-4 allowed).
       simd::exp_shift_sum(G.data(), len * dk, 0.f);
+      std::copy_n(G.data(), dk, ea.begin());
+      for (int64_t r = 1; r < len; ++r) simd::decay_step(&ea[(r - 1) * dk], &G[r * dk], &ea[r * dk], dk);
+      std::fill_n(&eka[(len - 1) * dk], dk, 1.f);
+      for (int64_t r = len - 2; r >= 0; --r) simd::decay_step(&eka[(r + 1) * dk], &G[(r + 1) * dk], &eka[r * dk], dk);
+      std::copy_n(last, dk, decay_end.begin());
+      simd::exp_shift_sum(decay_end.data(), dk, 0.f);
+    } else {  // one decay per step: exps of the chunk-local sums, all exponents <= 0
+      std::copy(A.begin(), A.end(), ea.begin());
+      simd::exp_shift_sum(ea.data(), len * dk, 0.f);
+      for (int64_t r = 0; r < len; ++r)
+        for (int64_t c = 0; c < dk; ++c) eka[r * dk + c] = last[c] - A[r * dk + c];
+      simd::exp_shift_sum(eka.data(), len * dk, 0.f);
+      std::copy_n(&ea[(len - 1) * dk], dk, decay_end.begin());
     }
-    std::copy_n(&ea[(len - 1) * dk], dk, decay_end.begin());
     for (int64_t i = 0; i < len * dk; ++i) {
       qd[i] = phi_q[i] * ea[i];
       kd[i] = u[i] * eka[i];
