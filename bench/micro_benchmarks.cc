@@ -129,6 +129,30 @@ void BM_SoftmaxSelfAttention(benchmark::State& state) {
 }
 BENCHMARK(BM_SoftmaxSelfAttention)->Arg(512)->Arg(2048);
 
+// GLA's intra-chunk weights of one 64-position chunk (the per-channel decay's extra work),
+// forward and backward, in L1. FLOPs: the causal half of the L x L x dk product, 2 per term
+// forward and 4 backward (dq and du).
+void BM_GlaChunkWeights(benchmark::State& state) {
+  const int64_t L = 64, dk = state.range(0);
+  const bool backward = state.range(1) != 0;
+  const auto q = random_floats(L * dk), u = random_floats(L * dk), dw = random_floats(L * L);
+  std::vector<float> g = random_floats(L * dk);
+  for (float& x : g) x = std::exp(-std::abs(x) * 0.1f);
+  std::vector<float> w(static_cast<size_t>(L * L)), dq(static_cast<size_t>(L * dk)), du(dq.size());
+  std::vector<float> scratch(static_cast<size_t>(kernels::simd::gla_chunk_scratch_size(L, dk)));
+  for (auto _ : state) {
+    if (backward)
+      kernels::simd::gla_chunk_weights_backward(q.data(), u.data(), g.data(), dw.data(), L, L, dk, dq.data(), du.data(),
+                                                scratch.data());
+    else
+      kernels::simd::gla_chunk_weights(q.data(), u.data(), g.data(), L, dk, w.data(), L, scratch.data());
+    benchmark::DoNotOptimize(w.data());
+    benchmark::DoNotOptimize(dq.data());
+  }
+  set_flops(state, (backward ? 4.0 : 2.0) * L * (L + 1) / 2 * dk);
+}
+BENCHMARK(BM_GlaChunkWeights)->ArgNames({"dk", "bwd"})->ArgsProduct({{64, 128}, {0, 1}});
+
 // Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or
 // forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
 // FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
