@@ -436,7 +436,8 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
     for (int t = 0; t < kMaxGlaBlock; ++t) acc[t] = hn::Zero(d);
     int64_t c = 0;
     // Two column vectors at a time: the products e form a chain of dependent multiplies over t,
-    // and two independent chains hide half of its latency (measured: 1.6x on this kernel).
+    // and two independent chains hide half of its latency (measured on a whole 64 x 64 chunk,
+    // dk = 64: 12.4 -> 9.3 us, BM_GlaChunkWeights).
     for (; c + 2 * lanes <= full; c += 2 * lanes) {
       const V ua = hn::LoadU(d, u + s * dk + c), ub = hn::LoadU(d, u + s * dk + c + lanes);
       V ea = one, eb = one;
