@@ -510,10 +510,12 @@ void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, con
 }
 
 // GLA's whole intra-chunk weight matrix, in sub-blocks of kMaxGlaBlock positions: the diagonal
-// blocks as above; an off-diagonal block (keys [j0, j1), r = j1 - 1, rows t > r) as the dot of
-// (q_t (*) prod_{k=r+1..t} g_k) and (u_s (*) prod_{k=s+1..r} g_k), both factors <= 1, so that
-// nothing overflows. Fused here because the seven thin products per 64-position chunk cost
-// oneDNN about 1 us each in call overhead alone (measured: M = 8..56, N = 8, K = 64: 0.9-2.2 us).
+// blocks as above; a block below the diagonal splits each decay product at a reference position
+// r between its keys s <= r and its queries t > r, as the dot of (q_t (*) prod_{k=r+1..t} g_k)
+// and (u_s (*) prod_{k=s+1..r} g_k): both factors <= 1, so nothing overflows. The forward takes
+// r just before each query block, the backward r at the end of each key block. Fused here
+// because, as oneDNN GEMMs, the seven thin products per 64-position chunk cost about 1 us each
+// in call overhead alone (measured: M = 8..56, N = 8, K = 64: 0.9-2.2 us per call).
 // Scratch rows have the padded width dkp (a multiple of every lane count; padded columns 0);
 // the scratch need not be aligned.
 
