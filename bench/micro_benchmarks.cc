@@ -153,6 +153,32 @@ void BM_GlaChunkWeights(benchmark::State& state) {
 }
 BENCHMARK(BM_GlaChunkWeights)->ArgNames({"dk", "bwd"})->ArgsProduct({{64, 128}, {0, 1}});
 
+// Short sequences (B = 4, H = 8, d = 64, forward), in chunks or token by token: where
+// CausalAlgorithm::automatic switches. T = 1 is one step of token-by-token inference.
+void BM_CausalShort(benchmark::State& state) {
+  const int64_t T = state.range(0), d = 64, B = 4, H = 8, n = B * H * T * d;
+  const bool gla = state.range(1) != 0;
+  const CausalLinearAttentionOptions opt{.algorithm = state.range(2) ? CausalAlgorithm::recurrent : CausalAlgorithm::chunked};
+  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n);
+  std::vector<float> decay = random_floats(n), o(static_cast<size_t>(n)), st(static_cast<size_t>(B * H * d * d));
+  for (float& x : decay) x = -std::abs(x) * 0.1f;
+  const std::array<int64_t, 4> shape = {B, H, T, d};
+  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
+                              : Decay{};
+  const View4 S = View4::contiguous(st.data(), {B, H, d, d});
+  for (auto _ : state) {
+    causal_linear_attention(CView4::contiguous(q.data(), shape), CView4::contiguous(k.data(), shape),
+                            CView4::contiguous(v.data(), shape), View4::contiguous(o.data(), shape), decay_arg, opt, {},
+                            {}, S, S);
+    benchmark::DoNotOptimize(o.data());
+  }
+  set_flops(state, 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
+}
+BENCHMARK(BM_CausalShort)
+    ->ArgNames({"T", "gla", "recurrent"})
+    ->ArgsProduct({{1, 16, 64, 256, 1024}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
+
 // Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or
 // forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
 // FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.

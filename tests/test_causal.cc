@@ -1,6 +1,7 @@
 // Causal linear attention with decay against the plain double-precision recurrence.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -109,16 +110,25 @@ TEST_P(CausalTest, ForwardMatchesRecurrence) {
   const Inputs x = make_inputs(B, H, cs.T, dk, dv, cs.ragged);
   Tensor<4> out({B, H, cs.T, dv}, 9.f), fin({B, H, dk, dv});
   Tensor<3> fin_z({B, H, dk});
-  const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f, .chunk_size = cs.chunk};
-  causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, cs.decay), o, x.lengths,
-                          cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{}, fin.view(),
-                          cs.init && cs.normalize ? x.init_z.cview() : CView3{}, cs.normalize ? fin_z.view() : View3{});
   std::vector<double> ref_m, ref_z;
   const auto ref = recurrence(x, cs.decay, cs.phi, cs.normalize, cs.gated, cs.init, 1e-3, &ref_m, &ref_z);
-  EXPECT_LE(test::relative_error(out.data, ref), 1e-5);
-  EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-5);
-  if (cs.normalize) {
-    EXPECT_LE(test::relative_error(fin_z.data, ref_z), 1e-5);
+  for (CausalAlgorithm algorithm : {CausalAlgorithm::automatic, CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+    std::fill(out.data.begin(), out.data.end(), 9.f);
+    const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f,
+                                         .chunk_size = cs.chunk, .algorithm = algorithm};
+    causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, cs.decay), o, x.lengths,
+                            cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{}, fin.view(),
+                            cs.init && cs.normalize ? x.init_z.cview() : CView3{}, cs.normalize ? fin_z.view() : View3{});
+    const int which = static_cast<int>(algorithm);
+    EXPECT_LE(test::relative_error(out.data, ref), 1e-5) << "algorithm " << which;
+    EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-5) << "algorithm " << which;
+    if (cs.normalize) {
+      EXPECT_LE(test::relative_error(fin_z.data, ref_z), 1e-5) << "algorithm " << which;
+    }
+    for (int64_t b = 0; b < B; ++b)  // padding outputs are 0 on every path
+      for (int64_t t = x.lengths.empty() ? cs.T : x.lengths[static_cast<size_t>(b)]; t < cs.T; ++t)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t j = 0; j < dv; ++j) ASSERT_EQ(out(b, h, t, j), 0.f) << "algorithm " << which;
   }
 }
 
@@ -243,14 +253,17 @@ TEST(Causal, LongSequencesStayAccurate) {
       for (size_t i = 0; i < x.log_channel.data.size(); ++i)
         x.log_channel.data[i] = i % 2 ? log_gamma : log_gamma * 0.5f;  // channels that differ
       Tensor<4> out({1, 1, T, dv}), fin({1, 1, dk, dv});
-      causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, kind), {.chunk_size = 64}, {}, {},
-                              {}, fin.view());
-      for (float v : out.data) ASSERT_TRUE(std::isfinite(v)) << log_gamma;
       std::vector<double> ref_m;
       const auto ref = recurrence(x, kind, FeatureMap::identity, false, false, false, 0.0, &ref_m);
-      // With decay near 1 the state sums up to 65,536 terms: relative error grows like sqrt(T) eps.
-      EXPECT_LE(test::relative_error(out.data, ref), 1e-4) << "log gamma " << log_gamma;
-      EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-4) << "log gamma " << log_gamma;
+      for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+        causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, kind),
+                                {.chunk_size = 64, .algorithm = algorithm}, {}, {}, {}, fin.view());
+        for (float v : out.data) ASSERT_TRUE(std::isfinite(v)) << log_gamma;
+        // With decay near 1 the state sums up to 65,536 terms: relative error grows like sqrt(T) eps.
+        const int which = static_cast<int>(algorithm);
+        EXPECT_LE(test::relative_error(out.data, ref), 1e-4) << "log gamma " << log_gamma << " algorithm " << which;
+        EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-4) << "log gamma " << log_gamma << " algorithm " << which;
+      }
     }
   }
 }
@@ -266,6 +279,9 @@ TEST(Causal, BadArgumentsAreNamed) {
                                        {.kind = DecayKind::per_head, .per_head = bad_head.cview()}),
                ArgumentError);
   EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {}, {.chunk_size = 0}), ArgumentError);
+  EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {},
+                                       {.algorithm = static_cast<CausalAlgorithm>(7)}),
+               ArgumentError);
   EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {.kind = DecayKind::per_channel}),
                ArgumentError);
   const auto g = retnet_decays(3);

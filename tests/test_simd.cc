@@ -207,6 +207,38 @@ TEST_P(SimdTest, GlaChunkWeightsMatchExpOfLogDecays) {
     }
 }
 
+TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
+  for (int64_t dk : {1, 3, 8, 19})
+    for (int64_t dv : {1, 5, 8, 31, 32, 33, 67})
+      for (bool decayed : {false, true}) {
+        const int64_t ldm = dv + 3;
+        auto m = random_vector(dk * ldm);
+        const auto u = random_vector(dk), v = random_vector(dv), q = random_vector(dk), gamma = random_vector(dk, 0.f, 1.f);
+        std::vector<double> em(m.begin(), m.end()), ey(static_cast<size_t>(dv), 0.0);
+        for (int64_t i = 0; i < dk; ++i)
+          for (int64_t j = 0; j < dv; ++j) {
+            double& x = em[static_cast<size_t>(i * ldm + j)];
+            x = (decayed ? 1.0 - gamma[i] : 1.0) * x + double(u[i]) * v[j];  // gamma holds 1 - gamma
+            ey[static_cast<size_t>(j)] += double(q[i]) * x;
+          }
+        std::vector<float> y(static_cast<size_t>(dv + 1), 99.f);
+        simd::recurrent_step(m.data(), ldm, dk, dv, u.data(), v.data(), q.data(), decayed ? gamma.data() : nullptr,
+                             y.data());
+        for (int64_t i = 0; i < dk * ldm; ++i)
+          EXPECT_NEAR(m[i], em[static_cast<size_t>(i)], 1e-5) << dk << "x" << dv << " " << i;  // padding untouched too
+        for (int64_t j = 0; j < dv; ++j) EXPECT_NEAR(y[j], ey[static_cast<size_t>(j)], 1e-5 * (1 + dk)) << dk << "x" << dv;
+        EXPECT_EQ(y[dv], 99.f);
+      }
+  // The complement of a decay keeps its digits where 1 - exp(x) in fp32 would lose them.
+  const std::vector<float> logs = {0.f, -1e-7f, -1e-6f, -1e-3f, -0.5f, -20.f, -100.f};
+  std::vector<float> c(logs.size());
+  simd::neg_expm1(logs.data(), c.data(), static_cast<int64_t>(logs.size()));
+  for (size_t i = 0; i < logs.size(); ++i) {
+    const double e = -std::expm1(double(logs[i]));
+    EXPECT_NEAR(c[i], e, 1e-6 * e + 1e-30) << logs[i];
+  }
+}
+
 TEST_P(SimdTest, GemvRowsMatchesDots) {
   for (int64_t m : {0, 1, 3, 4, 7, 130})
     for (int64_t n : {1, 5, 8, 17, 128}) {

@@ -18,16 +18,11 @@ void recurrent_forward(CView4 q, CView4 k, CView4 v, CView4 log_decay, View4 out
     for (int64_t t = 0; t < T; ++t) {
       if (log_decay.present()) {
         for (int64_t i = 0; i < dk; ++i) gamma[i] = log_decay(b, h, t, i);
-        simd::exp_shift_sum(gamma.data(), dk, 0.f);
+        simd::neg_expm1(gamma.data(), gamma.data(), dk);  // 1 - gamma
       }
-      const float* kt = &k(b, h, t, 0);
-      const float* vt = &v(b, h, t, 0);
-      for (int64_t i = 0; i < dk; ++i) {
-        float* row = &M[i * dv];
-        if (log_decay.present()) simd::scale(row, dv, gamma[i]);
-        simd::axpy(kt[i], vt, row, dv);
-      }
-      simd::gemv_t(M.data(), dv, &q(b, h, t, 0), dk, &out(b, h, t, 0), dv);
+      // The update and the read-out in one pass over M (as ggml's GLA kernel loops).
+      simd::recurrent_step(M.data(), dv, dk, dv, &k(b, h, t, 0), &v(b, h, t, 0), &q(b, h, t, 0),
+                           log_decay.present() ? gamma.data() : nullptr, &out(b, h, t, 0));
     }
   });
 }

@@ -228,8 +228,9 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                        View4::contiguous(g3.data(), shape)};
       CausalLinearAttentionGrads grads_decay = grads;
       grads_decay.dper_channel = View4::contiguous(g4.data(), shape);
-      row("chunked forward, no decay", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc); });
-      row("chunked forward, per-channel decay (GLA)", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, channel); });
+      const CausalLinearAttentionOptions chunks{.algorithm = CausalAlgorithm::chunked};
+      row("chunked forward, no decay", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks); });
+      row("chunked forward, per-channel decay (GLA)", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks); });
       row("chunked forward+backward, no decay", 3 * F, [&] {
         causal_linear_attention(Qc, Kc, Vc, Oc);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
@@ -244,6 +245,20 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
         recurrent_forward(Qc, Kc, Vc, {}, Oc);
         recurrent_backward(Qc, Kc, Vc, Dc, grads.dq, grads.dk, grads.dv);
       });
+      // The baseline computes the same function: its outputs against the chunked kernel's.
+      std::vector<float> chunked(co.size());
+      causal_linear_attention(Qc, Kc, Vc, View4::contiguous(chunked.data(), shape), channel, chunks);
+      recurrent_forward(Qc, Kc, Vc, Ac, Oc);
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < co.size(); ++i) {
+        diff += (double(co[i]) - chunked[i]) * (double(co[i]) - chunked[i]);
+        norm += double(chunked[i]) * chunked[i];
+      }
+      const double rel = std::sqrt(diff / std::max(norm, 1e-300));
+      std::printf("%-44s %5lld %12.1e (relative, per-channel decay)\n", "recurrence vs chunked outputs",
+                  static_cast<long long>(dc), rel);
+      causal.push_back({{"name", "recurrence vs chunked outputs"}, {"d", dc}, {"relative_difference", rel}});
+      if (!(rel < 1e-4)) throw std::runtime_error("the recurrence baseline disagrees with the chunked kernel");
     }
     report["causal"] = causal;
   }

@@ -139,6 +139,32 @@ void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t
   }
 }
 
+// Positions [0, n) of one (b, h) token by token: the recurrence itself, with the augmented state
+// S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1).
+void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out) {
+  const int64_t dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
+  thread_local std::vector<float> pq, pk, vp, gamma, o;
+  for (auto* x : {&pq, &pk, &gamma}) x->resize(static_cast<size_t>(dk));
+  vp.resize(static_cast<size_t>(dva));
+  o.resize(static_cast<size_t>(dva));
+  for (int64_t t = 0; t < n; ++t) {
+    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
+    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
+    if (a.gates.present()) simd::scale(pk.data(), dk, a.gates(b, h, t));
+    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
+    if (a.normalize) vp[dv] = 1.f;
+    const bool decayed = a.log_decay.data != nullptr;
+    if (decayed) {
+      for (int64_t c = 0; c < dk; ++c) gamma[c] = a.log_decay.at(b, h, t, c);
+      simd::neg_expm1(gamma.data(), gamma.data(), dk);  // 1 - gamma, see simd::recurrent_step
+    }
+    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), pq.data(), decayed ? gamma.data() : nullptr, o.data());
+    float* y = &out(b, h, t, 0);
+    std::copy_n(o.data(), dv, y);
+    if (a.normalize) simd::scale(y, dv, 1.f / (o[dv] + a.eps));
+  }
+}
+
 }  // namespace
 
 void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer) {
@@ -152,7 +178,9 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
     S.resize(static_cast<size_t>(dk * dva));
     load_initial(a, b, h, dk, dv, dva, S.data());
     for (int64_t t = n; t < T; ++t) std::fill_n(&out(b, h, t, 0), dv, 0.f);
-    for (int64_t t0 = 0; t0 < n; t0 += a.chunk) {
+    const bool recurrent = n <= a.recurrent_max_length;
+    if (recurrent) recurrent_rows(a, b, h, n, S.data(), out);
+    for (int64_t t0 = 0; !recurrent && t0 < n; t0 += a.chunk) {
       ch.load(a, b, h, t0, n, a.chunk);
       O.resize(static_cast<size_t>(ch.len * dva));
       ch.outputs(S.data(), O.data(), a.log_decay.per_channel);

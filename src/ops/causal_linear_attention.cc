@@ -40,8 +40,15 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
     c.same_shape("initial_normalizer", initial_normalizer, "[B, H, dk]", CView3(nullptr, {B, H, dk}, {}), false);
   }
 
+  int64_t recurrent_max_length = 0;
+  switch (o.algorithm) {
+    case CausalAlgorithm::automatic: recurrent_max_length = kCausalRecurrentMaxLength; break;
+    case CausalAlgorithm::chunked: recurrent_max_length = 0; break;
+    case CausalAlgorithm::recurrent: recurrent_max_length = std::numeric_limits<int64_t>::max(); break;
+    default: c.fail("options.algorithm", "unknown algorithm");
+  }
   kernels::CausalArgs a{q, k, v, gates, {}, lengths, o.feature_map, o.normalize, o.eps, o.chunk_size,
-                        initial_state, initial_normalizer};
+                        recurrent_max_length, initial_state, initial_normalizer};
   auto check_logs = [&](const char* name, const float* p, int64_t count, int64_t stride) {
     for (int64_t i = 0; i < count; ++i) {
       const float x = p[i * stride];

@@ -38,6 +38,7 @@ struct CausalArgs {
   bool normalize = false;
   float eps = 1e-6f;
   int64_t chunk = 64;
+  int64_t recurrent_max_length = 0;  // the forward runs sequences up to this length token by token
   CView4 initial_state;           // [B,H,dk,dv] or absent (zeros)
   CView3 initial_normalizer;      // [B,H,dk] or absent (zeros)
 };

@@ -86,6 +86,14 @@ void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n
 void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
                                 int64_t dk, float* dq, float* du, float* scratch);
 
+// One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
+//   M_i = M_i - c_i M_i + u_i v,   y = sum_i q_i M_i  (y [dv]),
+// with c = decay_complement = 1 - gamma (neg_expm1 of the log decays; nullptr: no decay).
+void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u, const float* v, const float* q,
+                    const float* decay_complement, float* y);
+// y = 1 - exp(x), accurate for x near 0 (gamma near 1).
+void neg_expm1(const float* x, float* y, int64_t n);
+
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
