@@ -232,10 +232,19 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
       row("chunked forward, no decay", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks); });
       row("chunked forward, per-channel decay (GLA)", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks); });
       row("chunked forward+backward, no decay", 3 * F, [&] {
-        causal_linear_attention(Qc, Kc, Vc, Oc);
+        causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
       });
       row("chunked forward+backward, per-channel decay", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
+      });
+      // The library's default: the forward picks its algorithm (CausalAlgorithm::automatic).
+      row("default forward+backward, no decay", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
+      });
+      row("default forward+backward, per-channel decay", 3 * F, [&] {
         causal_linear_attention(Qc, Kc, Vc, Oc, channel);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
       });

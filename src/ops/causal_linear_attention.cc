@@ -42,7 +42,11 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
 
   int64_t recurrent_max_length = 0;
   switch (o.algorithm) {
-    case CausalAlgorithm::automatic: recurrent_max_length = kCausalRecurrentMaxLength; break;
+    case CausalAlgorithm::automatic:
+      recurrent_max_length = dk * (dv + (o.normalize ? 1 : 0)) <= kCausalRecurrentMaxState
+                                 ? std::numeric_limits<int64_t>::max()
+                                 : kCausalRecurrentMaxLength;
+      break;
     case CausalAlgorithm::chunked: recurrent_max_length = 0; break;
     case CausalAlgorithm::recurrent: recurrent_max_length = std::numeric_limits<int64_t>::max(); break;
     default: c.fail("options.algorithm", "unknown algorithm");
