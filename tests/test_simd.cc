@@ -132,79 +132,61 @@ TEST_P(SimdTest, PackedSymmetricGemvMatchesTheFullMatrix) {
   }
 }
 
-TEST_P(SimdTest, GlaBlockWeightsMatchExpOfLogDecays) {
-  for (int64_t n = 1; n <= 8; ++n)
-    for (int64_t dk : {1, 7, 8, 19, 64}) {
-      const auto q = random_vector(n * dk), u = random_vector(n * dk), dw = random_vector(n * n);
-      // Log decays from none to strong (products reach far below 1e-30 and flush to 0).
-      auto logg = random_vector(n * dk, -30.f, 0.f);
-      for (int64_t i = 0; i < n * dk; i += 3) logg[static_cast<size_t>(i)] = -1e-4f;
-      std::vector<float> g(logg.size());
-      for (size_t i = 0; i < g.size(); ++i) g[i] = std::exp(logg[i]);
-      auto E = [&](int64_t t, int64_t s, int64_t c) {
-        double a = 0;
-        for (int64_t k = s + 1; k <= t; ++k) a += logg[static_cast<size_t>(k * dk + c)];
-        return std::exp(a);
-      };
-      std::vector<float> w(static_cast<size_t>(n * n), 99.f), dq(static_cast<size_t>(n * dk), 0.5f), du(dq);
-      simd::gla_block_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n);
-      simd::gla_block_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data());
-      for (int64_t t = 0; t < n; ++t) {
-        for (int64_t s = 0; s < n; ++s) {
-          if (s > t) {
-            EXPECT_EQ(w[t * n + s], 99.f);  // above the diagonal: untouched
-            continue;
-          }
-          double e = 0;
-          for (int64_t c = 0; c < dk; ++c) e += double(q[t * dk + c]) * u[s * dk + c] * E(t, s, c);
-          EXPECT_NEAR(w[t * n + s], e, 1e-5 * (1 + dk)) << n << " " << dk << " " << t << "," << s;
-        }
-        for (int64_t c = 0; c < dk; ++c) {
-          double eq = 0.5, eu = 0.5;
-          for (int64_t s = 0; s <= t; ++s) eq += double(dw[t * n + s]) * u[s * dk + c] * E(t, s, c);
-          for (int64_t r = t; r < n; ++r) eu += double(dw[r * n + t]) * q[r * dk + c] * E(r, t, c);
-          EXPECT_NEAR(dq[t * dk + c], eq, 1e-5 * (1 + n)) << n << " " << dk;
-          EXPECT_NEAR(du[t * dk + c], eu, 1e-5 * (1 + n)) << n << " " << dk;
-        }
+// GLA weights and their backward against exps of log-decay sums in double: the block kernel
+// (whole_chunk false: n <= 8, entries above the diagonal untouched) or the whole-chunk kernel
+// (any n, entries above the diagonal 0). Log decays in [log_lo, 0], a third of them -1e-4.
+void expect_gla_weights_match(int64_t n, int64_t dk, float log_lo, bool whole_chunk) {
+  const auto q = random_vector(n * dk), u = random_vector(n * dk), dw = random_vector(n * n);
+  auto logg = random_vector(n * dk, log_lo, 0.f);
+  for (int64_t i = 0; i < n * dk; i += 3) logg[static_cast<size_t>(i)] = -1e-4f;
+  std::vector<float> g(logg.size());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = std::exp(logg[i]);
+  auto E = [&](int64_t t, int64_t s, int64_t c) {
+    double a = 0;
+    for (int64_t k = s + 1; k <= t; ++k) a += logg[static_cast<size_t>(k * dk + c)];
+    return std::exp(a);
+  };
+  std::vector<float> w(static_cast<size_t>(n * n), 99.f), dq(static_cast<size_t>(n * dk), 0.5f), du(dq);
+  if (whole_chunk) {
+    std::vector<float> scratch(static_cast<size_t>(simd::gla_chunk_scratch_size(n, dk)), 7.f);
+    simd::gla_chunk_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n, scratch.data());
+    simd::gla_chunk_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data(),
+                                     scratch.data());
+  } else {
+    simd::gla_block_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n);
+    simd::gla_block_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data());
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t s = 0; s < n; ++s) {
+      if (s > t) {
+        EXPECT_EQ(w[t * n + s], whole_chunk ? 0.f : 99.f) << n << " " << dk << " " << t << "," << s;
+        continue;
       }
+      double e = 0;
+      for (int64_t c = 0; c < dk; ++c) e += double(q[t * dk + c]) * u[s * dk + c] * E(t, s, c);
+      EXPECT_NEAR(w[t * n + s], e, 1e-5 * (1 + dk)) << n << " " << dk << " " << t << "," << s;
     }
+    for (int64_t c = 0; c < dk; ++c) {
+      double eq = 0.5, eu = 0.5;
+      for (int64_t s = 0; s <= t; ++s) eq += double(dw[t * n + s]) * u[s * dk + c] * E(t, s, c);
+      for (int64_t r = t; r < n; ++r) eu += double(dw[r * n + t]) * q[r * dk + c] * E(r, t, c);
+      EXPECT_NEAR(dq[t * dk + c], eq, 1e-5 * (1 + n)) << n << " " << dk << " " << t;
+      EXPECT_NEAR(du[t * dk + c], eu, 1e-5 * (1 + n)) << n << " " << dk << " " << t;
+    }
+  }
+}
+
+TEST_P(SimdTest, GlaBlockWeightsMatchExpOfLogDecays) {
+  // Log decays from none to strong (products reach far below 1e-30 and flush to 0).
+  for (int64_t n = 1; n <= 8; ++n)
+    for (int64_t dk : {1, 7, 8, 19, 64}) expect_gla_weights_match(n, dk, -30.f, false);
 }
 
 TEST_P(SimdTest, GlaChunkWeightsMatchExpOfLogDecays) {
-  // Whole chunks: one partial block, full blocks with a partial last one, odd row counts.
+  // Whole chunks: one partial block, full blocks with a partial last one, odd row counts; products
+  // over 40 steps reach below 1e-30.
   for (int64_t n : {1, 5, 8, 9, 16, 23, 40})
-    for (int64_t dk : {1, 7, 8, 19, 64}) {
-      const auto q = random_vector(n * dk), u = random_vector(n * dk), dw = random_vector(n * n);
-      auto logg = random_vector(n * dk, -3.f, 0.f);  // products over 40 steps reach below 1e-30
-      for (int64_t i = 0; i < n * dk; i += 3) logg[static_cast<size_t>(i)] = -1e-4f;
-      std::vector<float> g(logg.size());
-      for (size_t i = 0; i < g.size(); ++i) g[i] = std::exp(logg[i]);
-      auto E = [&](int64_t t, int64_t s, int64_t c) {
-        double a = 0;
-        for (int64_t k = s + 1; k <= t; ++k) a += logg[static_cast<size_t>(k * dk + c)];
-        return std::exp(a);
-      };
-      std::vector<float> w(static_cast<size_t>(n * n), 99.f), dq(static_cast<size_t>(n * dk), 0.5f), du(dq);
-      std::vector<float> scratch(static_cast<size_t>(simd::gla_chunk_scratch_size(n, dk)), 7.f);
-      simd::gla_chunk_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n, scratch.data());
-      simd::gla_chunk_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data(),
-                                       scratch.data());
-      for (int64_t t = 0; t < n; ++t) {
-        for (int64_t s = 0; s < n; ++s) {
-          double e = 0;
-          if (s <= t)
-            for (int64_t c = 0; c < dk; ++c) e += double(q[t * dk + c]) * u[s * dk + c] * E(t, s, c);
-          EXPECT_NEAR(w[t * n + s], e, 1e-5 * (1 + dk)) << n << " " << dk << " " << t << "," << s;
-        }
-        for (int64_t c = 0; c < dk; ++c) {
-          double eq = 0.5, eu = 0.5;
-          for (int64_t s = 0; s <= t; ++s) eq += double(dw[t * n + s]) * u[s * dk + c] * E(t, s, c);
-          for (int64_t r = t; r < n; ++r) eu += double(dw[r * n + t]) * q[r * dk + c] * E(r, t, c);
-          EXPECT_NEAR(dq[t * dk + c], eq, 1e-5 * (1 + n)) << n << " " << dk << " " << t;
-          EXPECT_NEAR(du[t * dk + c], eu, 1e-5 * (1 + n)) << n << " " << dk << " " << t;
-        }
-      }
-    }
+    for (int64_t dk : {1, 7, 8, 19, 64}) expect_gla_weights_match(n, dk, -3.f, true);
 }
 
 TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
