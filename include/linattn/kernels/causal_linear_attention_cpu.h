@@ -1,6 +1,7 @@
 // CPU kernels of causal linear attention with decay (BRIEF section 2, "Recurrent and causal
 // forms"): o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
-// by chunk. Arguments are validated by ops/causal_linear_attention.h.
+// by chunk (the forward of sequences up to CausalArgs::recurrent_max_length token by token).
+// Arguments are validated, and the algorithm chosen, by ops/causal_linear_attention.h.
 //
 // Decay is given in log space, a_t = log gamma_t <= 0, one value per key channel: every decay
 // kind reduces to this (none: 0; per head or per step: the same value on every channel).

@@ -1,8 +1,9 @@
 // Causal linear attention with decay (BRIEF section 2, "Recurrent and causal forms"):
 //   M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T,   o_t = M_t^T phi(q_t)
 //   [normalised: z_t = gamma_t (*) z_(t-1) + g_t phi(k_t),  o_t = M_t^T phi(q_t) / (z_t . phi(q_t) + eps)]
-// computed chunk by chunk: inside a chunk of L positions masked L x L products, across chunks
-// the state carried forward; cumulative decays are kept in log space so that nothing overflows.
+// computed chunk by chunk (inside a chunk of L positions masked L x L products, across chunks
+// the state carried forward; cumulative decays kept in log space so that nothing overflows) or,
+// for the forward, token by token (CausalAlgorithm below).
 //
 // Shapes ([batch B, heads H, positions T, features d]; last dimension contiguous):
 //   q, k [B, H, T, dk]   v [B, H, T, dv]   out [B, H, T, dv]   gates [B, H, T] (optional)
