@@ -14,15 +14,15 @@ void recurrent_forward(CView4 q, CView4 k, CView4 v, CView4 log_decay, View4 out
   const int64_t B = q.shape[0], H = q.shape[1], T = q.shape[2], dk = q.shape[3], dv = v.shape[3];
   kernels::parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
-    std::vector<float> M(static_cast<size_t>(dk * dv), 0.f), gamma(static_cast<size_t>(dk));
+    std::vector<float> M(static_cast<size_t>(dk * dv), 0.f), complement(static_cast<size_t>(dk));
     for (int64_t t = 0; t < T; ++t) {
       if (log_decay.present()) {
-        for (int64_t i = 0; i < dk; ++i) gamma[i] = log_decay(b, h, t, i);
-        simd::neg_expm1(gamma.data(), gamma.data(), dk);  // 1 - gamma
+        for (int64_t i = 0; i < dk; ++i) complement[i] = log_decay(b, h, t, i);
+        simd::neg_expm1(complement.data(), complement.data(), dk);  // 1 - gamma
       }
       // The update and the read-out in one pass over M (as ggml's GLA kernel loops).
       simd::recurrent_step(M.data(), dv, dk, dv, &k(b, h, t, 0), &v(b, h, t, 0), &q(b, h, t, 0),
-                           log_decay.present() ? gamma.data() : nullptr, &out(b, h, t, 0));
+                           log_decay.present() ? complement.data() : nullptr, &out(b, h, t, 0));
     }
   });
 }

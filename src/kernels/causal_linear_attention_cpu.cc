@@ -143,8 +143,8 @@ void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t
 // S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1).
 void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out) {
   const int64_t dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
-  thread_local std::vector<float> pq, pk, vp, gamma, o;
-  for (auto* x : {&pq, &pk, &gamma}) x->resize(static_cast<size_t>(dk));
+  thread_local std::vector<float> pq, pk, vp, complement, o;
+  for (auto* x : {&pq, &pk, &complement}) x->resize(static_cast<size_t>(dk));
   vp.resize(static_cast<size_t>(dva));
   o.resize(static_cast<size_t>(dva));
   for (int64_t t = 0; t < n; ++t) {
@@ -155,10 +155,11 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
     if (a.normalize) vp[dv] = 1.f;
     const bool decayed = a.log_decay.data != nullptr;
     if (decayed) {
-      for (int64_t c = 0; c < dk; ++c) gamma[c] = a.log_decay.at(b, h, t, c);
-      simd::neg_expm1(gamma.data(), gamma.data(), dk);  // 1 - gamma, see simd::recurrent_step
+      for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
+      simd::neg_expm1(complement.data(), complement.data(), dk);  // 1 - gamma, see simd::recurrent_step
     }
-    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), pq.data(), decayed ? gamma.data() : nullptr, o.data());
+    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), pq.data(), decayed ? complement.data() : nullptr,
+                         o.data());
     float* y = &out(b, h, t, 0);
     std::copy_n(o.data(), dv, y);
     if (a.normalize) simd::scale(y, dv, 1.f / (o[dv] + a.eps));

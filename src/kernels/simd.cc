@@ -708,8 +708,7 @@ void NegExpm1(const float* x, float* y, int64_t n) {
 // vectors keep v and the outputs in registers, so each row tile costs 4 loads, 4 stores and
 // 8-12 FMA-pipe operations: with the state in L1 the loop runs near the FMA roof.
 void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u, const float* v, const float* q,
-                   const float* decay_complement, float* y) {
-  const float* gamma = decay_complement;
+                   const float* complement, float* y) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t j = 0;
@@ -721,8 +720,8 @@ void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u
       float* row = m + i * ldm + j;
       V m0 = hn::LoadU(d, row), m1 = hn::LoadU(d, row + lanes), m2 = hn::LoadU(d, row + 2 * lanes),
         m3 = hn::LoadU(d, row + 3 * lanes);
-      if (gamma) {
-        const V c = hn::Set(d, gamma[i]);
+      if (complement) {
+        const V c = hn::Set(d, complement[i]);
         m0 = hn::NegMulAdd(c, m0, m0), m1 = hn::NegMulAdd(c, m1, m1), m2 = hn::NegMulAdd(c, m2, m2);
         m3 = hn::NegMulAdd(c, m3, m3);
       }
@@ -742,7 +741,7 @@ void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u
     for (int64_t i = 0; i < dk; ++i) {
       float* row = m + i * ldm;
       V mi = load_part(row, j, j + w, 0.f);
-      if (gamma) mi = hn::NegMulAdd(hn::Set(d, gamma[i]), mi, mi);
+      if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
       mi = hn::MulAdd(hn::Set(d, u[i]), vj, mi);
       a = hn::MulAdd(hn::Set(d, q[i]), mi, a);
       if (w == lanes) {
