@@ -46,6 +46,12 @@ HWY_INLINE V load_tail(const float* x, int64_t i, int64_t n, float pad) {
   return hn::Load(d, buf);
 }
 
+// Decay products below 1e-30 become 0: their terms are negligible, and denormals are slow.
+HWY_INLINE V flush_tiny(V e) {
+  const D d;
+  return hn::IfThenElseZero(hn::Gt(e, hn::Set(d, 1e-30f)), e);
+}
+
 float Max(const float* x, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -98,11 +104,9 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
 void DecayStep(const float* prev, const float* g, float* out, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  const V tiny = hn::Set(d, 1e-30f);
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) {
-    const V p = hn::Mul(hn::LoadU(d, prev + i), hn::LoadU(d, g + i));
-    hn::StoreU(hn::IfThenElseZero(hn::Gt(p, tiny), p), d, out + i);
+    hn::StoreU(flush_tiny(hn::Mul(hn::LoadU(d, prev + i), hn::LoadU(d, g + i))), d, out + i);
   }
   for (; i < n; ++i) out[i] = prev[i] * g[i] > 1e-30f ? prev[i] * g[i] : 0.f;
 }
@@ -430,7 +434,7 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t full = dk / lanes * lanes;
-  const V one = hn::Set(d, 1.f), tiny = hn::Set(d, 1e-30f);
+  const V one = hn::Set(d, 1.f);
   for (int64_t s = 0; s < n; ++s) {
     V acc[kMaxGlaBlock];
     for (int t = 0; t < kMaxGlaBlock; ++t) acc[t] = hn::Zero(d);
@@ -444,10 +448,8 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
       for (int t = 0; t < kMaxGlaBlock; ++t) {
         if (t < s || t >= n) continue;
         if (t > s) {
-          ea = hn::Mul(ea, hn::LoadU(d, g + t * dk + c));
-          eb = hn::Mul(eb, hn::LoadU(d, g + t * dk + c + lanes));
-          ea = hn::IfThenElseZero(hn::Gt(ea, tiny), ea);
-          eb = hn::IfThenElseZero(hn::Gt(eb, tiny), eb);
+          ea = flush_tiny(hn::Mul(ea, hn::LoadU(d, g + t * dk + c)));
+          eb = flush_tiny(hn::Mul(eb, hn::LoadU(d, g + t * dk + c + lanes)));
         }
         acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c), ua), ea, acc[t]);
         acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c + lanes), ub), eb, acc[t]);
@@ -459,8 +461,7 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
       for (int t = 0; t < kMaxGlaBlock; ++t) {  // fixed trip count: acc stays in registers
         if (t < s || t >= n) continue;
         if (t > s) {
-          e = hn::Mul(e, hn::LoadU(d, g + t * dk + c));
-          e = hn::IfThenElseZero(hn::Gt(e, tiny), e);
+          e = flush_tiny(hn::Mul(e, hn::LoadU(d, g + t * dk + c)));
         }
         acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c), us), e, acc[t]);
       }
@@ -481,15 +482,14 @@ void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, con
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t full = dk / lanes * lanes;
-  const V one = hn::Set(d, 1.f), tiny = hn::Set(d, 1e-30f);
+  const V one = hn::Set(d, 1.f);
   for (int64_t s = 0; s < n; ++s) {
     for (int64_t c = 0; c < full; c += lanes) {
       const V us = hn::LoadU(d, u + s * dk + c);
       V e = one, dus = hn::Zero(d);
       for (int64_t t = s; t < n; ++t) {
         if (t > s) {
-          e = hn::Mul(e, hn::LoadU(d, g + t * dk + c));
-          e = hn::IfThenElseZero(hn::Gt(e, tiny), e);
+          e = flush_tiny(hn::Mul(e, hn::LoadU(d, g + t * dk + c)));
         }
         const V we = hn::Mul(hn::Set(d, dw[t * ldw + s]), e);
         hn::StoreU(hn::MulAdd(we, us, hn::LoadU(d, dq + t * dk + c)), d, dq + t * dk + c);
@@ -537,11 +537,6 @@ HWY_INLINE void add_part(float* y, int64_t c, int64_t n, V v) {
   HWY_ALIGN float buf[kMaxLanes];
   hn::Store(v, d, buf);
   for (int64_t j = 0; c + j < n; ++j) y[c + j] += buf[j];
-}
-
-HWY_INLINE V flush_tiny(V e) {
-  const D d;
-  return hn::IfThenElseZero(hn::Gt(e, hn::Set(d, 1e-30f)), e);
 }
 
 // ks[s] = u[j0 + s] (*) prod_{k=j0+s+1..r} g_k (and, if ke, that product) for the kMaxGlaBlock
