@@ -14,28 +14,45 @@ namespace {
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
 // is appended to V (so the last column of the state is z and of the output the denominator).
 struct Chunk {
+  // What a load prepares: everything, or only what advance() reads (the backward's first pass,
+  // which recomputes the chunk-start states, skips the queries and their decays).
+  enum class Part { all, state_update };
+
   int64_t len = 0, dk = 0, dva = 0;
   bool decayed = false;  // false: every gamma is 1 and every decay factor below is exactly 1
-  std::vector<float> phi_q, phi_k, u, vp, A, qd, kd, W, tmp;  // [len, *] row-major
-  std::vector<float> ea, eka;                                 // exp(A_t), exp(A_last - A_t)
-  std::vector<float> scratch;                                 // per-channel: simd::gla_chunk_weights
-  std::vector<float> G;                                       // per-channel: gamma_t = exp(log decay_t)
-  std::vector<float> decay_end;                               // exp(A_last) per channel
+  std::vector<float> phi_q, phi_k, u, vp, A, qd_, kd_, W, tmp;  // [len, *] row-major
+  std::vector<float> ea, eka;                                   // exp(A_t), exp(A_last - A_t)
+  std::vector<float> scratch;                                   // per-channel: simd::gla_chunk_weights
+  std::vector<float> G;                                         // per-channel: gamma_t = exp(log decay_t)
+  std::vector<float> decay_end;                                 // exp(A_last) per channel
 
-  void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L) {
+  // Decayed queries and keys: without decay they are phi(q) and u themselves, never copied.
+  const float* qd() const { return decayed ? qd_.data() : phi_q.data(); }
+  const float* kd() const { return decayed ? kd_.data() : u.data(); }
+
+  void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L, Part part = Part::all) {
+    const bool queries = part == Part::all;
     len = std::min(L, n - t0);
     dk = a.q.shape[3];
     const int64_t dv = a.v.shape[3];
     dva = dv + (a.normalize ? 1 : 0);
     decayed = a.log_decay.data != nullptr;
-    for (auto* x : {&phi_q, &phi_k, &u, &A, &qd, &kd, &ea, &eka}) x->resize(static_cast<size_t>(len * dk));
+    const size_t rows = static_cast<size_t>(len * dk);
+    phi_k.resize(rows);
+    u.resize(rows);
+    if (queries) phi_q.resize(rows);
+    if (decayed) {
+      for (auto* x : {&A, &eka, &kd_}) x->resize(rows);
+      if (queries) ea.resize(rows), qd_.resize(rows);
+      if (a.log_decay.per_channel) G.resize(rows);
+    }
     vp.resize(static_cast<size_t>(len * dva));
     W.resize(static_cast<size_t>(len * len));
     tmp.resize(static_cast<size_t>(std::max(dk, L)));
     decay_end.resize(static_cast<size_t>(dk));
     for (int64_t r = 0; r < len; ++r) {
       const int64_t t = t0 + r;
-      simd::feature_map(a.phi, &a.q(b, h, t, 0), &phi_q[r * dk], dk);
+      if (queries) simd::feature_map(a.phi, &a.q(b, h, t, 0), &phi_q[r * dk], dk);
       simd::feature_map(a.phi, &a.k(b, h, t, 0), &phi_k[r * dk], dk);
       const float g = a.gates.present() ? a.gates(b, h, t) : 1.f;
       for (int64_t c = 0; c < dk; ++c) u[r * dk + c] = g * phi_k[r * dk + c];
@@ -46,20 +63,12 @@ struct Chunk {
         if (a.log_decay.per_channel && a.log_decay.stride_c == 1) std::copy_n(&a.log_decay.data[a.log_decay.offset(b, h, t)], dk, Ar);
         else
           for (int64_t c = 0; c < dk; ++c) Ar[c] = a.log_decay.at(b, h, t, c);
-        if (a.log_decay.per_channel) {  // the log gammas themselves, exponentiated below
-          G.resize(static_cast<size_t>(len * dk));
-          std::copy_n(Ar, dk, &G[r * dk]);
-        }
+        if (a.log_decay.per_channel) std::copy_n(Ar, dk, &G[r * dk]);  // the log gammas, exponentiated below
         if (r) simd::axpy(1.f, Ar - dk, Ar, dk);
       }
     }
     if (!decayed) {  // gamma = 1: Qd = phi(q), Kd = u, no exponentials at all
-      std::fill(A.begin(), A.end(), 0.f);
-      std::fill(ea.begin(), ea.end(), 1.f);
-      std::fill(eka.begin(), eka.end(), 1.f);
       std::fill(decay_end.begin(), decay_end.end(), 1.f);
-      qd = phi_q;
-      kd = u;
       return;
     }
     const float* last = &A[(len - 1) * dk];
@@ -71,24 +80,26 @@ struct Chunk {
       // the state would compound over a long sequence (measured: 6e-4 at T = 65,536 with
       // log gamma = -1e-6, against 1e-4 allowed).
       simd::exp_shift_sum(G.data(), len * dk, 0.f);
-      std::copy_n(G.data(), dk, ea.begin());
-      for (int64_t r = 1; r < len; ++r) simd::decay_step(&ea[(r - 1) * dk], &G[r * dk], &ea[r * dk], dk);
+      if (queries) {
+        std::copy_n(G.data(), dk, ea.begin());
+        for (int64_t r = 1; r < len; ++r) simd::decay_step(&ea[(r - 1) * dk], &G[r * dk], &ea[r * dk], dk);
+      }
       std::fill_n(&eka[(len - 1) * dk], dk, 1.f);
       for (int64_t r = len - 2; r >= 0; --r) simd::decay_step(&eka[(r + 1) * dk], &G[(r + 1) * dk], &eka[r * dk], dk);
-      std::copy_n(last, dk, decay_end.begin());
-      simd::exp_shift_sum(decay_end.data(), dk, 0.f);
     } else {  // one decay per step: exps of the chunk-local sums, all exponents <= 0
-      std::copy(A.begin(), A.end(), ea.begin());
-      simd::exp_shift_sum(ea.data(), len * dk, 0.f);
+      if (queries) {
+        std::copy(A.begin(), A.end(), ea.begin());
+        simd::exp_shift_sum(ea.data(), len * dk, 0.f);
+      }
       for (int64_t r = 0; r < len; ++r)
         for (int64_t c = 0; c < dk; ++c) eka[r * dk + c] = last[c] - A[r * dk + c];
       simd::exp_shift_sum(eka.data(), len * dk, 0.f);
-      std::copy_n(&ea[(len - 1) * dk], dk, decay_end.begin());
     }
-    for (int64_t i = 0; i < len * dk; ++i) {
-      qd[i] = phi_q[i] * ea[i];
-      kd[i] = u[i] * eka[i];
-    }
+    std::copy_n(last, dk, decay_end.begin());
+    simd::exp_shift_sum(decay_end.data(), dk, 0.f);
+    for (int64_t i = 0; i < len * dk; ++i) kd_[i] = u[i] * eka[i];
+    if (queries)
+      for (int64_t i = 0; i < len * dk; ++i) qd_[i] = phi_q[i] * ea[i];
   }
 
   // Scales row t of a causal L x L matrix X by exp(A_t - A_s) (one decay for all channels) and
@@ -118,13 +129,14 @@ struct Chunk {
 
   // S = exp(A_last) (*)rows S + Kd^T Vp
   void advance(float* S) const {
-    for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
-    gemm(true, false, dk, dva, len, 1.f, kd.data(), dk, vp.data(), dva, 1.f, S, dva);
+    if (decayed)
+      for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
+    gemm(true, false, dk, dva, len, 1.f, kd(), dk, vp.data(), dva, 1.f, S, dva);
   }
 
   // O' = Qd S_prev + W Vp   [len, dva]
   void outputs(const float* S_prev, float* O, bool per_channel) {
-    gemm(false, false, len, dva, dk, 1.f, qd.data(), dk, S_prev, dva, 0.f, O, dva);
+    gemm(false, false, len, dva, dk, 1.f, qd(), dk, S_prev, dva, 0.f, O, dva);
     intra_weights(per_channel);
     gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.data(), dva, 1.f, O, dva);
   }
@@ -223,7 +235,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     for (int64_t c = 0; c < chunks; ++c) {
       float* next = &starts[(c + 1) * dk * dva];
       std::copy_n(&starts[c * dk * dva], dk * dva, next);
-      ch.load(a, b, h, c * a.chunk, n, a.chunk);
+      ch.load(a, b, h, c * a.chunk, n, a.chunk, Chunk::Part::state_update);
       ch.advance(next);
     }
     const float* S_final = &starts[chunks * dk * dva];
@@ -273,7 +285,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
       gemm(false, true, len, dk, dva, 1.f, ch.vp.data(), dva, dS.data(), dva, 0.f, du.data(), dk);
       if (ch.decayed) simd::mul(ch.eka.data(), du.data(), len * dk);
-      gemm(false, false, len, dva, dk, 1.f, ch.kd.data(), dk, dS.data(), dva, 0.f, dvp.data(), dva);
+      gemm(false, false, len, dva, dk, 1.f, ch.kd(), dk, dS.data(), dva, 0.f, dvp.data(), dva);
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
       gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.data(), dva, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dO.data(), dva, 1.f, dvp.data(), dva);
@@ -291,7 +303,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       dS_prev.resize(dS.size());
       for (int64_t k2 = 0; k2 < dk; ++k2)
         for (int64_t j = 0; j < dva; ++j) dS_prev[k2 * dva + j] = ch.decay_end[k2] * dS[k2 * dva + j];
-      gemm(true, false, dk, dva, len, 1.f, ch.qd.data(), dk, dO.data(), dva, 1.f, dS_prev.data(), dva);
+      gemm(true, false, dk, dva, len, 1.f, ch.qd(), dk, dO.data(), dva, 1.f, dS_prev.data(), dva);
       dS.swap(dS_prev);
       // Per-position outputs.
       for (int64_t r = 0; r < len; ++r) {
