@@ -190,27 +190,37 @@ TEST_P(SimdTest, GlaChunkWeightsMatchExpOfLogDecays) {
 }
 
 TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
-  for (int64_t dk : {1, 3, 8, 19})
+  // Widths around the tiles and the 64-row blocks of the dots; every combination of read-outs.
+  for (int64_t dk : {1, 3, 8, 19, 64, 70})
     for (int64_t dv : {1, 5, 8, 31, 32, 33, 67})
-      for (bool decayed : {false, true}) {
-        const int64_t ldm = dv + 3;
-        auto m = random_vector(dk * ldm);
-        const auto u = random_vector(dk), v = random_vector(dv), q = random_vector(dk), gamma = random_vector(dk, 0.f, 1.f);
-        std::vector<double> em(m.begin(), m.end()), ey(static_cast<size_t>(dv), 0.0);
-        for (int64_t i = 0; i < dk; ++i)
-          for (int64_t j = 0; j < dv; ++j) {
-            double& x = em[static_cast<size_t>(i * ldm + j)];
-            x = (decayed ? 1.0 - gamma[i] : 1.0) * x + double(u[i]) * v[j];  // gamma holds 1 - gamma
-            ey[static_cast<size_t>(j)] += double(q[i]) * x;
-          }
-        std::vector<float> y(static_cast<size_t>(dv + 1), 99.f);
-        simd::recurrent_step(m.data(), ldm, dk, dv, u.data(), v.data(), q.data(), decayed ? gamma.data() : nullptr,
-                             y.data());
-        for (int64_t i = 0; i < dk * ldm; ++i)
-          EXPECT_NEAR(m[i], em[static_cast<size_t>(i)], 1e-5) << dk << "x" << dv << " " << i;  // padding untouched too
-        for (int64_t j = 0; j < dv; ++j) EXPECT_NEAR(y[j], ey[static_cast<size_t>(j)], 1e-5 * (1 + dk)) << dk << "x" << dv;
-        EXPECT_EQ(y[dv], 99.f);
-      }
+      for (int readouts = 0; readouts < 4; ++readouts)
+        for (bool decayed : {false, true}) {
+          const bool with_dots = readouts & 1, with_sums = readouts & 2;
+          const int64_t ldm = dv + 3;
+          auto m = random_vector(dk * ldm);
+          const auto a = random_vector(dk), b = random_vector(dv), x = random_vector(dv), w = random_vector(dk),
+                     gamma = random_vector(dk, 0.f, 1.f);
+          std::vector<double> em(m.begin(), m.end()), edots(static_cast<size_t>(dk), 0.0), esums(static_cast<size_t>(dv), 0.0);
+          for (int64_t i = 0; i < dk; ++i)
+            for (int64_t j = 0; j < dv; ++j) {
+              double& e = em[static_cast<size_t>(i * ldm + j)];
+              e = (decayed ? 1.0 - gamma[i] : 1.0) * e + double(a[i]) * b[j];  // gamma holds 1 - gamma
+              edots[static_cast<size_t>(i)] += e * x[j];
+              esums[static_cast<size_t>(j)] += double(w[i]) * e;
+            }
+          std::vector<float> dots(static_cast<size_t>(dk + 1), 99.f), sums(static_cast<size_t>(dv + 1), 99.f);
+          simd::recurrent_step(m.data(), ldm, dk, dv, a.data(), b.data(), decayed ? gamma.data() : nullptr,
+                               with_dots ? x.data() : nullptr, dots.data(), with_sums ? w.data() : nullptr, sums.data());
+          const std::string where = std::to_string(dk) + "x" + std::to_string(dv) + " readouts " + std::to_string(readouts);
+          for (int64_t i = 0; i < dk * ldm; ++i)
+            EXPECT_NEAR(m[i], em[static_cast<size_t>(i)], 1e-5) << where << " " << i;  // padding untouched too
+          for (int64_t i = 0; i < dk; ++i)
+            EXPECT_NEAR(dots[i], with_dots ? edots[static_cast<size_t>(i)] : 99.0, 1e-5 * (1 + dv)) << where;
+          for (int64_t j = 0; j < dv; ++j)
+            EXPECT_NEAR(sums[j], with_sums ? esums[static_cast<size_t>(j)] : 99.0, 1e-5 * (1 + dk)) << where;
+          EXPECT_EQ(dots[dk], 99.f);
+          EXPECT_EQ(sums[dv], 99.f);
+        }
   // The complement of a decay keeps its digits where 1 - exp(x) in fp32 would lose them.
   const std::vector<float> logs = {0.f, -1e-7f, -1e-6f, -1e-3f, -0.5f, -20.f, -100.f};
   std::vector<float> c(logs.size());

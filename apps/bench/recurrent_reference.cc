@@ -21,8 +21,9 @@ void recurrent_forward(CView4 q, CView4 k, CView4 v, CView4 log_decay, View4 out
         simd::neg_expm1(complement.data(), complement.data(), dk);  // 1 - gamma
       }
       // The update and the read-out in one pass over M (as ggml's GLA kernel loops).
-      simd::recurrent_step(M.data(), dv, dk, dv, &k(b, h, t, 0), &v(b, h, t, 0), &q(b, h, t, 0),
-                           log_decay.present() ? complement.data() : nullptr, &out(b, h, t, 0));
+      simd::recurrent_step(M.data(), dv, dk, dv, &k(b, h, t, 0), &v(b, h, t, 0),
+                           log_decay.present() ? complement.data() : nullptr, nullptr, nullptr, &q(b, h, t, 0),
+                           &out(b, h, t, 0));
     }
   });
 }

@@ -170,8 +170,8 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
       for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
       simd::neg_expm1(complement.data(), complement.data(), dk);  // 1 - gamma, see simd::recurrent_step
     }
-    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), pq.data(), decayed ? complement.data() : nullptr,
-                         o.data());
+    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), decayed ? complement.data() : nullptr, nullptr, nullptr,
+                         pq.data(), o.data());
     float* y = &out(b, h, t, 0);
     std::copy_n(o.data(), dv, y);
     if (a.normalize) simd::scale(y, dv, 1.f / (o[dv] + a.eps));

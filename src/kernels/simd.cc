@@ -696,61 +696,104 @@ void NegExpm1(const float* x, float* y, int64_t n) {
 }
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), each number read and
-// written once: M_i = M_i - c_i M_i + u_i v, y = sum_i q_i M_i, with c_i = 1 - gamma_i. The decay
-// is applied as M - c M (one FMA) rather than gamma M: a gamma near 1 rounded to fp32 loses most
-// digits of 1 - gamma, an error the recurrence would repeat at every step (measured: 4-6e-4 at
-// T = 65,536 with log gamma = -1e-6), while c keeps its own full precision. Column tiles of 4
-// vectors keep v and the outputs in registers, so each row tile costs 4 loads, 4 stores and
-// 8-12 FMA-pipe operations: with the state in L1 the loop runs near the FMA roof.
-void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u, const float* v, const float* q,
-                   const float* complement, float* y) {
+// written once: M_i = M_i - c_i M_i + a_i b, then the read-outs dots_i = M_i . x and
+// sums = sum_i w_i M_i (each when asked for), with c_i = 1 - gamma_i. The decay is applied as
+// M - c M (one FMA) rather than gamma M: a gamma near 1 rounded to fp32 loses most digits of
+// 1 - gamma, an error the recurrence would repeat at every step (measured: 4-6e-4 at T = 65,536
+// with log gamma = -1e-6), while c keeps its own full precision. Column tiles of 4 vectors keep
+// b and the sums in registers, so each row tile costs 4 loads, 4 stores and 8-16 FMA-pipe
+// operations: with the state in L1 the loop runs near the FMA roof. The dots are summed per row
+// as vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
+constexpr int64_t kDotRows = 64;
+
+template <bool kDots, bool kSums>
+HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const float* a, const float* b,
+                               const float* complement, const float* x, float* dots, const float* w, float* sums,
+                               bool add_to_sums) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  HWY_ALIGN float partial[kDots ? kDotRows * kMaxLanes : 1];
+  auto sums_start = [&](int64_t j) { return add_to_sums ? hn::LoadU(d, sums + j) : hn::Zero(d); };
+  // Row i of the tile: decay, rank-one update, store; returns the updated vector k of the row.
+  auto update = [&](float* row, int64_t i, V bk) {
+    V mi = hn::LoadU(d, row);
+    if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
+    return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
+  };
+  auto add_dot = [&](int64_t i, V p, bool first) {
+    if (!first) p = hn::Add(p, hn::Load(d, partial + i * lanes));
+    hn::Store(p, d, partial + i * lanes);
+  };
   int64_t j = 0;
   for (; j + 4 * lanes <= dv; j += 4 * lanes) {
-    const V v0 = hn::LoadU(d, v + j), v1 = hn::LoadU(d, v + j + lanes), v2 = hn::LoadU(d, v + j + 2 * lanes),
-            v3 = hn::LoadU(d, v + j + 3 * lanes);
-    V a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < dk; ++i) {
+    const V b0 = hn::LoadU(d, b + j), b1 = hn::LoadU(d, b + j + lanes), b2 = hn::LoadU(d, b + j + 2 * lanes),
+            b3 = hn::LoadU(d, b + j + 3 * lanes);
+    V s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
+    if (kSums) s0 = sums_start(j), s1 = sums_start(j + lanes), s2 = sums_start(j + 2 * lanes), s3 = sums_start(j + 3 * lanes);
+    for (int64_t i = 0; i < rows; ++i) {
       float* row = m + i * ldm + j;
-      V m0 = hn::LoadU(d, row), m1 = hn::LoadU(d, row + lanes), m2 = hn::LoadU(d, row + 2 * lanes),
-        m3 = hn::LoadU(d, row + 3 * lanes);
-      if (complement) {
-        const V c = hn::Set(d, complement[i]);
-        m0 = hn::NegMulAdd(c, m0, m0), m1 = hn::NegMulAdd(c, m1, m1), m2 = hn::NegMulAdd(c, m2, m2);
-        m3 = hn::NegMulAdd(c, m3, m3);
-      }
-      const V ui = hn::Set(d, u[i]), qi = hn::Set(d, q[i]);
-      m0 = hn::MulAdd(ui, v0, m0), m1 = hn::MulAdd(ui, v1, m1), m2 = hn::MulAdd(ui, v2, m2), m3 = hn::MulAdd(ui, v3, m3);
+      const V m0 = update(row, i, b0), m1 = update(row + lanes, i, b1), m2 = update(row + 2 * lanes, i, b2),
+              m3 = update(row + 3 * lanes, i, b3);
       hn::StoreU(m0, d, row), hn::StoreU(m1, d, row + lanes), hn::StoreU(m2, d, row + 2 * lanes);
       hn::StoreU(m3, d, row + 3 * lanes);
-      a0 = hn::MulAdd(qi, m0, a0), a1 = hn::MulAdd(qi, m1, a1), a2 = hn::MulAdd(qi, m2, a2), a3 = hn::MulAdd(qi, m3, a3);
-    }
-    hn::StoreU(a0, d, y + j), hn::StoreU(a1, d, y + j + lanes), hn::StoreU(a2, d, y + j + 2 * lanes);
-    hn::StoreU(a3, d, y + j + 3 * lanes);
-  }
-  for (; j < dv; j += lanes) {  // one vector at a time, the last one partial
-    const int64_t w = std::min(lanes, dv - j);
-    const V vj = load_part(v, j, dv, 0.f);
-    V a = hn::Zero(d);
-    for (int64_t i = 0; i < dk; ++i) {
-      float* row = m + i * ldm;
-      V mi = load_part(row, j, j + w, 0.f);
-      if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
-      mi = hn::MulAdd(hn::Set(d, u[i]), vj, mi);
-      a = hn::MulAdd(hn::Set(d, q[i]), mi, a);
-      if (w == lanes) {
-        hn::StoreU(mi, d, row + j);
-      } else {
-        HWY_ALIGN float buf[kMaxLanes];
-        hn::Store(mi, d, buf);
-        std::memcpy(row + j, buf, static_cast<size_t>(w) * sizeof(float));
+      if (kSums) {
+        const V wi = hn::Set(d, w[i]);
+        s0 = hn::MulAdd(wi, m0, s0), s1 = hn::MulAdd(wi, m1, s1), s2 = hn::MulAdd(wi, m2, s2), s3 = hn::MulAdd(wi, m3, s3);
+      }
+      if (kDots) {
+        const V p = hn::MulAdd(m0, hn::LoadU(d, x + j), hn::Mul(m1, hn::LoadU(d, x + j + lanes)));
+        const V p2 = hn::MulAdd(m2, hn::LoadU(d, x + j + 2 * lanes), hn::Mul(m3, hn::LoadU(d, x + j + 3 * lanes)));
+        add_dot(i, hn::Add(p, p2), j == 0);
       }
     }
-    HWY_ALIGN float buf[kMaxLanes];
-    hn::Store(a, d, buf);
-    std::memcpy(y + j, buf, static_cast<size_t>(w) * sizeof(float));
+    if (kSums) {
+      hn::StoreU(s0, d, sums + j), hn::StoreU(s1, d, sums + j + lanes), hn::StoreU(s2, d, sums + j + 2 * lanes);
+      hn::StoreU(s3, d, sums + j + 3 * lanes);
+    }
   }
+  for (; j < dv; j += lanes) {  // one vector at a time, the last one partial (padded with zeros)
+    const int64_t width = std::min(lanes, dv - j);
+    const V bj = load_tail(b, j, dv, 0.f);
+    V s = kSums && add_to_sums ? load_tail(sums, j, dv, 0.f) : hn::Zero(d);
+    const V xj = kDots ? load_tail(x, j, dv, 0.f) : hn::Zero(d);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = m + i * ldm + j;
+      V mi = load_tail(row, 0, width, 0.f);
+      if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
+      mi = hn::MulAdd(hn::Set(d, a[i]), bj, mi);
+      HWY_ALIGN float buf[kMaxLanes];
+      hn::Store(mi, d, buf);
+      std::memcpy(row, buf, static_cast<size_t>(width) * sizeof(float));
+      if (kSums) s = hn::MulAdd(hn::Set(d, w[i]), mi, s);
+      if (kDots) add_dot(i, hn::Mul(mi, xj), j == 0);
+    }
+    if (kSums) {
+      HWY_ALIGN float buf[kMaxLanes];
+      hn::Store(s, d, buf);
+      std::memcpy(sums + j, buf, static_cast<size_t>(width) * sizeof(float));
+    }
+  }
+  if (kDots)
+    for (int64_t i = 0; i < rows; ++i) dots[i] = dv ? hn::GetLane(hn::SumOfLanes(d, hn::Load(d, partial + i * lanes))) : 0.f;
+}
+
+template <bool kDots, bool kSums>
+void recurrent_step_blocks(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
+                           const float* complement, const float* x, float* dots, const float* w, float* sums) {
+  if (kSums && dk == 0) std::fill_n(sums, dv, 0.f);
+  const int64_t block = kDots ? kDotRows : std::max<int64_t>(dk, 1);
+  for (int64_t i0 = 0; i0 < dk; i0 += block)
+    step_rows<kDots, kSums>(m + i0 * ldm, ldm, std::min(block, dk - i0), dv, a + i0, b,
+                            complement ? complement + i0 : nullptr, x, kDots ? dots + i0 : nullptr,
+                            kSums ? w + i0 : nullptr, sums, i0 > 0);
+}
+
+void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b, const float* complement,
+                   const float* x, float* dots, const float* w, float* sums) {
+  if (x && w) recurrent_step_blocks<true, true>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
+  else if (x) recurrent_step_blocks<true, false>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
+  else if (w) recurrent_step_blocks<false, true>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
+  else recurrent_step_blocks<false, false>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
 }
 
 void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
@@ -901,9 +944,9 @@ void gla_chunk_weights_backward(const float* q, const float* u, const float* g, 
                                 int64_t dk, float* dq, float* du, float* scratch) {
   HWY_DYNAMIC_DISPATCH(GlaChunkWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du, scratch);
 }
-void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u, const float* v, const float* q,
-                    const float* decay_complement, float* y) {
-  HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, u, v, q, decay_complement, y);
+void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
+                    const float* decay_complement, const float* x, float* dots, const float* w, float* sums) {
+  HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, decay_complement, x, dots, w, sums);
 }
 void neg_expm1(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(NegExpm1)(x, y, n); }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {

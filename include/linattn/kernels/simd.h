@@ -87,10 +87,15 @@ void gla_chunk_weights_backward(const float* q, const float* u, const float* g, 
                                 int64_t dk, float* dq, float* du, float* scratch);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
-//   M_i = M_i - c_i M_i + u_i v,   y = sum_i q_i M_i  (y [dv]),
-// with c = decay_complement = 1 - gamma (neg_expm1 of the log decays; nullptr: no decay).
-void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* u, const float* v, const float* q,
-                    const float* decay_complement, float* y);
+//   M_i = M_i - c_i M_i + a_i b            (b [dv]; c = decay_complement = 1 - gamma, from
+//                                            neg_expm1 of the log decays; nullptr: no decay)
+//   dots_i = M_i . x      (dots [dk])      when x is given
+//   sums = sum_i w_i M_i  (sums [dv])      when w is given
+// The forward reads out y = M^T phi(q) (a = u, b = v, w = phi(q)); a backward's forward sweep
+// dq = M do (x = do); its reverse sweep, on dM, adds q do^T and reads dk = dM v (x = v) and
+// dv = dM^T k (w = k).
+void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
+                    const float* decay_complement, const float* x, float* dots, const float* w, float* sums);
 // y = 1 - exp(x), accurate for x near 0 (gamma near 1).
 void neg_expm1(const float* x, float* y, int64_t n);
 
