@@ -179,6 +179,38 @@ BENCHMARK(BM_CausalShort)
     ->ArgsProduct({{1, 16, 64, 256, 1024}, {0, 1}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
+// The backward alone (B = 4, H = 8), in chunks or token by token, against the length and the
+// width: where CausalAlgorithm::automatic switches for the backward. FLOPs: 2F, BRIEF's way.
+void BM_CausalBackward(benchmark::State& state) {
+  const int64_t d = state.range(0), T = state.range(1), B = 4, H = 8, n = B * H * T * d;
+  const bool gla = state.range(2) != 0;
+  const char* threads = std::getenv("LINATTN_THREADS");
+  set_num_threads(threads ? std::atoi(threads) : 1);
+  const CausalLinearAttentionOptions opt{.algorithm = state.range(3) ? CausalAlgorithm::recurrent : CausalAlgorithm::chunked};
+  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n), dout = random_floats(n);
+  std::vector<float> decay = random_floats(n);
+  for (float& x : decay) x = -std::abs(x) * 0.1f;
+  std::vector<float> g1(static_cast<size_t>(n)), g2(g1.size()), g3(g1.size()), g4(g1.size());
+  const std::array<int64_t, 4> shape = {B, H, T, d};
+  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
+                              : Decay{};
+  CausalLinearAttentionGrads grads{View4::contiguous(g1.data(), shape), View4::contiguous(g2.data(), shape),
+                                   View4::contiguous(g3.data(), shape)};
+  if (gla) grads.dper_channel = View4::contiguous(g4.data(), shape);
+  for (auto _ : state) {
+    causal_linear_attention_backward(CView4::contiguous(q.data(), shape), CView4::contiguous(k.data(), shape),
+                                     CView4::contiguous(v.data(), shape), CView4::contiguous(dout.data(), shape), grads,
+                                     decay_arg, opt);
+    benchmark::DoNotOptimize(g1.data());
+  }
+  set_flops(state, 2.0 * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
+  set_num_threads(1);
+}
+BENCHMARK(BM_CausalBackward)
+    ->ArgNames({"d", "T", "gla", "recurrent"})
+    ->ArgsProduct({{64, 128}, {1, 16, 64, 256, 4096}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
+
 // Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or
 // forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
 // FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.

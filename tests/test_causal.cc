@@ -141,22 +141,9 @@ TEST_P(CausalTest, GradientsMatchFiniteDifferences) {
     for (auto* t : {&x.q, &x.k})
       for (float& v : t->data)
         if (std::abs(v) < 0.05f) v = v < 0 ? -0.05f : 0.05f;
-  const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f, .chunk_size = cs.chunk};
   const auto R = test::random_tensor<4>({B, H, cs.T, dv});
   const auto RM = test::random_tensor<4>({B, H, dk, dv});
   const auto Rz = test::random_tensor<3>({B, H, dk});
-  Tensor<4> dq(x.q.shape), dk_(x.k.shape), dv_(x.v.shape), dch(x.log_channel.shape), dinit(x.init.shape);
-  Tensor<3> dg(x.gates.shape), dstep(x.log_step.shape), dinit_z(x.init_z.shape);
-  CausalLinearAttentionGrads g{dq.view(), dk_.view(), dv_.view()};
-  if (cs.gated) g.dgates = dg.view();
-  if (cs.decay == DecayKind::per_step) g.dper_step = dstep.view();
-  if (cs.decay == DecayKind::per_channel) g.dper_channel = dch.view();
-  if (cs.init) g.dinitial_state = dinit.view();
-  if (cs.init && cs.normalize) g.dinitial_normalizer = dinit_z.view();
-  causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), R.cview(), g, decay_of(x, cs.decay), o, x.lengths,
-                                   cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{},
-                                   cs.init && cs.normalize ? x.init_z.cview() : CView3{}, RM.cview(),
-                                   cs.normalize ? Rz.cview() : CView3{});
   // L = sum R out + sum RM M_final + sum Rz z_final
   auto loss = [&] {
     std::vector<double> m, z;
@@ -168,18 +155,42 @@ TEST_P(CausalTest, GradientsMatchFiniteDifferences) {
       for (size_t i = 0; i < z.size(); ++i) L += z[i] * Rz.data[i];
     return L;
   };
-  // Step 1e-4 and tolerance 1e-4: tight enough that a 0.1% error in any backward term fails.
-  auto check = [&](std::vector<float>& p, const std::vector<float>& analytic, const char* what) {
-    test::expect_gradient(p, analytic, loss, what, 1e-4, 1e-4f);
-  };
-  check(x.q.data, dq.data, "dq");
-  check(x.k.data, dk_.data, "dk");
-  check(x.v.data, dv_.data, "dv");
-  if (cs.gated) check(x.gates.data, dg.data, "dgates");
-  if (cs.decay == DecayKind::per_step) check(x.log_step.data, dstep.data, "dlog_decay (per step)");
-  if (cs.decay == DecayKind::per_channel) check(x.log_channel.data, dch.data, "dlog_decay (per channel)");
-  if (cs.init) check(x.init.data, dinit.data, "dinitial_state");
-  if (cs.init && cs.normalize) check(x.init_z.data, dinit_z.data, "dinitial_normalizer");
+  // Both backward algorithms (automatic picks one of them).
+  for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+    SCOPED_TRACE("algorithm " + std::to_string(static_cast<int>(algorithm)));
+    const CausalLinearAttentionOptions o{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f,
+                                         .chunk_size = cs.chunk, .algorithm = algorithm};
+    Tensor<4> dq(x.q.shape), dk_(x.k.shape), dv_(x.v.shape), dch(x.log_channel.shape), dinit(x.init.shape);
+    Tensor<3> dg(x.gates.shape), dstep(x.log_step.shape), dinit_z(x.init_z.shape);
+    CausalLinearAttentionGrads g{dq.view(), dk_.view(), dv_.view()};
+    if (cs.gated) g.dgates = dg.view();
+    if (cs.decay == DecayKind::per_step) g.dper_step = dstep.view();
+    if (cs.decay == DecayKind::per_channel) g.dper_channel = dch.view();
+    if (cs.init) g.dinitial_state = dinit.view();
+    if (cs.init && cs.normalize) g.dinitial_normalizer = dinit_z.view();
+    causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), R.cview(), g, decay_of(x, cs.decay), o,
+                                     x.lengths, cs.gated ? x.gates.cview() : CView3{}, cs.init ? x.init.cview() : CView4{},
+                                     cs.init && cs.normalize ? x.init_z.cview() : CView3{}, RM.cview(),
+                                     cs.normalize ? Rz.cview() : CView3{});
+    // Step 1e-4 and tolerance 1e-4: tight enough that a 0.1% error in any backward term fails.
+    auto check = [&](std::vector<float>& p, const std::vector<float>& analytic, const char* what) {
+      test::expect_gradient(p, analytic, loss, what, 1e-4, 1e-4f);
+    };
+    check(x.q.data, dq.data, "dq");
+    check(x.k.data, dk_.data, "dk");
+    check(x.v.data, dv_.data, "dv");
+    if (cs.gated) check(x.gates.data, dg.data, "dgates");
+    if (cs.decay == DecayKind::per_step) check(x.log_step.data, dstep.data, "dlog_decay (per step)");
+    if (cs.decay == DecayKind::per_channel) check(x.log_channel.data, dch.data, "dlog_decay (per channel)");
+    if (cs.init) check(x.init.data, dinit.data, "dinitial_state");
+    if (cs.init && cs.normalize) check(x.init_z.data, dinit_z.data, "dinitial_normalizer");
+    if (cs.ragged) {  // the padding gets zero gradients
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t t = x.lengths[static_cast<size_t>(b)]; t < cs.T; ++t)
+            for (int64_t i = 0; i < dk; ++i) ASSERT_EQ(dq(b, h, t, i), 0.f);
+    }
+  }
 }
 
 std::vector<Case> cases() {
@@ -243,9 +254,11 @@ TEST(Causal, PiecesEqualTheWholeAndStepsEqualTheChunks) {
 }
 
 // T = 65,536 with decays near 0 and near 1: no overflow, no NaN, and within 1e-4 of the
-// recurrence in double everywhere (documented bound, README).
+// recurrence in double everywhere (documented bound, README) in chunks and by default. Token by
+// token the state is rounded at every step: its documented bound at this length is 5e-4.
 TEST(Causal, LongSequencesStayAccurate) {
   const int64_t T = 65536, dk = 8, dv = 8;
+  test::rng().seed(2026);  // the same inputs whichever tests ran before
   for (float log_gamma : {-20.f, -1e-6f, -0.05f}) {
     for (DecayKind kind : {DecayKind::per_step, DecayKind::per_channel}) {
       Inputs x = make_inputs(1, 1, T, dk, dv, false);
@@ -255,14 +268,15 @@ TEST(Causal, LongSequencesStayAccurate) {
       Tensor<4> out({1, 1, T, dv}), fin({1, 1, dk, dv});
       std::vector<double> ref_m;
       const auto ref = recurrence(x, kind, FeatureMap::identity, false, false, false, 0.0, &ref_m);
-      for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+      for (CausalAlgorithm algorithm : {CausalAlgorithm::automatic, CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
         causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay_of(x, kind),
                                 {.chunk_size = 64, .algorithm = algorithm}, {}, {}, {}, fin.view());
         for (float v : out.data) ASSERT_TRUE(std::isfinite(v)) << log_gamma;
         // With decay near 1 the state sums up to 65,536 terms: relative error grows like sqrt(T) eps.
         const int which = static_cast<int>(algorithm);
-        EXPECT_LE(test::relative_error(out.data, ref), 1e-4) << "log gamma " << log_gamma << " algorithm " << which;
-        EXPECT_LE(test::relative_error(fin.data, ref_m), 1e-4) << "log gamma " << log_gamma << " algorithm " << which;
+        const double bound = algorithm == CausalAlgorithm::recurrent ? 5e-4 : 1e-4;
+        EXPECT_LE(test::relative_error(out.data, ref), bound) << "log gamma " << log_gamma << " algorithm " << which;
+        EXPECT_LE(test::relative_error(fin.data, ref_m), bound) << "log gamma " << log_gamma << " algorithm " << which;
       }
     }
   }

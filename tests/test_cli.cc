@@ -155,7 +155,7 @@ TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {
   ASSERT_EQ(r.code, 0) << r.err;
   std::ifstream in(p("only.json"));
   const auto j = nlohmann::json::parse(in);
-  EXPECT_EQ(j["causal"].size(), 20u);  // 9 rows and the baseline check, for d = 64 and 128
+  EXPECT_EQ(j["causal"].size(), 30u);  // 10 rows and 5 baseline checks, for d = 64 and 128
   for (const auto& row : j["causal"]) {
     if (row.contains("relative_difference")) {
       EXPECT_LT(row["relative_difference"].get<double>(), 1e-4);

@@ -28,20 +28,35 @@ void recurrent_forward(CView4 q, CView4 k, CView4 v, CView4 log_decay, View4 out
   });
 }
 
-void recurrent_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk, View4 dv) {
+void recurrent_backward(CView4 q, CView4 k, CView4 v, CView4 log_decay, CView4 dout, View4 dq, View4 dk, View4 dv,
+                        View4 dlog_decay) {
   const int64_t B = q.shape[0], H = q.shape[1], T = q.shape[2], dkw = q.shape[3], dvw = v.shape[3];
+  const bool decayed = log_decay.present();
   kernels::parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
-    std::vector<float> M(static_cast<size_t>(dkw * dvw), 0.f);
-    for (int64_t t = 0; t < T; ++t) {  // dq_t = M_t do_t
-      for (int64_t i = 0; i < dkw; ++i) simd::axpy(k(b, h, t, i), &v(b, h, t, 0), &M[i * dvw], dvw);
-      simd::gemv_n(M.data(), dvw, &dout(b, h, t, 0), dkw, dvw, &dq(b, h, t, 0));
+    std::vector<float> M(static_cast<size_t>(dkw * dvw), 0.f), complement(static_cast<size_t>(dkw)),
+        acc(static_cast<size_t>(dkw), 0.f);
+    auto load_complement = [&](int64_t t) {  // 1 - gamma_t
+      for (int64_t i = 0; i < dkw; ++i) complement[i] = log_decay(b, h, t, i);
+      simd::neg_expm1(complement.data(), complement.data(), dkw);
+    };
+    for (int64_t t = 0; t < T; ++t) {  // M_t, and dq_t = M_t do_t in the same pass
+      if (decayed) load_complement(t);
+      simd::recurrent_step(M.data(), dvw, dkw, dvw, &k(b, h, t, 0), &v(b, h, t, 0), decayed ? complement.data() : nullptr,
+                           &dout(b, h, t, 0), &dq(b, h, t, 0), nullptr, nullptr);
     }
     std::fill(M.begin(), M.end(), 0.f);  // now dM
     for (int64_t t = T - 1; t >= 0; --t) {
-      for (int64_t i = 0; i < dkw; ++i) simd::axpy(q(b, h, t, i), &dout(b, h, t, 0), &M[i * dvw], dvw);
-      simd::gemv_n(M.data(), dvw, &v(b, h, t, 0), dkw, dvw, &dk(b, h, t, 0));
-      simd::gemv_t(M.data(), dvw, &k(b, h, t, 0), dkw, &dv(b, h, t, 0), dvw);
+      const bool decay_next = decayed && t + 1 < T;  // dM_(T-1) starts from zero
+      if (decay_next) load_complement(t + 1);
+      simd::recurrent_step(M.data(), dvw, dkw, dvw, &q(b, h, t, 0), &dout(b, h, t, 0),
+                           decay_next ? complement.data() : nullptr, &v(b, h, t, 0), &dk(b, h, t, 0), &k(b, h, t, 0),
+                           &dv(b, h, t, 0));
+      if (decayed)
+        for (int64_t i = 0; i < dkw; ++i) {
+          acc[i] += q(b, h, t, i) * dq(b, h, t, i) - k(b, h, t, i) * dk(b, h, t, i);
+          dlog_decay(b, h, t, i) = acc[i];
+        }
     }
   });
 }

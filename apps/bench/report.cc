@@ -252,22 +252,41 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
       row("recurrence forward, per-channel decay", F, [&] { recurrent_forward(Qc, Kc, Vc, Ac, Oc); });
       row("recurrence forward+backward, no decay", 3 * F, [&] {
         recurrent_forward(Qc, Kc, Vc, {}, Oc);
-        recurrent_backward(Qc, Kc, Vc, Dc, grads.dq, grads.dk, grads.dv);
+        recurrent_backward(Qc, Kc, Vc, {}, Dc, grads.dq, grads.dk, grads.dv, {});
       });
-      // The baseline computes the same function: its outputs against the chunked kernel's.
+      row("recurrence forward+backward, per-channel decay", 3 * F, [&] {
+        recurrent_forward(Qc, Kc, Vc, Ac, Oc);
+        recurrent_backward(Qc, Kc, Vc, Ac, Dc, grads_decay.dq, grads_decay.dk, grads_decay.dv, grads_decay.dper_channel);
+      });
+      // The baseline computes the same function: its outputs and gradients against the chunked
+      // kernels' (with per-channel decay, the case with the most terms).
+      auto check = [&](const std::string& name, const std::vector<float>& ref, const std::vector<float>& got) {
+        double diff = 0, norm = 0;
+        for (size_t i = 0; i < ref.size(); ++i) {
+          diff += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+          norm += double(ref[i]) * ref[i];
+        }
+        const double rel = std::sqrt(diff / std::max(norm, 1e-300));
+        std::printf("%-44s %5lld %12.1e (relative, per-channel decay)\n", name.c_str(), static_cast<long long>(dc), rel);
+        causal.push_back({{"name", name}, {"d", dc}, {"relative_difference", rel}});
+        if (!(rel < 1e-4)) throw std::runtime_error(name + ": the recurrence baseline disagrees with the chunked kernel");
+      };
       std::vector<float> chunked(co.size());
       causal_linear_attention(Qc, Kc, Vc, View4::contiguous(chunked.data(), shape), channel, chunks);
       recurrent_forward(Qc, Kc, Vc, Ac, Oc);
-      double diff = 0, norm = 0;
-      for (size_t i = 0; i < co.size(); ++i) {
-        diff += (double(co[i]) - chunked[i]) * (double(co[i]) - chunked[i]);
-        norm += double(chunked[i]) * chunked[i];
-      }
-      const double rel = std::sqrt(diff / std::max(norm, 1e-300));
-      std::printf("%-44s %5lld %12.1e (relative, per-channel decay)\n", "recurrence vs chunked outputs",
-                  static_cast<long long>(dc), rel);
-      causal.push_back({{"name", "recurrence vs chunked outputs"}, {"d", dc}, {"relative_difference", rel}});
-      if (!(rel < 1e-4)) throw std::runtime_error("the recurrence baseline disagrees with the chunked kernel");
+      check("recurrence vs chunked outputs", chunked, co);
+      std::vector<std::vector<float>> chunked_grads(4, std::vector<float>(co.size()));
+      causal_linear_attention_backward(Qc, Kc, Vc, Dc,
+                                       {.dq = View4::contiguous(chunked_grads[0].data(), shape),
+                                        .dk = View4::contiguous(chunked_grads[1].data(), shape),
+                                        .dv = View4::contiguous(chunked_grads[2].data(), shape),
+                                        .dper_channel = View4::contiguous(chunked_grads[3].data(), shape)},
+                                       channel);
+      recurrent_backward(Qc, Kc, Vc, Ac, Dc, grads_decay.dq, grads_decay.dk, grads_decay.dv, grads_decay.dper_channel);
+      check("recurrence vs chunked gradients: q", chunked_grads[0], g1);
+      check("recurrence vs chunked gradients: k", chunked_grads[1], g2);
+      check("recurrence vs chunked gradients: v", chunked_grads[2], g3);
+      check("recurrence vs chunked gradients: log decay", chunked_grads[3], g4);
     }
     report["causal"] = causal;
   }

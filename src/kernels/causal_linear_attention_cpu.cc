@@ -178,6 +178,98 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
   }
 }
 
+// The backward of positions [0, n) of one (b, h) token by token, with the augmented state S
+// [dk, dva] (initial state in, final state out) and each step one pass over a state:
+// - forward sweep: S_t, and dphi(q_t) = S_t do'_t read in the same pass (do' is the gradient of
+//   the augmented output: with normalisation o = num / den, its last entry is d den);
+// - reverse sweep on dS_t = phi(q_t) do'_t^T + diag(gamma_(t+1)) dS_(t+1), starting from the
+//   gradient of the final state: du_t = dS_t v'_t and dv'_t = dS_t^T u_t in the same pass.
+// The log-decay gradient needs no state: d a_t = sum_(s >= t) (phi_q (*) dphi_q - u (*) du)_s
+// + rowsum(S_n (*) dS_n), as in the chunked backward.
+void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, CView4 dout, CView4 dfinal_state,
+                             CView3 dfinal_normalizer, const CausalGrads& g) {
+  const int64_t dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
+  const bool decayed = a.log_decay.data != nullptr;
+  thread_local std::vector<float> S, dS, pq, pk, u, vp, x, dphi, du, dvp, o, complement, decay_terms, dden, inv_den;
+  S.resize(static_cast<size_t>(dk * dva));
+  for (auto* y : {&pq, &pk, &u, &dphi, &du, &complement}) y->resize(static_cast<size_t>(dk));
+  for (auto* y : {&vp, &x, &dvp, &o}) y->resize(static_cast<size_t>(dva));
+  if (g.dlog_decay.present()) decay_terms.resize(static_cast<size_t>(n * dk));
+  if (a.normalize) dden.resize(static_cast<size_t>(n)), inv_den.resize(static_cast<size_t>(n));
+  auto load_token = [&](int64_t t) {  // phi(q_t), phi(k_t), u_t = g_t phi(k_t), v'_t = [v_t, 1]
+    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
+    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
+    const float gt = a.gates.present() ? a.gates(b, h, t) : 1.f;
+    for (int64_t c = 0; c < dk; ++c) u[c] = gt * pk[c];
+    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
+    if (a.normalize) vp[dv] = 1.f;
+  };
+  auto load_complement = [&](int64_t t) {  // 1 - gamma_t, see simd::recurrent_step
+    for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
+    simd::neg_expm1(complement.data(), complement.data(), dk);
+  };
+
+  load_initial(a, b, h, dk, dv, dva, S.data());
+  for (int64_t t = 0; t < n; ++t) {
+    load_token(t);
+    if (decayed) load_complement(t);
+    const float* d_out = &dout(b, h, t, 0);
+    std::copy_n(d_out, dv, x.data());
+    if (a.normalize) x[dv] = 0.f;
+    // dots = S_t [do, 0]; with normalisation also the output (num, den) in the same pass.
+    simd::recurrent_step(S.data(), dva, dk, dva, u.data(), vp.data(), decayed ? complement.data() : nullptr, x.data(),
+                         dphi.data(), a.normalize ? pq.data() : nullptr, o.data());
+    if (a.normalize) {  // o = num / den: d num = do / den, d den = -(do . num) / den^2
+      const float r = 1.f / (o[dv] + a.eps), d_den = -simd::dot(d_out, o.data(), dv) * r * r;
+      inv_den[t] = r;
+      dden[t] = d_den;
+      for (int64_t c = 0; c < dk; ++c) dphi[c] = dphi[c] * r + d_den * S[c * dva + dv];
+    }
+    if (g.dlog_decay.present())
+      for (int64_t c = 0; c < dk; ++c) decay_terms[t * dk + c] = pq[c] * dphi[c];
+    simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), dphi.data(), &g.dq(b, h, t, 0), dk);
+  }
+
+  dS.assign(static_cast<size_t>(dk * dva), 0.f);
+  for (int64_t c = 0; c < dk; ++c) {
+    if (dfinal_state.present()) std::copy_n(&dfinal_state(b, h, c, 0), dv, &dS[c * dva]);
+    if (a.normalize && dfinal_normalizer.present()) dS[c * dva + dv] = dfinal_normalizer(b, h, c);
+  }
+  std::vector<float> acc(static_cast<size_t>(dk), 0.f);  // the decay gradient's running sum
+  if (g.dlog_decay.present())
+    for (int64_t c = 0; c < dk; ++c) acc[c] = simd::dot(&S[c * dva], &dS[c * dva], dva);
+  for (int64_t t = n - 1; t >= 0; --t) {
+    load_token(t);
+    const bool decay_next = decayed && t + 1 < n;  // gamma_(t+1) carries dS_(t+1) back to t
+    if (decay_next) load_complement(t + 1);
+    const float* d_out = &dout(b, h, t, 0);
+    if (a.normalize) {
+      for (int64_t j = 0; j < dv; ++j) x[j] = d_out[j] * inv_den[t];
+      x[dv] = dden[t];
+    } else {
+      std::copy_n(d_out, dv, x.data());
+    }
+    simd::recurrent_step(dS.data(), dva, dk, dva, pq.data(), x.data(), decay_next ? complement.data() : nullptr,
+                         vp.data(), du.data(), u.data(), dvp.data());
+    if (g.dlog_decay.present()) {
+      for (int64_t c = 0; c < dk; ++c) acc[c] += decay_terms[t * dk + c] - u[c] * du[c];
+      std::copy_n(acc.data(), dk, &g.dlog_decay(b, h, t, 0));
+    }
+    if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(pk.data(), du.data(), dk);
+    if (a.gates.present()) simd::scale(du.data(), dk, a.gates(b, h, t));  // now d phi(k_t)
+    simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), du.data(), &g.dk(b, h, t, 0), dk);
+    std::copy_n(dvp.data(), dv, &g.dv(b, h, t, 0));
+  }
+  if (decayed && n > 0) {  // dS_0 -> the gradient of the initial state: gamma_0 (*) dS_0
+    load_complement(0);
+    for (int64_t c = 0; c < dk; ++c) simd::scale(&dS[c * dva], dva, 1.f - complement[c]);
+  }
+  for (int64_t c = 0; c < dk; ++c) {
+    if (g.dinitial_state.present()) std::copy_n(&dS[c * dva], dv, &g.dinitial_state(b, h, c, 0));
+    if (g.dinitial_normalizer.present()) g.dinitial_normalizer(b, h, c) = a.normalize ? dS[c * dva + dv] : 0.f;
+  }
+}
+
 }  // namespace
 
 void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer) {
@@ -228,6 +320,10 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       std::fill_n(&g.dv(b, h, t, 0), dv, 0.f);
       if (g.dgates.present()) g.dgates(b, h, t) = 0.f;
       if (g.dlog_decay.present()) std::fill_n(&g.dlog_decay(b, h, t, 0), dk, 0.f);
+    }
+    if (n <= a.backward_recurrent_max_length) {
+      recurrent_backward_rows(a, b, h, n, dout, dfinal_state, dfinal_normalizer, g);
+      return;
     }
     // Pass 1: the state at every chunk start (recomputed forward, never by subtraction).
     starts.resize(static_cast<size_t>((chunks + 1) * dk * dva));

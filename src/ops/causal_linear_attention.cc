@@ -40,19 +40,20 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
     c.same_shape("initial_normalizer", initial_normalizer, "[B, H, dk]", CView3(nullptr, {B, H, dk}, {}), false);
   }
 
-  int64_t recurrent_max_length = 0;
+  constexpr int64_t any_length = std::numeric_limits<int64_t>::max();
+  const bool small_state = dk * (dv + (o.normalize ? 1 : 0)) <= kCausalRecurrentMaxState;
+  int64_t forward_max = 0, backward_max = 0;  // token by token up to these lengths
   switch (o.algorithm) {
     case CausalAlgorithm::automatic:
-      recurrent_max_length = dk * (dv + (o.normalize ? 1 : 0)) <= kCausalRecurrentMaxState
-                                 ? std::numeric_limits<int64_t>::max()
-                                 : kCausalRecurrentMaxLength;
+      forward_max = small_state ? kCausalRecurrentMaxLengthSmallState : kCausalRecurrentMaxLength;
+      backward_max = small_state ? kCausalRecurrentMaxLength : 0;
       break;
-    case CausalAlgorithm::chunked: recurrent_max_length = 0; break;
-    case CausalAlgorithm::recurrent: recurrent_max_length = std::numeric_limits<int64_t>::max(); break;
+    case CausalAlgorithm::chunked: break;
+    case CausalAlgorithm::recurrent: forward_max = backward_max = any_length; break;
     default: c.fail("options.algorithm", "unknown algorithm");
   }
   kernels::CausalArgs a{q, k, v, gates, {}, lengths, o.feature_map, o.normalize, o.eps, o.chunk_size,
-                        recurrent_max_length, initial_state, initial_normalizer};
+                        forward_max, backward_max, initial_state, initial_normalizer};
   auto check_logs = [&](const char* name, const float* p, int64_t count, int64_t stride) {
     for (int64_t i = 0; i < count; ++i) {
       const float x = p[i * stride];

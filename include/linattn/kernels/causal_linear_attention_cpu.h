@@ -1,6 +1,7 @@
 // CPU kernels of causal linear attention with decay (BRIEF section 2, "Recurrent and causal
 // forms"): o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
-// by chunk (the forward of sequences up to CausalArgs::recurrent_max_length token by token).
+// by chunk or token by token (sequences up to CausalArgs::recurrent_max_length, and
+// backward_recurrent_max_length for the backward).
 // Arguments are validated, and the algorithm chosen, by ops/causal_linear_attention.h.
 //
 // Decay is given in log space, a_t = log gamma_t <= 0, one value per key channel: every decay
@@ -39,7 +40,8 @@ struct CausalArgs {
   bool normalize = false;
   float eps = 1e-6f;
   int64_t chunk = 64;
-  int64_t recurrent_max_length = 0;  // the forward runs sequences up to this length token by token
+  int64_t recurrent_max_length = 0;           // the forward runs sequences up to this length token by token
+  int64_t backward_recurrent_max_length = 0;  // the same, for the backward
   CView4 initial_state;           // [B,H,dk,dv] or absent (zeros)
   CView3 initial_normalizer;      // [B,H,dk] or absent (zeros)
 };
@@ -57,8 +59,8 @@ struct CausalGrads {
 };
 
 // Backward: given dout [B,H,T,dv] and the gradients reaching the final state and normaliser
-// (absent: 0), writes every gradient in `g`. Chunk-start states are recomputed, never
-// reconstructed by subtraction.
+// (absent: 0), writes every gradient in `g`. States are recomputed forward, never reconstructed
+// by subtraction.
 void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CView4 dfinal_state,
                                           CView3 dfinal_normalizer, const CausalGrads& g);
 

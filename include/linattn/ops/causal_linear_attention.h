@@ -37,20 +37,27 @@ struct Decay {
 // RetNet's fixed decays: gamma_h = 1 - 2^(-5-h).
 std::vector<float> retnet_decays(int64_t heads);
 
-// How the forward runs (the backward always runs in chunks). Token by token reads and writes the
-// state once per token; in chunks, the work is matrix products with decays in log space.
+// How the forward and the backward run. Token by token reads and writes the state once per
+// token (the backward: a forward sweep for dq, a reverse sweep for dk and dv); in chunks, the
+// work is matrix products with decays in log space.
 enum class CausalAlgorithm : uint8_t {
   automatic,  // token by token for short sequences and small states, in chunks otherwise
   chunked,
-  recurrent,  // token by token at any length
+  recurrent,  // token by token at any length (its error grows with the length: see below)
 };
-// `automatic` runs token by token up to kCausalRecurrentMaxLength positions, and at any length
-// when the state has at most kCausalRecurrentMaxState numbers (it stays in L1). Measured on
-// this machine (README): token by token is 1.5-2x faster up to T = 1,024 at d = 64 and 1.6-1.8x
-// at T = 4,096; at d = 128 and T = 4,096 the two are within 10%. Its error grows with the length
-// (T = 65,536, log gamma = -1e-6: 2.6-6e-5 against 6-8e-6 in chunks), within the 1e-4 bound.
+// `automatic`, forward: token by token up to kCausalRecurrentMaxLength positions, and up to
+// kCausalRecurrentMaxLengthSmallState when the state has at most kCausalRecurrentMaxState
+// numbers (it stays in L1). Measured on this machine (README): token by token is 1.5-2x faster
+// up to T = 1,024 at d = 64 and 1.6-1.8x at T = 4,096; at d = 128 and T = 4,096 the two are
+// within 10%. Its error grows with the length, as the state is rounded at every token (worst of
+// 12 seeds, log gamma = -1e-6: 1.7e-5 at T = 4,096, 7.7e-5 at 16,384, 2.6e-4 at 65,536; chunks:
+// 1.3e-6, 3.6e-6, 1.8e-5), so longer sequences run in chunks, within the 1e-4 bound.
+// `automatic`, backward: token by token only where both hold (short and small state). Measured:
+// at d = 64 up to T = 256 token by token is 0-15% faster (2-3x at T = 1); at T = 4,096 the two
+// are within 5%, and at d = 128 chunks are 15-40% faster from T = 16 on.
 inline constexpr int64_t kCausalRecurrentMaxLength = 128;
 inline constexpr int64_t kCausalRecurrentMaxState = 64 * 65;
+inline constexpr int64_t kCausalRecurrentMaxLengthSmallState = 8192;
 
 struct CausalLinearAttentionOptions {
   FeatureMap feature_map = FeatureMap::identity;
@@ -77,7 +84,8 @@ struct CausalLinearAttentionGrads {
   View3 dinitial_normalizer;    // optional (normalised)
 };
 
-// The chunked backward: one reverse pass over chunks from recomputed chunk-start states.
+// The backward: in chunks, one reverse pass over chunks from recomputed chunk-start states; token
+// by token, a forward and a reverse sweep (options.algorithm).
 // dout [B,H,T,dv]; dfinal_state / dfinal_normalizer (optional) are the gradients reaching the
 // final state. A fixed per-head decay gets no gradient.
 void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
