@@ -179,29 +179,40 @@ BENCHMARK(BM_CausalShort)
     ->ArgsProduct({{1, 16, 64, 256, 1024}, {0, 1}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
+// Random causal inputs [B, H, T, d], log decays in (-0.1, 0] (used when gla), output and
+// gradient buffers.
+struct CausalCase {
+  std::array<int64_t, 4> shape;
+  bool gla;
+  std::vector<float> q, k, v, dout, decay, o, g1, g2, g3, g4;
+  CausalCase(int64_t B, int64_t H, int64_t T, int64_t d, bool gla_decay) : shape{B, H, T, d}, gla(gla_decay) {
+    const int64_t n = B * H * T * d;
+    q = random_floats(n), k = random_floats(n), v = random_floats(n), dout = random_floats(n), decay = random_floats(n);
+    for (float& x : decay) x = -std::abs(x) * 0.1f;
+    for (auto* x : {&o, &g1, &g2, &g3, &g4}) x->resize(static_cast<size_t>(n));
+  }
+  CView4 in(const std::vector<float>& x) const { return CView4::contiguous(x.data(), shape); }
+  View4 out(std::vector<float>& x) const { return View4::contiguous(x.data(), shape); }
+  Decay decay_arg() const { return gla ? Decay{.kind = DecayKind::per_channel, .per_channel = in(decay)} : Decay{}; }
+  CausalLinearAttentionGrads grads() {
+    CausalLinearAttentionGrads g{out(g1), out(g2), out(g3)};
+    if (gla) g.dper_channel = out(g4);
+    return g;
+  }
+};
+
 // The backward alone (B = 4, H = 8), in chunks or token by token, against the length and the
 // width: where CausalAlgorithm::automatic switches for the backward. FLOPs: 2F, BRIEF's way.
 void BM_CausalBackward(benchmark::State& state) {
-  const int64_t d = state.range(0), T = state.range(1), B = 4, H = 8, n = B * H * T * d;
-  const bool gla = state.range(2) != 0;
+  const int64_t d = state.range(0), T = state.range(1), B = 4, H = 8;
   const char* threads = std::getenv("LINATTN_THREADS");
   set_num_threads(threads ? std::atoi(threads) : 1);
   const CausalLinearAttentionOptions opt{.algorithm = state.range(3) ? CausalAlgorithm::recurrent : CausalAlgorithm::chunked};
-  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n), dout = random_floats(n);
-  std::vector<float> decay = random_floats(n);
-  for (float& x : decay) x = -std::abs(x) * 0.1f;
-  std::vector<float> g1(static_cast<size_t>(n)), g2(g1.size()), g3(g1.size()), g4(g1.size());
-  const std::array<int64_t, 4> shape = {B, H, T, d};
-  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
-                              : Decay{};
-  CausalLinearAttentionGrads grads{View4::contiguous(g1.data(), shape), View4::contiguous(g2.data(), shape),
-                                   View4::contiguous(g3.data(), shape)};
-  if (gla) grads.dper_channel = View4::contiguous(g4.data(), shape);
+  CausalCase c(B, H, T, d, state.range(2) != 0);
+  const CausalLinearAttentionGrads grads = c.grads();
   for (auto _ : state) {
-    causal_linear_attention_backward(CView4::contiguous(q.data(), shape), CView4::contiguous(k.data(), shape),
-                                     CView4::contiguous(v.data(), shape), CView4::contiguous(dout.data(), shape), grads,
-                                     decay_arg, opt);
-    benchmark::DoNotOptimize(g1.data());
+    causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg(), opt);
+    benchmark::DoNotOptimize(c.g1.data());
   }
   set_flops(state, 2.0 * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
   set_num_threads(1);
@@ -215,27 +226,16 @@ BENCHMARK(BM_CausalBackward)
 // forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
 // FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
 void BM_Causal(benchmark::State& state) {
-  const int64_t d = state.range(0), B = 4, H = 8, T = 4096, n = B * H * T * d;
-  const bool gla = state.range(1) != 0, backward = state.range(2) != 0;
+  const int64_t d = state.range(0), B = 4, H = 8, T = 4096;
+  const bool backward = state.range(2) != 0;
   const char* threads = std::getenv("LINATTN_THREADS");
   set_num_threads(threads ? std::atoi(threads) : 1);
-  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n), dout = random_floats(n);
-  std::vector<float> decay = random_floats(n);
-  for (float& x : decay) x = -std::abs(x) * 0.1f;
-  std::vector<float> o(static_cast<size_t>(n)), g1(o.size()), g2(o.size()), g3(o.size()), g4(o.size());
-  const std::array<int64_t, 4> shape = {B, H, T, d};
-  const CView4 Q = CView4::contiguous(q.data(), shape), K = CView4::contiguous(k.data(), shape),
-               V = CView4::contiguous(v.data(), shape), D = CView4::contiguous(dout.data(), shape);
-  const View4 O = View4::contiguous(o.data(), shape);
-  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
-                              : Decay{};
-  CausalLinearAttentionGrads grads{View4::contiguous(g1.data(), shape), View4::contiguous(g2.data(), shape),
-                                   View4::contiguous(g3.data(), shape)};
-  if (gla) grads.dper_channel = View4::contiguous(g4.data(), shape);
+  CausalCase c(B, H, T, d, state.range(1) != 0);
+  const CausalLinearAttentionGrads grads = c.grads();
   for (auto _ : state) {
-    causal_linear_attention(Q, K, V, O, decay_arg);
-    if (backward) causal_linear_attention_backward(Q, K, V, D, grads, decay_arg);
-    benchmark::DoNotOptimize(o.data());
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg());
+    if (backward) causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg());
+    benchmark::DoNotOptimize(c.o.data());
   }
   set_flops(state, (backward ? 3.0 : 1.0) * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
   set_num_threads(1);
