@@ -696,14 +696,14 @@ void NegExpm1(const float* x, float* y, int64_t n) {
 }
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), each number read and
-// written once: M_i = M_i - c_i M_i + a_i b, then the read-outs dots_i = M_i . x and
-// sums = sum_i w_i M_i (each when asked for), with c_i = 1 - gamma_i. The decay is applied as
-// M - c M (one FMA) rather than gamma M: a gamma near 1 rounded to fp32 loses most digits of
-// 1 - gamma, an error the recurrence would repeat at every step (measured: 4-6e-4 at T = 65,536
-// with log gamma = -1e-6), while c keeps its own full precision. Column tiles of 4 vectors keep
-// b and the sums in registers, so each row tile costs 4 loads, 4 stores and 8-16 FMA-pipe
-// operations: with the state in L1 the loop runs near the FMA roof. The dots are summed per row
-// as vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
+// written once: M_i = M_i + (a_i b - c_i M_i), then the read-outs dots_i = M_i . x and
+// sums = sum_i w_i M_i (each when asked for), with c_i = 1 - gamma_i. The decay uses c rather than
+// gamma: a gamma near 1 rounded to fp32 loses most digits of 1 - gamma, an error the recurrence
+// would repeat at every step (measured: 4-6e-4 at T = 65,536 with log gamma = -1e-6), while c
+// keeps its own full precision. Column tiles of 4 vectors keep b and the sums in registers, so
+// each row tile costs 4 loads, 4 stores and 8-16 FMA-pipe operations (the adds run on their own
+// pipes): with the state in L1 the loop runs near the FMA roof. The dots are summed per row as
+// vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
 constexpr int64_t kDotRows = 64;
 
 template <bool kDots, bool kSums>
@@ -715,10 +715,11 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
   HWY_ALIGN float partial[kDots ? kDotRows * kMaxLanes : 1];
   auto sums_start = [&](int64_t j) { return add_to_sums ? hn::LoadU(d, sums + j) : hn::Zero(d); };
   // Row i of the tile: decay, rank-one update, store; returns the updated vector k of the row.
-  auto update = [&](float* row, int64_t i, V bk) {
-    V mi = hn::LoadU(d, row);
-    if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
-    return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
+  auto update = [&](V mi, int64_t i, V bk) {
+    if (!complement) return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
+    // One rounding at M's scale per step: M + (a b - c M). Rounding M - c M on its own would
+    // err the same way at every step (c M is a near-constant few ulps of M) and drift linearly.
+    return hn::Add(mi, hn::NegMulAdd(hn::Set(d, complement[i]), mi, hn::Mul(hn::Set(d, a[i]), bk)));
   };
   auto add_dot = [&](int64_t i, V p, bool first) {
     if (!first) p = hn::Add(p, hn::Load(d, partial + i * lanes));
@@ -732,8 +733,8 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
     if (kSums) s0 = sums_start(j), s1 = sums_start(j + lanes), s2 = sums_start(j + 2 * lanes), s3 = sums_start(j + 3 * lanes);
     for (int64_t i = 0; i < rows; ++i) {
       float* row = m + i * ldm + j;
-      const V m0 = update(row, i, b0), m1 = update(row + lanes, i, b1), m2 = update(row + 2 * lanes, i, b2),
-              m3 = update(row + 3 * lanes, i, b3);
+      const V m0 = update(hn::LoadU(d, row), i, b0), m1 = update(hn::LoadU(d, row + lanes), i, b1),
+              m2 = update(hn::LoadU(d, row + 2 * lanes), i, b2), m3 = update(hn::LoadU(d, row + 3 * lanes), i, b3);
       hn::StoreU(m0, d, row), hn::StoreU(m1, d, row + lanes), hn::StoreU(m2, d, row + 2 * lanes);
       hn::StoreU(m3, d, row + 3 * lanes);
       if (kSums) {
@@ -758,9 +759,7 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
     const V xj = kDots ? load_tail(x, j, dv, 0.f) : hn::Zero(d);
     for (int64_t i = 0; i < rows; ++i) {
       float* row = m + i * ldm + j;
-      V mi = load_tail(row, 0, width, 0.f);
-      if (complement) mi = hn::NegMulAdd(hn::Set(d, complement[i]), mi, mi);
-      mi = hn::MulAdd(hn::Set(d, a[i]), bj, mi);
+      const V mi = update(load_tail(row, 0, width, 0.f), i, bj);
       HWY_ALIGN float buf[kMaxLanes];
       hn::Store(mi, d, buf);
       std::memcpy(row, buf, static_cast<size_t>(width) * sizeof(float));

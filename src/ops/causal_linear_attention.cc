@@ -45,7 +45,7 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
   int64_t forward_max = 0, backward_max = 0;  // token by token up to these lengths
   switch (o.algorithm) {
     case CausalAlgorithm::automatic:
-      forward_max = small_state ? kCausalRecurrentMaxLengthSmallState : kCausalRecurrentMaxLength;
+      forward_max = small_state ? any_length : kCausalRecurrentMaxLength;
       backward_max = small_state ? kCausalRecurrentMaxLength : 0;
       break;
     case CausalAlgorithm::chunked: break;

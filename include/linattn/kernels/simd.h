@@ -87,8 +87,9 @@ void gla_chunk_weights_backward(const float* q, const float* u, const float* g, 
                                 int64_t dk, float* dq, float* du, float* scratch);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
-//   M_i = M_i - c_i M_i + a_i b            (b [dv]; c = decay_complement = 1 - gamma, from
-//                                            neg_expm1 of the log decays; nullptr: no decay)
+//   M_i = M_i + (a_i b - c_i M_i)          (b [dv]; c = decay_complement = 1 - gamma, from
+//                                            neg_expm1 of the log decays; nullptr: no decay;
+//                                            one rounding at M's scale per step)
 //   dots_i = M_i . x      (dots [dk])      when x is given
 //   sums = sum_i w_i M_i  (sums [dv])      when w is given
 // The forward reads out y = M^T phi(q) (a = u, b = v, w = phi(q)); a backward's forward sweep
