@@ -151,30 +151,50 @@ void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t
   }
 }
 
+// One token of one (b, h) for the token-by-token algorithms: phi(q_t), phi(k_t),
+// u_t = g_t phi(k_t), v'_t = [v_t, 1] (augmented with normalisation), and 1 - gamma_t.
+struct Token {
+  int64_t dk = 0, dv = 0, dva = 0;
+  bool decayed = false;
+  std::vector<float> pq, pk, u, vp, complement;
+
+  void resize(const CausalArgs& a) {
+    dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
+    decayed = a.log_decay.data != nullptr;
+    for (auto* x : {&pq, &pk, &u, &complement}) x->resize(static_cast<size_t>(dk));
+    vp.resize(static_cast<size_t>(dva));
+  }
+  void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
+    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
+    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
+    const float g = a.gates.present() ? a.gates(b, h, t) : 1.f;
+    for (int64_t c = 0; c < dk; ++c) u[c] = g * pk[c];
+    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
+    if (a.normalize) vp[dv] = 1.f;
+  }
+  // 1 - gamma_t (see simd::recurrent_step), or nullptr without decay.
+  const float* decay_complement(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
+    if (!decayed) return nullptr;
+    for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
+    simd::neg_expm1(complement.data(), complement.data(), dk);
+    return complement.data();
+  }
+};
+
 // Positions [0, n) of one (b, h) token by token: the recurrence itself, with the augmented state
 // S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1).
 void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out) {
-  const int64_t dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
-  thread_local std::vector<float> pq, pk, vp, complement, o;
-  for (auto* x : {&pq, &pk, &complement}) x->resize(static_cast<size_t>(dk));
-  vp.resize(static_cast<size_t>(dva));
-  o.resize(static_cast<size_t>(dva));
+  thread_local Token x;
+  thread_local std::vector<float> o;
+  x.resize(a);
+  o.resize(static_cast<size_t>(x.dva));
   for (int64_t t = 0; t < n; ++t) {
-    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
-    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
-    if (a.gates.present()) simd::scale(pk.data(), dk, a.gates(b, h, t));
-    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
-    if (a.normalize) vp[dv] = 1.f;
-    const bool decayed = a.log_decay.data != nullptr;
-    if (decayed) {
-      for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
-      simd::neg_expm1(complement.data(), complement.data(), dk);  // 1 - gamma, see simd::recurrent_step
-    }
-    simd::recurrent_step(S, dva, dk, dva, pk.data(), vp.data(), decayed ? complement.data() : nullptr, nullptr, nullptr,
-                         pq.data(), o.data());
+    x.load(a, b, h, t);
+    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u.data(), x.vp.data(), x.decay_complement(a, b, h, t), nullptr,
+                         nullptr, x.pq.data(), o.data());
     float* y = &out(b, h, t, 0);
-    std::copy_n(o.data(), dv, y);
-    if (a.normalize) simd::scale(y, dv, 1.f / (o[dv] + a.eps));
+    std::copy_n(o.data(), x.dv, y);
+    if (a.normalize) simd::scale(y, x.dv, 1.f / (o[x.dv] + a.eps));
   }
 }
 
@@ -188,37 +208,26 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
 // + rowsum(S_n (*) dS_n), as in the chunked backward.
 void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, CView4 dout, CView4 dfinal_state,
                              CView3 dfinal_normalizer, const CausalGrads& g) {
-  const int64_t dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
-  const bool decayed = a.log_decay.data != nullptr;
-  thread_local std::vector<float> S, dS, pq, pk, u, vp, x, dphi, du, dvp, o, complement, decay_terms, dden, inv_den;
+  thread_local Token x;
+  thread_local std::vector<float> S, dS, out_grad, dphi, du, dvp, o, decay_terms, dden, inv_den;
+  x.resize(a);
+  const int64_t dk = x.dk, dv = x.dv, dva = x.dva;
+  const float *pq = x.pq.data(), *pk = x.pk.data(), *u = x.u.data();
   S.resize(static_cast<size_t>(dk * dva));
-  for (auto* y : {&pq, &pk, &u, &dphi, &du, &complement}) y->resize(static_cast<size_t>(dk));
-  for (auto* y : {&vp, &x, &dvp, &o}) y->resize(static_cast<size_t>(dva));
+  for (auto* y : {&dphi, &du}) y->resize(static_cast<size_t>(dk));
+  for (auto* y : {&out_grad, &dvp, &o}) y->resize(static_cast<size_t>(dva));
   if (g.dlog_decay.present()) decay_terms.resize(static_cast<size_t>(n * dk));
   if (a.normalize) dden.resize(static_cast<size_t>(n)), inv_den.resize(static_cast<size_t>(n));
-  auto load_token = [&](int64_t t) {  // phi(q_t), phi(k_t), u_t = g_t phi(k_t), v'_t = [v_t, 1]
-    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
-    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
-    const float gt = a.gates.present() ? a.gates(b, h, t) : 1.f;
-    for (int64_t c = 0; c < dk; ++c) u[c] = gt * pk[c];
-    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
-    if (a.normalize) vp[dv] = 1.f;
-  };
-  auto load_complement = [&](int64_t t) {  // 1 - gamma_t, see simd::recurrent_step
-    for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
-    simd::neg_expm1(complement.data(), complement.data(), dk);
-  };
 
   load_initial(a, b, h, dk, dv, dva, S.data());
   for (int64_t t = 0; t < n; ++t) {
-    load_token(t);
-    if (decayed) load_complement(t);
+    x.load(a, b, h, t);
     const float* d_out = &dout(b, h, t, 0);
-    std::copy_n(d_out, dv, x.data());
-    if (a.normalize) x[dv] = 0.f;
+    std::copy_n(d_out, dv, out_grad.data());
+    if (a.normalize) out_grad[dv] = 0.f;
     // dots = S_t [do, 0]; with normalisation also the output (num, den) in the same pass.
-    simd::recurrent_step(S.data(), dva, dk, dva, u.data(), vp.data(), decayed ? complement.data() : nullptr, x.data(),
-                         dphi.data(), a.normalize ? pq.data() : nullptr, o.data());
+    simd::recurrent_step(S.data(), dva, dk, dva, u, x.vp.data(), x.decay_complement(a, b, h, t), out_grad.data(),
+                         dphi.data(), a.normalize ? pq : nullptr, o.data());
     if (a.normalize) {  // o = num / den: d num = do / den, d den = -(do . num) / den^2
       const float r = 1.f / (o[dv] + a.eps), d_den = -simd::dot(d_out, o.data(), dv) * r * r;
       inv_den[t] = r;
@@ -239,31 +248,30 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
   if (g.dlog_decay.present())
     for (int64_t c = 0; c < dk; ++c) acc[c] = simd::dot(&S[c * dva], &dS[c * dva], dva);
   for (int64_t t = n - 1; t >= 0; --t) {
-    load_token(t);
-    const bool decay_next = decayed && t + 1 < n;  // gamma_(t+1) carries dS_(t+1) back to t
-    if (decay_next) load_complement(t + 1);
+    // gamma_(t+1) carries dS_(t+1) back to t (dS_(n-1) is the final state's gradient as is).
+    const float* complement_next = t + 1 < n ? x.decay_complement(a, b, h, t + 1) : nullptr;
+    x.load(a, b, h, t);
     const float* d_out = &dout(b, h, t, 0);
     if (a.normalize) {
-      for (int64_t j = 0; j < dv; ++j) x[j] = d_out[j] * inv_den[t];
-      x[dv] = dden[t];
+      for (int64_t j = 0; j < dv; ++j) out_grad[j] = d_out[j] * inv_den[t];
+      out_grad[dv] = dden[t];
     } else {
-      std::copy_n(d_out, dv, x.data());
+      std::copy_n(d_out, dv, out_grad.data());
     }
-    simd::recurrent_step(dS.data(), dva, dk, dva, pq.data(), x.data(), decay_next ? complement.data() : nullptr,
-                         vp.data(), du.data(), u.data(), dvp.data());
+    simd::recurrent_step(dS.data(), dva, dk, dva, pq, out_grad.data(), complement_next, x.vp.data(), du.data(), u,
+                         dvp.data());
     if (g.dlog_decay.present()) {
       for (int64_t c = 0; c < dk; ++c) acc[c] += decay_terms[t * dk + c] - u[c] * du[c];
       std::copy_n(acc.data(), dk, &g.dlog_decay(b, h, t, 0));
     }
-    if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(pk.data(), du.data(), dk);
+    if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(pk, du.data(), dk);
     if (a.gates.present()) simd::scale(du.data(), dk, a.gates(b, h, t));  // now d phi(k_t)
     simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), du.data(), &g.dk(b, h, t, 0), dk);
     std::copy_n(dvp.data(), dv, &g.dv(b, h, t, 0));
   }
-  if (decayed && n > 0) {  // dS_0 -> the gradient of the initial state: gamma_0 (*) dS_0
-    load_complement(0);
-    for (int64_t c = 0; c < dk; ++c) simd::scale(&dS[c * dva], dva, 1.f - complement[c]);
-  }
+  if (const float* complement0 = n > 0 ? x.decay_complement(a, b, h, 0) : nullptr)
+    for (int64_t c = 0; c < dk; ++c)  // dS_0 -> the gradient of the initial state: gamma_0 (*) dS_0
+      simd::scale(&dS[c * dva], dva, 1.f - complement0[c]);
   for (int64_t c = 0; c < dk; ++c) {
     if (g.dinitial_state.present()) std::copy_n(&dS[c * dva], dv, &g.dinitial_state(b, h, c, 0));
     if (g.dinitial_normalizer.present()) g.dinitial_normalizer(b, h, c) = a.normalize ? dS[c * dva + dv] : 0.f;
