@@ -10,7 +10,7 @@ SHELL      := /bin/bash
 CMAKE_FLAGS ?=
 
 # Debian 12 packages the build needs (see README "Dependencies").
-APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libhwy-dev libeigen3-dev libgtest-dev \
+APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev libeigen3-dev libgtest-dev \
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
                 clang-14 libclang-rt-14-dev gnuplot-nox libtorch-dev
 

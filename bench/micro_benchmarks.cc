@@ -9,7 +9,10 @@
 #include <random>
 #include <vector>
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "linattn/linattn.h"
+#include "linattn/kernels/gemm.h"
 #include "linattn/kernels/simd.h"
 
 namespace {
@@ -38,6 +41,31 @@ void BM_GemvT(benchmark::State& state) {
   set_flops(state, 2.0 * d * d);
 }
 BENCHMARK(BM_GemvT)->Arg(64)->Arg(128)->Arg(256);
+
+// One small product, as the chunked causal kernels issue them (row-major, C = op(A) op(B) +
+// beta C with beta = 1, data in L1): kernels::gemm (libxsmm up to kSmallGemmMaxMultiplyAdds,
+// see src/kernels/gemm.cc) against oneDNN's sgemm called directly (onednn = 1).
+void BM_Gemm(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const bool ta = state.range(3) != 0, tb = state.range(4) != 0, onednn = state.range(5) != 0;
+  const auto a = random_floats(m * k), b = random_floats(k * n);
+  std::vector<float> c(static_cast<size_t>(m * n));
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  for (auto _ : state) {
+    if (onednn) dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.f, a.data(), lda, b.data(), ldb, 1.f, c.data(), n);
+    else kernels::gemm(ta, tb, m, n, k, 1.f, a.data(), lda, b.data(), ldb, 1.f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(state, 2.0 * m * n * k);
+}
+BENCHMARK(BM_Gemm)
+    ->ArgNames({"M", "N", "K", "ta", "tb", "onednn"})
+    ->ArgsProduct({{32}, {32}, {64, 128}, {0}, {1}, {0, 1}})
+    ->ArgsProduct({{32}, {64, 65}, {32, 64}, {0}, {0}, {0, 1}})
+    ->ArgsProduct({{64}, {64, 65}, {32, 64}, {1}, {0}, {0, 1}})
+    ->ArgsProduct({{64}, {64}, {64}, {0}, {1}, {0, 1}})
+    ->ArgsProduct({{32}, {128}, {32, 128}, {0}, {0}, {0, 1}})
+    ->ArgsProduct({{128}, {128}, {32}, {1}, {0}, {0, 1}});
 
 void BM_LinearLookupSingle(benchmark::State& state) {
   const int64_t d = state.range(0);
@@ -241,6 +269,31 @@ void BM_Causal(benchmark::State& state) {
   set_num_threads(1);
 }
 BENCHMARK(BM_Causal)->ArgNames({"d", "gla", "bwd"})->ArgsProduct({{64, 128}, {0, 1}, {0, 1}})->Unit(benchmark::kMillisecond);
+
+// The chunk size L against the width (B = 4, H = 8, T = 4,096, chunked, one thread unless
+// LINATTN_THREADS): where CausalLinearAttentionOptions::chunk_size's default comes from.
+// Chunks cost 2 L d (intra-chunk products) + 4 d^2 (state) FLOPs per position and step forward,
+// so a smaller L does less work but in smaller, less efficient matrix products.
+void BM_CausalChunkSize(benchmark::State& state) {
+  const int64_t d = state.range(0), L = state.range(1), B = 4, H = 8, T = 4096;
+  const bool backward = state.range(3) != 0;
+  const char* threads = std::getenv("LINATTN_THREADS");
+  set_num_threads(threads ? std::atoi(threads) : 1);
+  const CausalLinearAttentionOptions opt{.chunk_size = L, .algorithm = CausalAlgorithm::chunked};
+  CausalCase c(B, H, T, d, state.range(2) != 0);
+  const CausalLinearAttentionGrads grads = c.grads();
+  for (auto _ : state) {
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), opt);
+    if (backward) causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg(), opt);
+    benchmark::DoNotOptimize(c.o.data());
+  }
+  set_flops(state, (backward ? 3.0 : 1.0) * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
+  set_num_threads(1);
+}
+BENCHMARK(BM_CausalChunkSize)
+    ->ArgNames({"d", "L", "gla", "bwd"})
+    ->ArgsProduct({{64, 128}, {16, 32, 48, 64, 96, 128}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

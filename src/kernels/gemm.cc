@@ -1,11 +1,49 @@
 #include "linattn/kernels/gemm.h"
 
+#include <libxsmm.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace linattn::kernels {
+namespace {
+
+// Products up to this many multiply-adds run as libxsmm kernels. Measured on one core
+// (OpenMP 1 thread, data in L1, bench/micro_benchmarks.cc BM_Gemm): at the chunked causal
+// kernels' 32 x 64 x 32 .. 64 x 64 x 65 libxsmm takes 60-85% of oneDNN's time, most of the
+// difference being oneDNN's per-call overhead; at 32 x 128 x 128 oneDNN is faster.
+constexpr int64_t kSmallGemmMaxMultiplyAdds = 64 * 64 * 80;
+
+// libxsmm is column-major: row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, so
+// B is its first operand and A its second. Its JIT (1.17) has no kernel with a transposed first
+// operand, so a transposed B is transposed into a per-thread buffer first (with the product,
+// still faster than oneDNN at these sizes). Returns false where it has no kernel.
+bool small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m * n * k > kSmallGemmMaxMultiplyAdds) return false;
+  const libxsmm_blasint first_ld = static_cast<libxsmm_blasint>(trans_b ? n : ldb);
+  const libxsmm_blasint second_ld = static_cast<libxsmm_blasint>(lda), out_ld = static_cast<libxsmm_blasint>(ldc);
+  const int flags = trans_a ? LIBXSMM_GEMM_FLAG_TRANS_B : 0;
+  const float alpha = 1.f;
+  // libxsmm caches its kernels: a repeated dispatch is a lookup.
+  const libxsmm_smmfunction kernel =
+      libxsmm_smmdispatch(static_cast<libxsmm_blasint>(n), static_cast<libxsmm_blasint>(m),
+                          static_cast<libxsmm_blasint>(k), &first_ld, &second_ld, &out_ld, &alpha, &beta, &flags, nullptr);
+  if (kernel == nullptr) return false;
+  if (trans_b) {  // B stored [n, k]: B^T [k, n] with leading dimension n
+    thread_local std::vector<float> bt;
+    bt.resize(static_cast<size_t>(k * n));
+    libxsmm_otrans(bt.data(), b, sizeof(float), static_cast<libxsmm_blasint>(k), static_cast<libxsmm_blasint>(n),
+                   static_cast<libxsmm_blasint>(ldb), first_ld);
+    b = bt.data();
+  }
+  kernel(b, a, c);
+  return true;
+}
+
+}  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -16,6 +54,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
     return;
   }
+  if (alpha == 1.f && (beta == 0.f || beta == 1.f) &&
+      small_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc))
+    return;
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha,
                                           a, lda, b, ldb, beta, c, ldc);
   // Operators validate shapes first, so a failure here is a bug in linattn, not user input.
