@@ -39,7 +39,7 @@ struct CausalArgs {
   FeatureMap phi = FeatureMap::identity;
   bool normalize = false;
   float eps = 1e-6f;
-  int64_t chunk = 64;
+  int64_t chunk = 32;               // L, the operator's CausalLinearAttentionOptions::chunk_size
   int64_t recurrent_max_length = 0;           // the forward runs sequences up to this length token by token
   int64_t backward_recurrent_max_length = 0;  // the same, for the backward
   CView4 initial_state;           // [B,H,dk,dv] or absent (zeros)

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "linattn/core/types.h"
+#include "linattn/ops/causal_linear_attention.h"
 
 namespace linattn::torch_ext {
 
@@ -46,6 +47,6 @@ torch::Tensor vector_gate(const torch::Tensor& h, const torch::Tensor& w, const 
 torch::Tensor causal_linear_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& decay = {}, const torch::Tensor& gates = {},
                                       const torch::Tensor& lengths = {}, FeatureMap feature_map = FeatureMap::identity,
-                                      bool normalize = false, int64_t chunk_size = 64);
+                                      bool normalize = false, int64_t chunk_size = kCausalChunkSize);
 
 }  // namespace linattn::torch_ext

@@ -91,7 +91,7 @@ struct CausalLinearAttentionLayerOptions {
   TORCH_ARG(DecayKind, decay) = DecayKind::per_channel;
   TORCH_ARG(FeatureMap, feature_map) = FeatureMap::identity;
   TORCH_ARG(bool, normalize) = false;
-  TORCH_ARG(int64_t, chunk_size) = 64;
+  TORCH_ARG(int64_t, chunk_size) = kCausalChunkSize;
 };
 
 // A causal linear-attention layer (RetNet / GLA / Mamba-2-like by its decay): x [B, T, D] ->
