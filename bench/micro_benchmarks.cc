@@ -181,32 +181,6 @@ void BM_GlaChunkWeights(benchmark::State& state) {
 }
 BENCHMARK(BM_GlaChunkWeights)->ArgNames({"dk", "bwd"})->ArgsProduct({{64, 128}, {0, 1}});
 
-// Short sequences (B = 4, H = 8, d = 64, forward), in chunks or token by token: where
-// CausalAlgorithm::automatic switches. T = 1 is one step of token-by-token inference.
-void BM_CausalShort(benchmark::State& state) {
-  const int64_t T = state.range(0), d = 64, B = 4, H = 8, n = B * H * T * d;
-  const bool gla = state.range(1) != 0;
-  const CausalLinearAttentionOptions opt{.algorithm = state.range(2) ? CausalAlgorithm::recurrent : CausalAlgorithm::chunked};
-  const auto q = random_floats(n), k = random_floats(n), v = random_floats(n);
-  std::vector<float> decay = random_floats(n), o(static_cast<size_t>(n)), st(static_cast<size_t>(B * H * d * d));
-  for (float& x : decay) x = -std::abs(x) * 0.1f;
-  const std::array<int64_t, 4> shape = {B, H, T, d};
-  const Decay decay_arg = gla ? Decay{.kind = DecayKind::per_channel, .per_channel = CView4::contiguous(decay.data(), shape)}
-                              : Decay{};
-  const View4 S = View4::contiguous(st.data(), {B, H, d, d});
-  for (auto _ : state) {
-    causal_linear_attention(CView4::contiguous(q.data(), shape), CView4::contiguous(k.data(), shape),
-                            CView4::contiguous(v.data(), shape), View4::contiguous(o.data(), shape), decay_arg, opt, {},
-                            {}, S, S);
-    benchmark::DoNotOptimize(o.data());
-  }
-  set_flops(state, 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
-}
-BENCHMARK(BM_CausalShort)
-    ->ArgNames({"T", "gla", "recurrent"})
-    ->ArgsProduct({{1, 16, 64, 256, 1024}, {0, 1}, {0, 1}})
-    ->Unit(benchmark::kMicrosecond);
-
 // Random causal inputs [B, H, T, d], log decays in (-0.1, 0] (used when gla), output and
 // gradient buffers.
 struct CausalCase {
@@ -229,6 +203,26 @@ struct CausalCase {
   }
 };
 
+// The forward alone (B = 4, H = 8, with initial and final states), in chunks or token by token,
+// against the length and the width: where CausalAlgorithm::automatic switches for the forward.
+// T = 1 is one step of token-by-token inference.
+void BM_CausalForward(benchmark::State& state) {
+  const int64_t d = state.range(0), T = state.range(1), B = 4, H = 8;
+  const CausalLinearAttentionOptions opt{.algorithm = state.range(3) ? CausalAlgorithm::recurrent : CausalAlgorithm::chunked};
+  CausalCase c(B, H, T, d, state.range(2) != 0);
+  std::vector<float> st(static_cast<size_t>(B * H * d * d));
+  const View4 S = View4::contiguous(st.data(), {B, H, d, d});
+  for (auto _ : state) {
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), opt, {}, {}, S, S);
+    benchmark::DoNotOptimize(c.o.data());
+  }
+  set_flops(state, 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
+}
+BENCHMARK(BM_CausalForward)
+    ->ArgNames({"d", "T", "gla", "recurrent"})
+    ->ArgsProduct({{64, 128}, {1, 4, 8, 16, 64, 128, 256, 1024}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
+
 // The backward alone (B = 4, H = 8), in chunks or token by token, against the length and the
 // width: where CausalAlgorithm::automatic switches for the backward. FLOPs: 2F, BRIEF's way.
 void BM_CausalBackward(benchmark::State& state) {
@@ -247,7 +241,7 @@ void BM_CausalBackward(benchmark::State& state) {
 }
 BENCHMARK(BM_CausalBackward)
     ->ArgNames({"d", "T", "gla", "recurrent"})
-    ->ArgsProduct({{64, 128}, {1, 16, 64, 256, 4096}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{64, 128}, {1, 8, 16, 32, 64, 256, 4096}, {0, 1}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 
 // Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or

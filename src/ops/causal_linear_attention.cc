@@ -45,8 +45,8 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
   int64_t forward_max = 0, backward_max = 0;  // token by token up to these lengths
   switch (o.algorithm) {
     case CausalAlgorithm::automatic:
-      forward_max = small_state ? any_length : kCausalRecurrentMaxLength;
-      backward_max = small_state ? kCausalRecurrentMaxLength : 0;
+      forward_max = small_state && decay.kind == DecayKind::per_channel ? any_length : kCausalRecurrentMaxLength;
+      backward_max = kCausalRecurrentBackwardMaxLength;
       break;
     case CausalAlgorithm::chunked: break;
     case CausalAlgorithm::recurrent: forward_max = backward_max = any_length; break;

@@ -41,20 +41,23 @@ std::vector<float> retnet_decays(int64_t heads);
 // token (the backward: a forward sweep for dq, a reverse sweep for dk and dv); in chunks, the
 // work is matrix products with decays in log space.
 enum class CausalAlgorithm : uint8_t {
-  automatic,  // token by token for short sequences and small states, in chunks otherwise
+  automatic,  // token by token for a few positions (and GLA with a small state), chunks otherwise
   chunked,
   recurrent,  // token by token at any length
 };
 // `automatic`, forward: token by token up to kCausalRecurrentMaxLength positions, and at any
-// length when the state has at most kCausalRecurrentMaxState numbers (it stays in L1). Measured
-// on this machine (README): token by token is 1.5-2x faster up to T = 1,024 at d = 64 and
-// 1.6-1.8x at T = 4,096; at d = 128 and T = 4,096 the two are within 10%. Both stay within 1e-4
-// of the double recurrence at T = 65,536 with decays near 1 (worst of 12 seeds, log gamma =
-// -1e-6: 1.0e-5 token by token, 1.8e-5 in chunks).
-// `automatic`, backward: token by token only where both hold (short and small state). Measured:
-// at d = 64 up to T = 256 token by token is 0-15% faster (2-3x at T = 1); at T = 4,096 the two
-// are within 5%, and at d = 128 chunks are 15-40% faster from T = 16 on.
-inline constexpr int64_t kCausalRecurrentMaxLength = 128;
+// length for per-channel (GLA) decay with a state of at most kCausalRecurrentMaxState numbers
+// (it stays in L1). Measured on this machine (B = 4, H = 8, one thread, BM_CausalForward,
+// minimum of 3-5 runs, chunks of 32 through libxsmm): token by token is 1.1-1.4x faster at T = 1
+// and level to 1.25x at T = 4; from T = 8 on chunks are faster (1.1-1.7x), except GLA at d = 64,
+// level up to T = 256 and 1.27x slower at T = 1,024. Both stay within 1e-4 of the double
+// recurrence at T = 65,536 with decays near 1 (worst of 12 seeds, log gamma = -1e-6: 1.0e-5
+// token by token, 1.8e-5 in chunks).
+// `automatic`, backward: token by token up to kCausalRecurrentBackwardMaxLength positions.
+// Measured (BM_CausalBackward): token by token is 2-4.5x faster at T = 1 and level to 1.4x at
+// T = 8; from T = 16 on chunks are level or faster (1.1-1.5x).
+inline constexpr int64_t kCausalRecurrentMaxLength = 4;
+inline constexpr int64_t kCausalRecurrentBackwardMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentMaxState = 64 * 65;
 
 // The default chunk size L. Chunks cost 2 L d + 4 d^2 FLOPs per position forward, so a smaller
