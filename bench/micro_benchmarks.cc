@@ -157,12 +157,12 @@ void BM_SoftmaxSelfAttention(benchmark::State& state) {
 }
 BENCHMARK(BM_SoftmaxSelfAttention)->Arg(512)->Arg(2048);
 
-// GLA's intra-chunk weights of one 64-position chunk (the per-channel decay's extra work),
+// GLA's intra-chunk weights of one chunk of L positions (the per-channel decay's extra work),
 // forward and backward, in L1. FLOPs: the causal half of the L x L x dk product, 2 per term
 // forward and 4 backward (dq and du).
 void BM_GlaChunkWeights(benchmark::State& state) {
-  const int64_t L = 64, dk = state.range(0);
-  const bool backward = state.range(1) != 0;
+  const int64_t L = state.range(0), dk = state.range(1);
+  const bool backward = state.range(2) != 0;
   const auto q = random_floats(L * dk), u = random_floats(L * dk), dw = random_floats(L * L);
   std::vector<float> g = random_floats(L * dk);
   for (float& x : g) x = std::exp(-std::abs(x) * 0.1f);
@@ -179,7 +179,7 @@ void BM_GlaChunkWeights(benchmark::State& state) {
   }
   set_flops(state, (backward ? 4.0 : 2.0) * L * (L + 1) / 2 * dk);
 }
-BENCHMARK(BM_GlaChunkWeights)->ArgNames({"dk", "bwd"})->ArgsProduct({{64, 128}, {0, 1}});
+BENCHMARK(BM_GlaChunkWeights)->ArgNames({"L", "dk", "bwd"})->ArgsProduct({{32, 64}, {64, 128}, {0, 1}});
 
 // Random causal inputs [B, H, T, d], log decays in (-0.1, 0] (used when gla), output and
 // gradient buffers.

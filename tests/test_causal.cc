@@ -253,6 +253,55 @@ TEST(Causal, PiecesEqualTheWholeAndStepsEqualTheChunks) {
   EXPECT_LE(test::relative_error(state.data, fin.data), 1e-5);
 }
 
+// Inputs and outputs laid out [B, T, H, d] (heads interleaved, as a projection's output is), so
+// the rows of one (b, h) are not contiguous: the results equal those from the dense [B, H, T, d]
+// layout, forward and backward, in chunks and token by token.
+TEST(Causal, InterleavedHeadsEqualTheDenseLayout) {
+  const int64_t B = 2, H = 3, T = 45, dk = 5, dv = 4;
+  const Inputs x = make_inputs(B, H, T, dk, dv, true);
+  // [B, H, T, w] copied into [B, T, H, w], viewed back as [B, H, T, w] with strides.
+  auto interleave = [&](const Tensor<4>& t, std::vector<float>& store) {
+    const int64_t w = t.shape[3];
+    store.assign(t.data.size(), 0.f);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t s = 0; s < T; ++s)
+          for (int64_t c = 0; c < w; ++c)
+            store[static_cast<size_t>(((b * T + s) * H + h) * w + c)] = t.data[static_cast<size_t>(((b * H + h) * T + s) * w + c)];
+    return View4(store.data(), {B, H, T, w}, {T * H * w, w, H * w, 1});
+  };
+  for (bool normalize : {false, true})
+    for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+      const CausalLinearAttentionOptions o{.feature_map = FeatureMap::elu_plus_one, .normalize = normalize, .chunk_size = 8,
+                                           .algorithm = algorithm};
+      Tensor<4> dense_out({B, H, T, dv}), dout = test::random_tensor<4>({B, H, T, dv});
+      Tensor<4> gq({B, H, T, dk}), gk({B, H, T, dk}), gv({B, H, T, dv}), gd({B, H, T, dk});
+      const Decay dense_decay = decay_of(x, DecayKind::per_channel);
+      causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), dense_out.view(), dense_decay, o, x.lengths);
+      causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), dout.cview(),
+                                       {.dq = gq.view(), .dk = gk.view(), .dv = gv.view(), .dper_channel = gd.view()},
+                                       dense_decay, o, x.lengths);
+      std::vector<float> sq, sk, sv, sd, so, sdo, sgq, sgk, sgv, sgd;
+      const View4 q = interleave(x.q, sq), k = interleave(x.k, sk), v = interleave(x.v, sv), d = interleave(x.log_channel, sd);
+      const View4 out = interleave(dense_out, so), dout_i = interleave(dout, sdo);
+      const View4 iq = interleave(gq, sgq), ik = interleave(gk, sgk), iv = interleave(gv, sgv), id = interleave(gd, sgd);
+      const Decay decay{.kind = DecayKind::per_channel, .per_channel = d};
+      std::vector<float> want_out = so, want_q = sgq, want_k = sgk, want_v = sgv, want_d = sgd;
+      std::fill(so.begin(), so.end(), -7.f);
+      for (auto* g : {&sgq, &sgk, &sgv, &sgd}) std::fill(g->begin(), g->end(), -7.f);
+      causal_linear_attention(q, k, v, out, decay, o, x.lengths);
+      causal_linear_attention_backward(q, k, v, dout_i, {.dq = iq, .dk = ik, .dv = iv, .dper_channel = id}, decay, o,
+                                       x.lengths);
+      const std::string what = std::string(normalize ? "normalised, " : "") +
+                                (algorithm == CausalAlgorithm::chunked ? "chunked" : "recurrent");
+      EXPECT_LE(test::relative_error(so, want_out), 1e-6) << what;
+      EXPECT_LE(test::relative_error(sgq, want_q), 1e-6) << what;
+      EXPECT_LE(test::relative_error(sgk, want_k), 1e-6) << what;
+      EXPECT_LE(test::relative_error(sgv, want_v), 1e-6) << what;
+      EXPECT_LE(test::relative_error(sgd, want_d), 1e-6) << what;
+    }
+}
+
 // T = 65,536 with decays near 0 and near 1: no overflow, no NaN, and within 1e-4 of the
 // recurrence in double everywhere (documented bound, README), whichever the algorithm.
 TEST(Causal, LongSequencesStayAccurate) {
