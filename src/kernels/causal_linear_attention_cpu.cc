@@ -152,25 +152,41 @@ void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t
 }
 
 // One token of one (b, h) for the token-by-token algorithms: phi(q_t), phi(k_t),
-// u_t = g_t phi(k_t), v'_t = [v_t, 1] (augmented with normalisation), and 1 - gamma_t.
+// u_t = g_t phi(k_t), v'_t = [v_t, 1] (augmented with normalisation), and 1 - gamma_t. Where
+// nothing changes a row (identity feature map, no gates, no normalisation) the pointers are the
+// input's row itself: no per-token copies on the inference path.
 struct Token {
   int64_t dk = 0, dv = 0, dva = 0;
   bool decayed = false;
-  std::vector<float> pq, pk, u, vp, complement;
+  const float *pq = nullptr, *pk = nullptr, *u = nullptr, *vp = nullptr;
+  std::vector<float> pq_buf, pk_buf, u_buf, vp_buf, complement;
 
   void resize(const CausalArgs& a) {
     dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
     decayed = a.log_decay.data != nullptr;
-    for (auto* x : {&pq, &pk, &u, &complement}) x->resize(static_cast<size_t>(dk));
-    vp.resize(static_cast<size_t>(dva));
+    for (auto* x : {&pq_buf, &pk_buf, &u_buf, &complement}) x->resize(static_cast<size_t>(dk));
+    vp_buf.resize(static_cast<size_t>(dva));
   }
   void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
-    simd::feature_map(a.phi, &a.q(b, h, t, 0), pq.data(), dk);
-    simd::feature_map(a.phi, &a.k(b, h, t, 0), pk.data(), dk);
-    const float g = a.gates.present() ? a.gates(b, h, t) : 1.f;
-    for (int64_t c = 0; c < dk; ++c) u[c] = g * pk[c];
-    std::copy_n(&a.v(b, h, t, 0), dv, vp.data());
-    if (a.normalize) vp[dv] = 1.f;
+    pq = feature_row(a, &a.q(b, h, t, 0), pq_buf);
+    pk = feature_row(a, &a.k(b, h, t, 0), pk_buf);
+    u = pk;
+    if (a.gates.present()) {
+      const float g = a.gates(b, h, t);
+      for (int64_t c = 0; c < dk; ++c) u_buf[c] = g * pk[c];
+      u = u_buf.data();
+    }
+    vp = &a.v(b, h, t, 0);
+    if (a.normalize) {
+      std::copy_n(vp, dv, vp_buf.data());
+      vp_buf[dv] = 1.f;
+      vp = vp_buf.data();
+    }
+  }
+  const float* feature_row(const CausalArgs& a, const float* x, std::vector<float>& buf) const {
+    if (a.phi == FeatureMap::identity) return x;
+    simd::feature_map(a.phi, x, buf.data(), dk);
+    return buf.data();
   }
   // 1 - gamma_t (see simd::recurrent_step), or nullptr without decay.
   const float* decay_complement(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
@@ -190,8 +206,8 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
   o.resize(static_cast<size_t>(x.dva));
   for (int64_t t = 0; t < n; ++t) {
     x.load(a, b, h, t);
-    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u.data(), x.vp.data(), x.decay_complement(a, b, h, t), nullptr,
-                         nullptr, x.pq.data(), o.data());
+    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.decay_complement(a, b, h, t), nullptr, nullptr, x.pq,
+                         o.data());
     float* y = &out(b, h, t, 0);
     std::copy_n(o.data(), x.dv, y);
     if (a.normalize) simd::scale(y, x.dv, 1.f / (o[x.dv] + a.eps));
@@ -212,7 +228,6 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
   thread_local std::vector<float> S, dS, out_grad, dphi, du, dvp, o, decay_terms, dden, inv_den;
   x.resize(a);
   const int64_t dk = x.dk, dv = x.dv, dva = x.dva;
-  const float *pq = x.pq.data(), *pk = x.pk.data(), *u = x.u.data();
   S.resize(static_cast<size_t>(dk * dva));
   for (auto* y : {&dphi, &du}) y->resize(static_cast<size_t>(dk));
   for (auto* y : {&out_grad, &dvp, &o}) y->resize(static_cast<size_t>(dva));
@@ -222,11 +237,12 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
   load_initial(a, b, h, dk, dv, dva, S.data());
   for (int64_t t = 0; t < n; ++t) {
     x.load(a, b, h, t);
+    const float *pq = x.pq, *u = x.u;
     const float* d_out = &dout(b, h, t, 0);
     std::copy_n(d_out, dv, out_grad.data());
     if (a.normalize) out_grad[dv] = 0.f;
     // dots = S_t [do, 0]; with normalisation also the output (num, den) in the same pass.
-    simd::recurrent_step(S.data(), dva, dk, dva, u, x.vp.data(), x.decay_complement(a, b, h, t), out_grad.data(),
+    simd::recurrent_step(S.data(), dva, dk, dva, u, x.vp, x.decay_complement(a, b, h, t), out_grad.data(),
                          dphi.data(), a.normalize ? pq : nullptr, o.data());
     if (a.normalize) {  // o = num / den: d num = do / den, d den = -(do . num) / den^2
       const float r = 1.f / (o[dv] + a.eps), d_den = -simd::dot(d_out, o.data(), dv) * r * r;
@@ -251,6 +267,7 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     // gamma_(t+1) carries dS_(t+1) back to t (dS_(n-1) is the final state's gradient as is).
     const float* complement_next = t + 1 < n ? x.decay_complement(a, b, h, t + 1) : nullptr;
     x.load(a, b, h, t);
+    const float *pq = x.pq, *pk = x.pk, *u = x.u;
     const float* d_out = &dout(b, h, t, 0);
     if (a.normalize) {
       for (int64_t j = 0; j < dv; ++j) out_grad[j] = d_out[j] * inv_den[t];
@@ -258,7 +275,7 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     } else {
       std::copy_n(d_out, dv, out_grad.data());
     }
-    simd::recurrent_step(dS.data(), dva, dk, dva, pq, out_grad.data(), complement_next, x.vp.data(), du.data(), u,
+    simd::recurrent_step(dS.data(), dva, dk, dva, pq, out_grad.data(), complement_next, x.vp, du.data(), u,
                          dvp.data());
     if (g.dlog_decay.present()) {
       for (int64_t c = 0; c < dk; ++c) acc[c] += decay_terms[t * dk + c] - u[c] * du[c];
