@@ -35,6 +35,26 @@ TEST_P(SimdTest, ReductionsMatchScalarLoops) {
   }
 }
 
+// Every position of every length, each bad value in turn: the tail, each of the four vectors
+// of an unrolled step, and the single vectors after them.
+TEST_P(SimdTest, AllWithinFindsEveryOutOfRangeValue) {
+  const float lo = -std::numeric_limits<float>::max(), hi = 0.f;
+  const float bad[] = {std::nanf(""), -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity(),
+                       1e-30f, 1.f};
+  for (int64_t n = 0; n < 68; ++n) {
+    std::vector<float> x = random_vector(n, -5.f, 0.f);
+    if (n) x[0] = lo, x[static_cast<size_t>(n - 1)] = hi;  // the bounds themselves are inside
+    EXPECT_TRUE(simd::all_within(x.data(), n, lo, hi)) << n;
+    for (int64_t i = 0; i < n; ++i)
+      for (float b : bad) {
+        std::vector<float> y(x);
+        y[static_cast<size_t>(i)] = b;
+        EXPECT_FALSE(simd::all_within(y.data(), n, lo, hi)) << n << " " << i << " " << b;
+        EXPECT_TRUE(simd::all_within(y.data(), i, lo, hi)) << "only the first " << i << " are read";
+      }
+  }
+}
+
 TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
   for (int64_t n = 0; n < 68; ++n) {
     const auto x = random_vector(n, -30.f, 30.f), w = random_vector(n), c = random_vector(n);

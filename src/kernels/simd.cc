@@ -63,6 +63,23 @@ float Max(const float* x, int64_t n) {
   return hn::GetLane(hn::MaxOfLanes(d, acc));
 }
 
+bool AllWithin(const float* x, int64_t n, float lo, float hi) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const V vlo = hn::Set(d, lo), vhi = hn::Set(d, hi);
+  // Comparisons with NaN are false, so NaN fails both; four vectors per step keep the loads busy.
+  auto ok = [&](V v) { return hn::And(hn::Ge(v, vlo), hn::Le(v, vhi)); };
+  int64_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    const auto m = hn::And(hn::And(ok(hn::LoadU(d, x + i)), ok(hn::LoadU(d, x + i + lanes))),
+                           hn::And(ok(hn::LoadU(d, x + i + 2 * lanes)), ok(hn::LoadU(d, x + i + 3 * lanes))));
+    if (!hn::AllTrue(d, m)) return false;
+  }
+  for (; i + lanes <= n; i += lanes)
+    if (!hn::AllTrue(d, ok(hn::LoadU(d, x + i)))) return false;
+  return i == n || hn::AllTrue(d, ok(load_tail(x, i, n, lo)));
+}
+
 float ExpShiftSum(float* x, int64_t n, float shift) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -859,6 +876,7 @@ HWY_AFTER_NAMESPACE();
 namespace linattn::kernels::simd {
 
 HWY_EXPORT(Max);
+HWY_EXPORT(AllWithin);
 HWY_EXPORT(ExpShiftSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
@@ -890,6 +908,7 @@ HWY_EXPORT(TanhAddDot);
 HWY_EXPORT(AdditiveScoreGrad);
 
 float max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Max)(x, n); }
+bool all_within(const float* x, int64_t n, float lo, float hi) { return HWY_DYNAMIC_DISPATCH(AllWithin)(x, n, lo, hi); }
 float exp_shift_sum(float* x, int64_t n, float shift) {
   return HWY_DYNAMIC_DISPATCH(ExpShiftSum)(x, n, shift);
 }

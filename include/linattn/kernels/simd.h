@@ -14,6 +14,8 @@ namespace linattn::kernels::simd {
 
 // max_i x[i]; -inf when n == 0.
 float max(const float* x, int64_t n);
+// Whether every x[i] lies in [lo, hi] (false on any NaN): a validation pass at memory speed.
+bool all_within(const float* x, int64_t n, float lo, float hi);
 // x[i] = exp(x[i] - shift) in place; returns the sum of the results. Needs x[i] - shift <= 0.
 float exp_shift_sum(float* x, int64_t n, float shift);
 // x[i] *= a.
