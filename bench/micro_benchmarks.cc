@@ -181,6 +181,28 @@ void BM_GlaChunkWeights(benchmark::State& state) {
 }
 BENCHMARK(BM_GlaChunkWeights)->ArgNames({"L", "dk", "bwd"})->ArgsProduct({{32, 64}, {64, 128}, {0, 1}});
 
+// GLA's per-chunk decay factors (one exp per element, cumulative products both ways, the decayed
+// queries and keys) of one chunk in L1: the rest of the per-channel decay's extra work.
+void BM_GlaChunkDecays(benchmark::State& state) {
+  const int64_t L = state.range(0), dk = state.range(1);
+  // Eight arrays in one block, each 3 cache lines further from the last modulo 4 KiB, as the
+  // kernels lay them out: no two start at the same 4 KiB offset (4K aliasing).
+  const int64_t n = L * dk, stride = (n + 1023) / 1024 * 1024 + 48;
+  std::vector<float> block = random_floats(8 * stride);
+  float* x[8];
+  for (int i = 0; i < 8; ++i) x[i] = block.data() + i * stride;
+  float *logs = x[0], *q = x[1], *u = x[2], *g = x[3], *ea = x[4], *eka = x[5], *qd = x[6], *kd = x[7];
+  for (int64_t i = 0; i < n; ++i) logs[i] = -std::abs(logs[i]) * 0.1f;
+  std::vector<float> end(static_cast<size_t>(dk));
+  for (auto _ : state) {
+    kernels::simd::gla_chunk_decays(logs, dk, L, dk, q, u, g, ea, eka, end.data(), qd, kd);
+    benchmark::DoNotOptimize(kd);
+  }
+  state.counters["ns_per_element"] =
+      benchmark::Counter(static_cast<double>(L * dk), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_GlaChunkDecays)->ArgNames({"L", "dk"})->ArgsProduct({{32, 64}, {64, 128}});
+
 // Random causal inputs [B, H, T, d], log decays in (-0.1, 0] (used when gla), output and
 // gradient buffers.
 struct CausalCase {

@@ -209,6 +209,49 @@ TEST_P(SimdTest, GlaChunkWeightsMatchExpOfLogDecays) {
     for (int64_t dk : {1, 7, 8, 19, 64}) expect_gla_weights_match(n, dk, -3.f, true);
 }
 
+TEST_P(SimdTest, GlaChunkDecaysMatchDoubleProducts) {
+  // Every tail width, log rows wider than dk (ld > dk, the padding must not be read), decays that
+  // underflow: products below 1e-30 are 0, every other factor within fp32 rounding of the exact one.
+  for (int64_t n : {1, 2, 9, 32})
+    for (int64_t dk = 1; dk <= 19; dk += (dk < 9 ? 1 : 10))
+      for (bool with_queries : {false, true}) {
+        const int64_t ldl = dk + 3;
+        std::vector<float> logs = random_vector(n * ldl, -8.f, 0.f);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t c = dk; c < ldl; ++c) logs[static_cast<size_t>(r * ldl + c)] = std::nanf("");
+        const auto q = random_vector(n * dk), u = random_vector(n * dk);
+        std::vector<float> g(static_cast<size_t>(n * dk)), ea(g.size(), -1.f), eka(g.size()), qd(g.size(), -1.f),
+            kd(g.size()), end(static_cast<size_t>(dk));
+        simd::gla_chunk_decays(logs.data(), ldl, n, dk, q.data(), u.data(), g.data(), with_queries ? ea.data() : nullptr,
+                               eka.data(), end.data(), with_queries ? qd.data() : nullptr, kd.data());
+        auto expect = [&](float got, double want, const char* what, int64_t r, int64_t c) {
+          if (std::abs(want / 1e-30 - 1) < 1e-4) return;  // either side of the flush threshold
+          if (want < 1e-30) EXPECT_EQ(got, 0.f) << what << " n=" << n << " dk=" << dk << " " << r << "," << c;
+          else EXPECT_NEAR(got, want, 1e-6 * std::abs(want) * (1 + n)) << what << " n=" << n << " dk=" << dk << " " << r << "," << c;
+        };
+        for (int64_t c = 0; c < dk; ++c) {
+          double sum = 0;
+          for (int64_t r = 0; r < n; ++r) {
+            const size_t i = static_cast<size_t>(r * dk + c);
+            sum += logs[static_cast<size_t>(r * ldl + c)];
+            double after = 0;  // sum of the logs after r
+            for (int64_t k = r + 1; k < n; ++k) after += logs[static_cast<size_t>(k * ldl + c)];
+            expect(g[i], std::exp(double(logs[static_cast<size_t>(r * ldl + c)])), "g", r, c);
+            expect(eka[i], std::exp(after), "eka", r, c);
+            EXPECT_NEAR(kd[i], u[i] * double(eka[i]), 1e-7 * std::abs(u[i])) << r << "," << c;
+            if (with_queries) {
+              expect(ea[i], std::exp(sum), "ea", r, c);
+              EXPECT_NEAR(qd[i], q[i] * double(ea[i]), 1e-7 * std::abs(q[i])) << r << "," << c;
+            } else {
+              EXPECT_EQ(ea[i], -1.f);
+              EXPECT_EQ(qd[i], -1.f);
+            }
+          }
+          EXPECT_NEAR(end[static_cast<size_t>(c)], std::exp(sum), 1e-6 * std::exp(sum) * (1 + n) + 1e-37) << c;  // fp32 underflow
+        }
+      }
+}
+
 TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
   // Widths around the tiles and the 64-row blocks of the dots; every combination of read-outs.
   for (int64_t dk : {1, 3, 8, 19, 64, 70})

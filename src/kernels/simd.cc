@@ -118,16 +118,6 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
-void DecayStep(const float* prev, const float* g, float* out, int64_t n) {
-  const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    hn::StoreU(flush_tiny(hn::Mul(hn::LoadU(d, prev + i), hn::LoadU(d, g + i))), d, out + i);
-  }
-  for (; i < n; ++i) out[i] = prev[i] * g[i] > 1e-30f ? prev[i] * g[i] : 0.f;
-}
-
 void Mul(const float* x, float* y, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -706,6 +696,46 @@ void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, con
   }
 }
 
+void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
+                    float* ea, float* eka, float* end, float* qd, float* kd) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  // Row by row, so the logs (read once, from DRAM) stream in order. Columns past dk (the last
+  // vector's tail) see log 0, gamma 1, and nothing is stored for them.
+  auto store = [&](float* y, int64_t c, V v) {
+    if (c + lanes <= dk) {
+      hn::StoreU(v, d, y + c);
+      return;
+    }
+    HWY_ALIGN float buf[kMaxLanes];
+    hn::Store(v, d, buf);
+    std::memcpy(y + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
+  };
+  std::fill_n(end, dk, 0.f);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < dk; c += lanes) {
+      const V x = load_part(logs + r * ldl, c, dk, 0.f);
+      store(g + r * dk, c, hn::Exp(d, x));
+      store(end, c, hn::Add(load_part(end, c, dk, 0.f), x));
+    }
+  for (int64_t c = 0; c < dk; c += lanes) store(end, c, hn::Exp(d, load_part(end, c, dk, 0.f)));
+  if (ea)
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < dk; c += lanes) {
+        const V gr = load_part(g + r * dk, c, dk, 1.f);
+        const V e = r ? flush_tiny(hn::Mul(load_part(ea + (r - 1) * dk, c, dk, 1.f), gr)) : gr;
+        store(ea + r * dk, c, e);
+        if (qd) store(qd + r * dk, c, hn::Mul(load_part(q + r * dk, c, dk, 0.f), e));
+      }
+  for (int64_t r = n - 1; r >= 0; --r)
+    for (int64_t c = 0; c < dk; c += lanes) {
+      const V e = r == n - 1 ? hn::Set(d, 1.f)
+                             : flush_tiny(hn::Mul(load_part(eka + (r + 1) * dk, c, dk, 1.f), load_part(g + (r + 1) * dk, c, dk, 1.f)));
+      store(eka + r * dk, c, e);
+      store(kd + r * dk, c, hn::Mul(load_part(u + r * dk, c, dk, 0.f), e));
+    }
+}
+
 // y = 1 - exp(x) = -expm1(x): the complement of a decay, with full precision for gammas near 1.
 void NegExpm1(const float* x, float* y, int64_t n) {
   const D d;
@@ -881,7 +911,6 @@ HWY_EXPORT(ExpShiftSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
-HWY_EXPORT(DecayStep);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
 HWY_EXPORT(FeatureMapApply);
@@ -901,6 +930,7 @@ HWY_EXPORT(GlaChunkWeights);
 HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(RecurrentStep);
 HWY_EXPORT(NegExpm1);
+HWY_EXPORT(GlaChunkDecays);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
@@ -915,9 +945,6 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
 void scale(float* x, int64_t n, float a) { HWY_DYNAMIC_DISPATCH(Scale)(x, n, a); }
 void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
-void decay_step(const float* prev, const float* g, float* out, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(DecayStep)(prev, g, out, n);
-}
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
@@ -967,6 +994,10 @@ void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* 
   HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, decay_complement, x, dots, w, sums);
 }
 void neg_expm1(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(NegExpm1)(x, y, n); }
+void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
+                      float* ea, float* eka, float* end, float* qd, float* kd) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, u, g, ea, eka, end, qd, kd);
+}
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);
 }

@@ -24,7 +24,8 @@ namespace linattn::kernels {
 struct LogDecayView {
   const float* data = nullptr;
   int64_t stride_b = 0, stride_h = 0, stride_t = 0, stride_c = 0;
-  bool per_channel = false;  // values differ across channels (GLA): no GEMM for the intra-chunk part
+  bool per_channel = false;  // values differ across channels (GLA): no GEMM for the intra-chunk part;
+                             // channels then contiguous (stride_c 1, as every view's last dimension)
   float at(int64_t b, int64_t h, int64_t t, int64_t c) const {
     return data ? data[offset(b, h, t) + c * stride_c] : 0.f;
   }

@@ -24,9 +24,6 @@ void scale(float* x, int64_t n, float a);
 void axpy(float a, const float* x, float* y, int64_t n);
 // y[i] *= x[i].
 void mul(const float* x, float* y, int64_t n);
-// out[i] = prev[i] * g[i], flushed to 0 below 1e-30 (one more step of a product of decay
-// factors <= 1; the flush keeps denormals, which are slow, out of the loops that follow).
-void decay_step(const float* prev, const float* g, float* out, int64_t n);
 // sum_i a[i] * b[i].
 float dot(const float* a, const float* b, int64_t n);
 // sum_i x[i].
@@ -87,6 +84,18 @@ void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n
                        float* scratch);
 void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
                                 int64_t dk, float* dq, float* du, float* scratch);
+
+// GLA's decay factors for one chunk of n steps from its log decays (row r at logs + r * ldl, dk
+// channels, each <= 0), every other row [n, dk] dense:
+//   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (skipped if ea is null)
+//   eka[r] = prod_{k>r} g[k] (eka[n-1] = 1)  end = exp(sum_r logs[r])      ([dk])
+//   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]
+// The products are flushed to 0 below 1e-30 (their terms are negligible, and denormals would slow
+// the loops that follow). `end` is the exp of the summed
+// logs rather than a product: it is carried from chunk to chunk, and products of fp32 gammas
+// near 1 would compound their rounding over a long sequence.
+void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
+                      float* ea, float* eka, float* end, float* qd, float* kd);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
 //   M_i = M_i + (a_i b - c_i M_i)          (b [dv]; c = decay_complement = 1 - gamma, from
