@@ -696,44 +696,71 @@ void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, con
   }
 }
 
-void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
-                    float* ea, float* eka, float* end, float* qd, float* kd) {
+// One row of GLA's decay factors (see GlaChunkDecays), vectors [c0, c1) of the dk columns; kTail:
+// a last, partial vector (loads padded, stores cut at dk).
+template <bool kTail, bool kQueries>
+HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, const float* logs, const float* q,
+                              float* g, float* ea, float* end, float* qd) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  // Row by row, so the logs (read once, from DRAM) stream in order. Columns past dk (the last
-  // vector's tail) see log 0, gamma 1, and nothing is stored for them.
-  auto store = [&](float* y, int64_t c, V v) {
-    if (c + lanes <= dk) {
-      hn::StoreU(v, d, y + c);
-      return;
-    }
+  auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
+  auto st = [&](float* p, int64_t c, V v) {
+    if (!kTail) return hn::StoreU(v, d, p + c);
     HWY_ALIGN float buf[kMaxLanes];
     hn::Store(v, d, buf);
-    std::memcpy(y + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
+    std::memcpy(p + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
   };
-  std::fill_n(end, dk, 0.f);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < dk; c += lanes) {
-      const V x = load_part(logs + r * ldl, c, dk, 0.f);
-      store(g + r * dk, c, hn::Exp(d, x));
-      store(end, c, hn::Add(load_part(end, c, dk, 0.f), x));
+  for (int64_t c = c0; c < c1; c += lanes) {
+    const V x = ld(logs, c), gr = hn::Exp(d, x);
+    st(g + r * dk, c, gr);
+    st(end, c, r ? hn::Add(ld(end, c), x) : x);
+    if (kQueries) {
+      const V e = r ? flush_tiny(hn::Mul(ld(ea + (r - 1) * dk, c), gr)) : gr;
+      st(ea + r * dk, c, e);
+      st(qd + r * dk, c, hn::Mul(ld(q + r * dk, c), e));
     }
-  for (int64_t c = 0; c < dk; c += lanes) store(end, c, hn::Exp(d, load_part(end, c, dk, 0.f)));
-  if (ea)
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t c = 0; c < dk; c += lanes) {
-        const V gr = load_part(g + r * dk, c, dk, 1.f);
-        const V e = r ? flush_tiny(hn::Mul(load_part(ea + (r - 1) * dk, c, dk, 1.f), gr)) : gr;
-        store(ea + r * dk, c, e);
-        if (qd) store(qd + r * dk, c, hn::Mul(load_part(q + r * dk, c, dk, 0.f), e));
-      }
-  for (int64_t r = n - 1; r >= 0; --r)
-    for (int64_t c = 0; c < dk; c += lanes) {
-      const V e = r == n - 1 ? hn::Set(d, 1.f)
-                             : flush_tiny(hn::Mul(load_part(eka + (r + 1) * dk, c, dk, 1.f), load_part(g + (r + 1) * dk, c, dk, 1.f)));
-      store(eka + r * dk, c, e);
-      store(kd + r * dk, c, hn::Mul(load_part(u + r * dk, c, dk, 0.f), e));
+  }
+}
+
+template <bool kTail>
+HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1, int64_t dk, const float* u,
+                                   const float* g, float* eka, float* kd) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
+  auto st = [&](float* p, int64_t c, V v) {
+    if (!kTail) return hn::StoreU(v, d, p + c);
+    HWY_ALIGN float buf[kMaxLanes];
+    hn::Store(v, d, buf);
+    std::memcpy(p + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
+  };
+  for (int64_t c = c0; c < c1; c += lanes) {
+    const V e = r == n - 1 ? hn::Set(d, 1.f) : flush_tiny(hn::Mul(ld(eka + (r + 1) * dk, c), ld(g + (r + 1) * dk, c)));
+    st(eka + r * dk, c, e);
+    st(kd + r * dk, c, hn::Mul(ld(u + r * dk, c), e));
+  }
+}
+
+void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
+                    float* ea, float* eka, float* end, float* qd, float* kd) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
+  // Row by row, so the logs (read once, from DRAM) stream in order; the columns past the last
+  // full vector get the same arithmetic through padded loads.
+  for (int64_t r = 0; r < n; ++r) {
+    const float* lr = logs + r * ldl;
+    if (ea && qd) {
+      gla_decay_row<false, true>(r, 0, full, dk, lr, q, g, ea, end, qd);
+      if (full < dk) gla_decay_row<true, true>(r, full, dk, dk, lr, q, g, ea, end, qd);
+    } else {
+      gla_decay_row<false, false>(r, 0, full, dk, lr, q, g, ea, end, qd);
+      if (full < dk) gla_decay_row<true, false>(r, full, dk, dk, lr, q, g, ea, end, qd);
     }
+  }
+  map_inplace(end, end, dk, 0.f, [](V x) { return hn::Exp(D(), x); });
+  for (int64_t r = n - 1; r >= 0; --r) {
+    gla_decay_row_back<false>(r, n, 0, full, dk, u, g, eka, kd);
+    if (full < dk) gla_decay_row_back<true>(r, n, full, dk, dk, u, g, eka, kd);
+  }
 }
 
 // y = 1 - exp(x) = -expm1(x): the complement of a decay, with full precision for gammas near 1.

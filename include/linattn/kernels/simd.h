@@ -87,7 +87,7 @@ void gla_chunk_weights_backward(const float* q, const float* u, const float* g, 
 
 // GLA's decay factors for one chunk of n steps from its log decays (row r at logs + r * ldl, dk
 // channels, each <= 0), every other row [n, dk] dense:
-//   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (skipped if ea is null)
+//   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (if ea and qd)
 //   eka[r] = prod_{k>r} g[k] (eka[n-1] = 1)  end = exp(sum_r logs[r])      ([dk])
 //   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]
 // The products are flushed to 0 below 1e-30 (their terms are negligible, and denormals would slow
