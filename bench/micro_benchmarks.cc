@@ -170,10 +170,10 @@ void BM_GlaChunkWeights(benchmark::State& state) {
   std::vector<float> scratch(static_cast<size_t>(kernels::simd::gla_chunk_scratch_size(L, dk)));
   for (auto _ : state) {
     if (backward)
-      kernels::simd::gla_chunk_weights_backward(q.data(), u.data(), g.data(), dw.data(), L, L, dk, dq.data(), du.data(),
+      kernels::simd::gla_chunk_weights_backward(q.data(), dk, u.data(), dk, g.data(), dw.data(), L, L, dk, dq.data(), du.data(),
                                                 scratch.data());
     else
-      kernels::simd::gla_chunk_weights(q.data(), u.data(), g.data(), L, dk, w.data(), L, scratch.data());
+      kernels::simd::gla_chunk_weights(q.data(), dk, u.data(), dk, g.data(), L, dk, w.data(), L, scratch.data());
     benchmark::DoNotOptimize(w.data());
     benchmark::DoNotOptimize(dq.data());
   }
@@ -195,7 +195,7 @@ void BM_GlaChunkDecays(benchmark::State& state) {
   for (int64_t i = 0; i < n; ++i) logs[i] = -std::abs(logs[i]) * 0.1f;
   std::vector<float> end(static_cast<size_t>(dk));
   for (auto _ : state) {
-    kernels::simd::gla_chunk_decays(logs, dk, L, dk, q, u, g, ea, eka, end.data(), qd, kd);
+    kernels::simd::gla_chunk_decays(logs, dk, L, dk, q, dk, u, dk, g, ea, eka, end.data(), qd, kd);
     benchmark::DoNotOptimize(kd);
   }
   state.counters["ns_per_element"] =

@@ -166,15 +166,23 @@ void expect_gla_weights_match(int64_t n, int64_t dk, float log_lo, bool whole_ch
     for (int64_t k = s + 1; k <= t; ++k) a += logg[static_cast<size_t>(k * dk + c)];
     return std::exp(a);
   };
+  // q and u as rows of wider matrices (an input's own rows), their padding NaN: never read.
+  const int64_t ldq = dk + 3, ldu = dk + 5;
+  std::vector<float> qw(static_cast<size_t>(n * ldq), std::nanf("")), uw(static_cast<size_t>(n * ldu), std::nanf(""));
+  for (int64_t t = 0; t < n; ++t) {
+    std::copy_n(&q[static_cast<size_t>(t * dk)], dk, &qw[static_cast<size_t>(t * ldq)]);
+    std::copy_n(&u[static_cast<size_t>(t * dk)], dk, &uw[static_cast<size_t>(t * ldu)]);
+  }
   std::vector<float> w(static_cast<size_t>(n * n), 99.f), dq(static_cast<size_t>(n * dk), 0.5f), du(dq);
   if (whole_chunk) {
     std::vector<float> scratch(static_cast<size_t>(simd::gla_chunk_scratch_size(n, dk)), 7.f);
-    simd::gla_chunk_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n, scratch.data());
-    simd::gla_chunk_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data(),
-                                     scratch.data());
+    simd::gla_chunk_weights(qw.data(), ldq, uw.data(), ldu, g.data(), n, dk, w.data(), n, scratch.data());
+    simd::gla_chunk_weights_backward(qw.data(), ldq, uw.data(), ldu, g.data(), dw.data(), n, n, dk, dq.data(),
+                                     du.data(), scratch.data());
   } else {
-    simd::gla_block_weights(q.data(), u.data(), g.data(), n, dk, w.data(), n);
-    simd::gla_block_weights_backward(q.data(), u.data(), g.data(), dw.data(), n, n, dk, dq.data(), du.data());
+    simd::gla_block_weights(qw.data(), ldq, uw.data(), ldu, g.data(), n, dk, w.data(), n);
+    simd::gla_block_weights_backward(qw.data(), ldq, uw.data(), ldu, g.data(), dw.data(), n, n, dk, dq.data(),
+                                     du.data());
   }
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t s = 0; s < n; ++s) {
@@ -220,9 +228,15 @@ TEST_P(SimdTest, GlaChunkDecaysMatchDoubleProducts) {
         for (int64_t r = 0; r < n; ++r)
           for (int64_t c = dk; c < ldl; ++c) logs[static_cast<size_t>(r * ldl + c)] = std::nanf("");
         const auto q = random_vector(n * dk), u = random_vector(n * dk);
+        // q and u as rows of wider matrices too, their padding NaN: never read.
+        std::vector<float> qw(static_cast<size_t>(n * ldl), std::nanf("")), uw(qw);
+        for (int64_t r = 0; r < n; ++r) {
+          std::copy_n(&q[static_cast<size_t>(r * dk)], dk, &qw[static_cast<size_t>(r * ldl)]);
+          std::copy_n(&u[static_cast<size_t>(r * dk)], dk, &uw[static_cast<size_t>(r * ldl)]);
+        }
         std::vector<float> g(static_cast<size_t>(n * dk)), ea(g.size(), -1.f), eka(g.size()), qd(g.size(), -1.f),
             kd(g.size()), end(static_cast<size_t>(dk));
-        simd::gla_chunk_decays(logs.data(), ldl, n, dk, q.data(), u.data(), g.data(), with_queries ? ea.data() : nullptr,
+        simd::gla_chunk_decays(logs.data(), ldl, n, dk, qw.data(), ldl, uw.data(), ldl, g.data(), with_queries ? ea.data() : nullptr,
                                eka.data(), end.data(), with_queries ? qd.data() : nullptr, kd.data());
         auto expect = [&](float got, double want, const char* what, int64_t r, int64_t c) {
           if (std::abs(want / 1e-30 - 1) < 1e-4) return;  // either side of the flush threshold

@@ -11,8 +11,17 @@
 namespace linattn::kernels {
 namespace {
 
+// Rows of a matrix: row r at p + r * ld.
+struct Rows {
+  const float* p = nullptr;
+  int64_t ld = 0;
+  const float* row(int64_t r) const { return p + r * ld; }
+};
+
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
 // is appended to V (so the last column of the state is z and of the output the denominator).
+// phi(q), phi(k), u = g phi(k) and v' are the inputs' own rows wherever nothing changes them
+// (identity feature map, no gates, no normalisation): the GEMMs read them in place, no copies.
 struct Chunk {
   // What a load prepares: everything, or only what advance() reads (the backward's first pass,
   // which recomputes the chunk-start states, skips the queries and their decays).
@@ -20,7 +29,9 @@ struct Chunk {
 
   int64_t len = 0, dk = 0, dva = 0;
   bool decayed = false;  // false: every gamma is 1 and every decay factor below is exactly 1
-  std::vector<float> phi_q, phi_k, u, vp, qd_, kd_, W, tmp;     // [len, *] row-major
+  Rows phi_q, phi_k, u, vp;                                     // [len, dk] (vp: [len, dva])
+  std::vector<float> phi_q_buf, phi_k_buf, u_buf, vp_buf;       // their rows where they are computed
+  std::vector<float> qd_, kd_, W, tmp;                          // [len, *] row-major
   std::vector<float> A;                                         // one decay per step: cumulative log decays
   std::vector<float> ea, eka;                                   // exp(A_t), exp(A_last - A_t)
   std::vector<float> scratch;                                   // per-channel: simd::gla_chunk_weights
@@ -28,8 +39,8 @@ struct Chunk {
   std::vector<float> decay_end;                                 // exp(A_last) per channel
 
   // Decayed queries and keys: without decay they are phi(q) and u themselves, never copied.
-  const float* qd() const { return decayed ? qd_.data() : phi_q.data(); }
-  const float* kd() const { return decayed ? kd_.data() : u.data(); }
+  Rows qd() const { return decayed ? Rows{qd_.data(), dk} : phi_q; }
+  Rows kd() const { return decayed ? Rows{kd_.data(), dk} : u; }
 
   void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t0, int64_t n, int64_t L, Part part = Part::all) {
     const bool queries = part == Part::all;
@@ -40,31 +51,47 @@ struct Chunk {
     decayed = a.log_decay.data != nullptr;
     const bool per_channel = decayed && a.log_decay.per_channel;
     const size_t rows = static_cast<size_t>(len * dk);
-    phi_k.resize(rows);
-    u.resize(rows);
-    if (queries) phi_q.resize(rows);
     if (decayed) {
       for (auto* x : {&eka, &kd_}) x->resize(rows);
       if (queries) ea.resize(rows), qd_.resize(rows);
       (per_channel ? G : A).resize(rows);
     }
-    vp.resize(static_cast<size_t>(len * dva));
     W.resize(static_cast<size_t>(len * len));
     tmp.resize(static_cast<size_t>(std::max(dk, L)));
     decay_end.resize(static_cast<size_t>(dk));
-    for (int64_t r = 0; r < len; ++r) {
-      const int64_t t = t0 + r;
-      if (queries) simd::feature_map(a.phi, &a.q(b, h, t, 0), &phi_q[r * dk], dk);
-      simd::feature_map(a.phi, &a.k(b, h, t, 0), &phi_k[r * dk], dk);
-      const float g = a.gates.present() ? a.gates(b, h, t) : 1.f;
-      for (int64_t c = 0; c < dk; ++c) u[r * dk + c] = g * phi_k[r * dk + c];
-      std::copy_n(&a.v(b, h, t, 0), dv, &vp[r * dva]);
-      if (a.normalize) vp[r * dva + dv] = 1.f;
-      if (decayed && !per_channel) {  // cumulative log decay from the chunk start, inclusive
-        float* Ar = &A[r * dk];
-        for (int64_t c = 0; c < dk; ++c) Ar[c] = a.log_decay.at(b, h, t, c);
-        if (r) simd::axpy(1.f, Ar - dk, Ar, dk);
+    // Inputs read in place, or rows computed into a buffer (dk = 0 or dv = 0: no rows to point at).
+    const bool in_place = a.phi == FeatureMap::identity && dk > 0;
+    auto features = [&](CView4 x, std::vector<float>& buf) {
+      if (in_place) return Rows{&x(b, h, t0, 0), x.stride[2]};
+      buf.resize(rows);
+      for (int64_t r = 0; r < len; ++r) simd::feature_map(a.phi, &x(b, h, t0 + r, 0), &buf[r * dk], dk);
+      return Rows{buf.data(), dk};
+    };
+    if (queries) phi_q = features(a.q, phi_q_buf);
+    phi_k = features(a.k, phi_k_buf);
+    u = phi_k;
+    if (a.gates.present()) {
+      u_buf.resize(rows);
+      for (int64_t r = 0; r < len; ++r) {
+        const float g = a.gates(b, h, t0 + r);
+        for (int64_t c = 0; c < dk; ++c) u_buf[r * dk + c] = g * phi_k.row(r)[c];
       }
+      u = {u_buf.data(), dk};
+    }
+    if (a.normalize || dv == 0) {
+      vp_buf.resize(static_cast<size_t>(len * dva));
+      for (int64_t r = 0; r < len; ++r) {
+        std::copy_n(&a.v(b, h, t0 + r, 0), dv, &vp_buf[r * dva]);
+        if (a.normalize) vp_buf[r * dva + dv] = 1.f;
+      }
+      vp = {vp_buf.data(), dva};
+    } else {
+      vp = {&a.v(b, h, t0, 0), a.v.stride[2]};
+    }
+    for (int64_t r = 0; r < len && decayed && !per_channel; ++r) {  // cumulative log decay, inclusive
+      float* Ar = &A[r * dk];
+      for (int64_t c = 0; c < dk; ++c) Ar[c] = a.log_decay.at(b, h, t0 + r, c);
+      if (r) simd::axpy(1.f, Ar - dk, Ar, dk);
     }
     if (!decayed) {  // gamma = 1: Qd = phi(q), Kd = u, no exponentials at all
       std::fill(decay_end.begin(), decay_end.end(), 1.f);
@@ -77,8 +104,9 @@ struct Chunk {
       // products of fp32 gammas near 1 carry a few percent of error in each log decay, which
       // the state would compound over a long sequence (measured: 6e-4 at T = 65,536 with
       // log gamma = -1e-6, against 1e-4 allowed).
-      simd::gla_chunk_decays(&a.log_decay.data[a.log_decay.offset(b, h, t0)], a.log_decay.stride_t, len, dk, phi_q.data(), u.data(), G.data(), queries ? ea.data() : nullptr,
-                             eka.data(), decay_end.data(), queries ? qd_.data() : nullptr, kd_.data());
+      simd::gla_chunk_decays(&a.log_decay.data[a.log_decay.offset(b, h, t0)], a.log_decay.stride_t, len, dk, phi_q.p,
+                             phi_q.ld, u.p, u.ld, G.data(), queries ? ea.data() : nullptr, eka.data(), decay_end.data(),
+                             queries ? qd_.data() : nullptr, kd_.data());
       return;
     }
     // One decay per step: exps of the chunk-local sums, all exponents <= 0.
@@ -92,9 +120,11 @@ struct Chunk {
     simd::exp_shift_sum(eka.data(), len * dk, 0.f);
     std::copy_n(last, dk, decay_end.begin());
     simd::exp_shift_sum(decay_end.data(), dk, 0.f);
-    for (int64_t i = 0; i < len * dk; ++i) kd_[i] = u[i] * eka[i];
-    if (queries)
-      for (int64_t i = 0; i < len * dk; ++i) qd_[i] = phi_q[i] * ea[i];
+    for (int64_t r = 0; r < len; ++r)
+      for (int64_t c = 0; c < dk; ++c) {
+        kd_[r * dk + c] = u.row(r)[c] * eka[r * dk + c];
+        if (queries) qd_[r * dk + c] = phi_q.row(r)[c] * ea[r * dk + c];
+      }
   }
 
   // Asks for the input rows [t0, min(t0 + L, n)) ahead of their load: the inputs stream from
@@ -131,27 +161,27 @@ struct Chunk {
   // W[t, s] = sum_c phi_q[t, c] u[s, c] exp(A[t, c] - A[s, c]) for s <= t, else 0.
   void intra_weights(bool per_channel) {
     if (!per_channel) {  // one decay for every channel: a GEMM, then the decay ratios
-      gemm(false, true, len, len, dk, 1.f, phi_q.data(), dk, u.data(), dk, 0.f, W.data(), len);
+      gemm(false, true, len, len, dk, 1.f, phi_q.p, phi_q.ld, u.p, u.ld, 0.f, W.data(), len);
       scalar_decay_mask(W.data());
       return;
     }
     // Per-channel decay: sub-blocks whose decay factors are all <= 1 (see simd.h).
     scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
-    simd::gla_chunk_weights(phi_q.data(), u.data(), G.data(), len, dk, W.data(), len, scratch.data());
+    simd::gla_chunk_weights(phi_q.p, phi_q.ld, u.p, u.ld, G.data(), len, dk, W.data(), len, scratch.data());
   }
 
   // S = exp(A_last) (*)rows S + Kd^T Vp
   void advance(float* S) const {
     if (decayed)
       for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
-    gemm(true, false, dk, dva, len, 1.f, kd(), dk, vp.data(), dva, 1.f, S, dva);
+    gemm(true, false, dk, dva, len, 1.f, kd().p, kd().ld, vp.p, vp.ld, 1.f, S, dva);
   }
 
   // O' = Qd S_prev + W Vp   [len, dva]
   void outputs(const float* S_prev, float* O, bool per_channel) {
-    gemm(false, false, len, dva, dk, 1.f, qd(), dk, S_prev, dva, 0.f, O, dva);
+    gemm(false, false, len, dva, dk, 1.f, qd().p, qd().ld, S_prev, dva, 0.f, O, dva);
     intra_weights(per_channel);
-    gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.data(), dva, 1.f, O, dva);
+    gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.p, vp.ld, 1.f, O, dva);
   }
 };
 
@@ -420,27 +450,27 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       gemm(false, true, len, dk, dva, 1.f, dO.data(), dva, S_prev, dva, 0.f, dphi_q.data(), dk);
       if (ch.decayed) simd::mul(ch.ea.data(), dphi_q.data(), len * dk);
       // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
-      gemm(false, true, len, dk, dva, 1.f, ch.vp.data(), dva, dS.data(), dva, 0.f, du.data(), dk);
+      gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du.data(), dk);
       if (ch.decayed) simd::mul(ch.eka.data(), du.data(), len * dk);
-      gemm(false, false, len, dva, dk, 1.f, ch.kd(), dk, dS.data(), dva, 0.f, dvp.data(), dva);
+      gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp.data(), dva);
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
-      gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.data(), dva, 0.f, dW.data(), len);
+      gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dO.data(), dva, 1.f, dvp.data(), dva);
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
       if (!a.log_decay.per_channel) {
         ch.scalar_decay_mask(dW.data());
-        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.data(), dk, 1.f, dphi_q.data(), dk);
-        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.data(), dk, 1.f, du.data(), dk);
+        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dphi_q.data(), dk);
+        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du.data(), dk);
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
-        simd::gla_chunk_weights_backward(ch.phi_q.data(), ch.u.data(), ch.G.data(), dW.data(), len, len, dk,
+        simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
                                          dphi_q.data(), du.data(), ch.scratch.data());
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO
       dS_prev.resize(dS.size());
       for (int64_t k2 = 0; k2 < dk; ++k2)
         for (int64_t j = 0; j < dva; ++j) dS_prev[k2 * dva + j] = ch.decay_end[k2] * dS[k2 * dva + j];
-      gemm(true, false, dk, dva, len, 1.f, ch.qd(), dk, dO.data(), dva, 1.f, dS_prev.data(), dva);
+      gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dO.data(), dva, 1.f, dS_prev.data(), dva);
       dS.swap(dS_prev);
       // Per-position outputs.
       for (int64_t r = 0; r < len; ++r) {
@@ -449,8 +479,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         float* dur = &du[r * dk];
         if (g.dlog_decay.present())
           for (int64_t k2 = 0; k2 < dk; ++k2)
-            decay_terms[t * dk + k2] = ch.phi_q[r * dk + k2] * dphi_q[r * dk + k2] - ch.u[r * dk + k2] * dur[k2];
-        if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(&ch.phi_k[r * dk], dur, dk);
+            decay_terms[t * dk + k2] = ch.phi_q.row(r)[k2] * dphi_q[r * dk + k2] - ch.u.row(r)[k2] * dur[k2];
+        if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(ch.phi_k.row(r), dur, dk);
         simd::scale(dur, dk, gt);  // now d phi(k_t)
         simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
         simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);

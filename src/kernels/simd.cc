@@ -437,7 +437,8 @@ void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float*
 constexpr int kMaxGlaBlock = static_cast<int>(kGlaBlock);
 static_assert(kGlaPad % kMaxLanes == 0, "scratch rows must hold whole vectors");
 
-void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw) {
+void GlaBlockWeights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                     float* w, int64_t ldw) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t full = dk / lanes * lanes;
@@ -450,7 +451,7 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
     // and two independent chains hide half of its latency (measured on a whole 64 x 64 chunk,
     // dk = 64: 12.4 -> 9.3 us, BM_GlaChunkWeights).
     for (; c + 2 * lanes <= full; c += 2 * lanes) {
-      const V ua = hn::LoadU(d, u + s * dk + c), ub = hn::LoadU(d, u + s * dk + c + lanes);
+      const V ua = hn::LoadU(d, u + s * ldu + c), ub = hn::LoadU(d, u + s * ldu + c + lanes);
       V ea = one, eb = one;
       for (int t = 0; t < kMaxGlaBlock; ++t) {
         if (t < s || t >= n) continue;
@@ -458,19 +459,19 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
           ea = flush_tiny(hn::Mul(ea, hn::LoadU(d, g + t * dk + c)));
           eb = flush_tiny(hn::Mul(eb, hn::LoadU(d, g + t * dk + c + lanes)));
         }
-        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c), ua), ea, acc[t]);
-        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c + lanes), ub), eb, acc[t]);
+        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * ldq + c), ua), ea, acc[t]);
+        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * ldq + c + lanes), ub), eb, acc[t]);
       }
     }
     for (; c < full; c += lanes) {
-      const V us = hn::LoadU(d, u + s * dk + c);
+      const V us = hn::LoadU(d, u + s * ldu + c);
       V e = one;
       for (int t = 0; t < kMaxGlaBlock; ++t) {  // fixed trip count: acc stays in registers
         if (t < s || t >= n) continue;
         if (t > s) {
           e = flush_tiny(hn::Mul(e, hn::LoadU(d, g + t * dk + c)));
         }
-        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * dk + c), us), e, acc[t]);
+        acc[t] = hn::MulAdd(hn::Mul(hn::LoadU(d, q + t * ldq + c), us), e, acc[t]);
       }
     }
     for (int64_t t = s; t < n; ++t) w[t * ldw + s] = hn::GetLane(hn::SumOfLanes(d, acc[t]));
@@ -478,21 +479,21 @@ void GlaBlockWeights(const float* q, const float* u, const float* g, int64_t n, 
       float e = 1.f;
       for (int64_t t = s; t < n; ++t) {
         if (t > s) e = e * g[t * dk + c] > 1e-30f ? e * g[t * dk + c] : 0.f;
-        w[t * ldw + s] += q[t * dk + c] * u[s * dk + c] * e;
+        w[t * ldw + s] += q[t * ldq + c] * u[s * ldu + c] * e;
       }
     }
   }
 }
 
-void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                             int64_t dk, float* dq, float* du) {
+void GlaBlockWeightsBackward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                             int64_t ldw, int64_t n, int64_t dk, float* dq, float* du) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const int64_t full = dk / lanes * lanes;
   const V one = hn::Set(d, 1.f);
   for (int64_t s = 0; s < n; ++s) {
     for (int64_t c = 0; c < full; c += lanes) {
-      const V us = hn::LoadU(d, u + s * dk + c);
+      const V us = hn::LoadU(d, u + s * ldu + c);
       V e = one, dus = hn::Zero(d);
       for (int64_t t = s; t < n; ++t) {
         if (t > s) {
@@ -500,7 +501,7 @@ void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, con
         }
         const V we = hn::Mul(hn::Set(d, dw[t * ldw + s]), e);
         hn::StoreU(hn::MulAdd(we, us, hn::LoadU(d, dq + t * dk + c)), d, dq + t * dk + c);
-        dus = hn::MulAdd(we, hn::LoadU(d, q + t * dk + c), dus);
+        dus = hn::MulAdd(we, hn::LoadU(d, q + t * ldq + c), dus);
       }
       hn::StoreU(hn::Add(dus, hn::LoadU(d, du + s * dk + c)), d, du + s * dk + c);
     }
@@ -509,8 +510,8 @@ void GlaBlockWeightsBackward(const float* q, const float* u, const float* g, con
       for (int64_t t = s; t < n; ++t) {
         if (t > s) e = e * g[t * dk + c] > 1e-30f ? e * g[t * dk + c] : 0.f;
         const float we = dw[t * ldw + s] * e;
-        dq[t * dk + c] += we * u[s * dk + c];
-        du[s * dk + c] += we * q[t * dk + c];
+        dq[t * dk + c] += we * u[s * ldu + c];
+        du[s * dk + c] += we * q[t * ldq + c];
       }
     }
   }
@@ -548,15 +549,15 @@ HWY_INLINE void add_part(float* y, int64_t c, int64_t n, V v) {
 
 // ks[s] = u[j0 + s] (*) prod_{k=j0+s+1..r} g_k (and, if ke, that product) for the kMaxGlaBlock
 // keys of a full block ending at r; if pe, pe = prod_{k=j0..r} g_k, the whole block's decay.
-void gla_scaled_keys(const float* u, const float* g, int64_t j0, int64_t dk, int64_t dkp, float* ks, float* ke,
-                     float* pe = nullptr) {
+void gla_scaled_keys(const float* u, int64_t ldu, const float* g, int64_t j0, int64_t dk, int64_t dkp, float* ks,
+                     float* ke, float* pe = nullptr) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t c = 0; c < dkp; c += lanes) {
     V e = hn::Set(d, 1.f);
     for (int64_t s = kMaxGlaBlock - 1; s >= 0; --s) {
       const int64_t row = (j0 + s) * dk;
-      hn::StoreU(hn::Mul(load_part(u + row, c, dk, 0.f), e), d, ks + s * dkp + c);
+      hn::StoreU(hn::Mul(load_part(u + (j0 + s) * ldu, c, dk, 0.f), e), d, ks + s * dkp + c);
       if (ke) hn::StoreU(e, d, ke + s * dkp + c);
       e = flush_tiny(hn::Mul(e, load_part(g + row, c, dk, 1.f)));
     }
@@ -588,13 +589,13 @@ HWY_INLINE void gla_weight_tile(const float* qs, int64_t dkp, const float* kt, i
     for (int v = 0; v < NV; ++v) hn::StoreU(acc[r][v], d8, w + r * ldw + v * l8);
 }
 
-void GlaChunkWeights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
-                     float* scratch) {
+void GlaChunkWeights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                     float* w, int64_t ldw, float* scratch) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), dkp = gla_padded_width(dk);
   for (int64_t t = 0; t + 1 < n; ++t) std::fill(w + t * ldw + t + 1, w + t * ldw + n, 0.f);
   for (int64_t j0 = 0; j0 < n; j0 += kMaxGlaBlock)
-    GlaBlockWeights(q + j0 * dk, u + j0 * dk, g + j0 * dk, std::min<int64_t>(n - j0, kMaxGlaBlock), dk,
+    GlaBlockWeights(q + j0 * ldq, ldq, u + j0 * ldu, ldu, g + j0 * dk, std::min<int64_t>(n - j0, kMaxGlaBlock), dk,
                     w + j0 * ldw + j0, ldw);
   // Off-diagonal blocks, one query block [i0, i0 + 8) at a time, with the reference i0 - 1:
   // W[t, s] = (q_t (*) prod_{k=i0..t} g_k) . (u_s (*) prod_{k=s+1..i0-1} g_k). The keys are kept
@@ -609,7 +610,7 @@ void GlaChunkWeights(const float* q, const float* u, const float* g, int64_t n, 
   const auto tiny = hn::Set(d8, 1e-30f);
   for (int64_t i0 = kMaxGlaBlock; i0 < n; i0 += kMaxGlaBlock) {
     const int64_t j0 = i0 - kMaxGlaBlock, rows = std::min<int64_t>(kMaxGlaBlock, n - i0);
-    gla_scaled_keys(u, g, j0, dk, dkp, ks, nullptr, pe);
+    gla_scaled_keys(u, ldu, g, j0, dk, dkp, ks, nullptr, pe);
     for (int64_t c = 0; c < dk; ++c) {
       float* row = kt + c * ldk;
       const auto p = hn::Set(d8, pe[c]);
@@ -627,7 +628,7 @@ void GlaChunkWeights(const float* q, const float* u, const float* g, int64_t n, 
           continue;
         }
         e = flush_tiny(hn::Mul(e, load_part(g + (i0 + t) * dk, c, dk, 1.f)));
-        hn::StoreU(hn::Mul(load_part(q + (i0 + t) * dk, c, dk, 0.f), e), d, qs + t * dkp + c);
+        hn::StoreU(hn::Mul(load_part(q + (i0 + t) * ldq, c, dk, 0.f), e), d, qs + t * dkp + c);
       }
     }
     for (int64_t t0 = 0; t0 < rows; t0 += 4) {
@@ -644,8 +645,8 @@ void GlaChunkWeights(const float* q, const float* u, const float* g, int64_t n, 
   }
 }
 
-void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                             int64_t dk, float* dq, float* du, float* scratch) {
+void GlaChunkWeightsBackward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                             int64_t ldw, int64_t n, int64_t dk, float* dq, float* du, float* scratch) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), dkp = gla_padded_width(dk);
   float* ks = scratch;                  // [kMaxGlaBlock, dkp]
@@ -654,17 +655,17 @@ void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, con
   float* qs = qe + n * dkp;             // [n, dkp]
   for (int64_t j0 = 0; j0 < n; j0 += kMaxGlaBlock) {
     const int64_t j1 = std::min<int64_t>(n, j0 + kMaxGlaBlock), rows = n - j1;
-    GlaBlockWeightsBackward(q + j0 * dk, u + j0 * dk, g + j0 * dk, dw + j0 * ldw + j0, ldw, j1 - j0, dk, dq + j0 * dk,
-                            du + j0 * dk);
+    GlaBlockWeightsBackward(q + j0 * ldq, ldq, u + j0 * ldu, ldu, g + j0 * dk, dw + j0 * ldw + j0, ldw, j1 - j0, dk,
+                            dq + j0 * dk, du + j0 * dk);
     if (rows == 0) break;  // otherwise the block is full
-    gla_scaled_keys(u, g, j0, dk, dkp, ks, ke);
+    gla_scaled_keys(u, ldu, g, j0, dk, dkp, ks, ke);
     for (int64_t c = 0; c < dkp; c += lanes) {  // qe[t] = prod_{k=j1..t} g_k, qs[t] = q[t] (*) qe[t]
       V e = hn::Set(d, 1.f);
       for (int64_t t = 0; t < rows; ++t) {
         const int64_t row = (j1 + t) * dk;
         e = flush_tiny(hn::Mul(e, load_part(g + row, c, dk, 1.f)));
         hn::StoreU(e, d, qe + t * dkp + c);
-        hn::StoreU(hn::Mul(load_part(q + row, c, dk, 0.f), e), d, qs + t * dkp + c);
+        hn::StoreU(hn::Mul(load_part(q + (j1 + t) * ldq, c, dk, 0.f), e), d, qs + t * dkp + c);
       }
     }
     // du[s] += ke[s] (*) sum_t dw[t, s] qs[t]: the 8 key accumulators stay in registers.
@@ -700,7 +701,7 @@ void GlaChunkWeightsBackward(const float* q, const float* u, const float* g, con
 // a last, partial vector (loads padded, stores cut at dk).
 template <bool kTail, bool kQueries>
 HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, const float* logs, const float* q,
-                              float* g, float* ea, float* end, float* qd) {
+                              int64_t ldq, float* g, float* ea, float* end, float* qd) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
@@ -717,14 +718,14 @@ HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, con
     if (kQueries) {
       const V e = r ? flush_tiny(hn::Mul(ld(ea + (r - 1) * dk, c), gr)) : gr;
       st(ea + r * dk, c, e);
-      st(qd + r * dk, c, hn::Mul(ld(q + r * dk, c), e));
+      st(qd + r * dk, c, hn::Mul(ld(q + r * ldq, c), e));
     }
   }
 }
 
 template <bool kTail>
 HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1, int64_t dk, const float* u,
-                                   const float* g, float* eka, float* kd) {
+                                   int64_t ldu, const float* g, float* eka, float* kd) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
@@ -737,29 +738,29 @@ HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1,
   for (int64_t c = c0; c < c1; c += lanes) {
     const V e = r == n - 1 ? hn::Set(d, 1.f) : flush_tiny(hn::Mul(ld(eka + (r + 1) * dk, c), ld(g + (r + 1) * dk, c)));
     st(eka + r * dk, c, e);
-    st(kd + r * dk, c, hn::Mul(ld(u + r * dk, c), e));
+    st(kd + r * dk, c, hn::Mul(ld(u + r * ldu, c), e));
   }
 }
 
-void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
-                    float* ea, float* eka, float* end, float* qd, float* kd) {
+void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
+                    int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
   // Row by row, so the logs (read once, from DRAM) stream in order; the columns past the last
   // full vector get the same arithmetic through padded loads.
   for (int64_t r = 0; r < n; ++r) {
     const float* lr = logs + r * ldl;
     if (ea && qd) {
-      gla_decay_row<false, true>(r, 0, full, dk, lr, q, g, ea, end, qd);
-      if (full < dk) gla_decay_row<true, true>(r, full, dk, dk, lr, q, g, ea, end, qd);
+      gla_decay_row<false, true>(r, 0, full, dk, lr, q, ldq, g, ea, end, qd);
+      if (full < dk) gla_decay_row<true, true>(r, full, dk, dk, lr, q, ldq, g, ea, end, qd);
     } else {
-      gla_decay_row<false, false>(r, 0, full, dk, lr, q, g, ea, end, qd);
-      if (full < dk) gla_decay_row<true, false>(r, full, dk, dk, lr, q, g, ea, end, qd);
+      gla_decay_row<false, false>(r, 0, full, dk, lr, q, ldq, g, ea, end, qd);
+      if (full < dk) gla_decay_row<true, false>(r, full, dk, dk, lr, q, ldq, g, ea, end, qd);
     }
   }
   map_inplace(end, end, dk, 0.f, [](V x) { return hn::Exp(D(), x); });
   for (int64_t r = n - 1; r >= 0; --r) {
-    gla_decay_row_back<false>(r, n, 0, full, dk, u, g, eka, kd);
-    if (full < dk) gla_decay_row_back<true>(r, n, full, dk, dk, u, g, eka, kd);
+    gla_decay_row_back<false>(r, n, 0, full, dk, u, ldu, g, eka, kd);
+    if (full < dk) gla_decay_row_back<true>(r, n, full, dk, dk, u, ldu, g, eka, kd);
   }
 }
 
@@ -998,32 +999,33 @@ void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y) {
 void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
   HWY_DYNAMIC_DISPATCH(SymPackedGemvBf16)(packed, n, x, y);
 }
-void gla_block_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw) {
-  HWY_DYNAMIC_DISPATCH(GlaBlockWeights)(q, u, g, n, dk, w, ldw);
+void gla_block_weights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                       float* w, int64_t ldw) {
+  HWY_DYNAMIC_DISPATCH(GlaBlockWeights)(q, ldq, u, ldu, g, n, dk, w, ldw);
 }
-void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                                int64_t dk, float* dq, float* du) {
-  HWY_DYNAMIC_DISPATCH(GlaBlockWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du);
+void gla_block_weights_backward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                                int64_t ldw, int64_t n, int64_t dk, float* dq, float* du) {
+  HWY_DYNAMIC_DISPATCH(GlaBlockWeightsBackward)(q, ldq, u, ldu, g, dw, ldw, n, dk, dq, du);
 }
 int64_t gla_chunk_scratch_size(int64_t n, int64_t dk) {
   return (2 * kGlaBlock + 2 * n + 2) * gla_padded_width(dk);
 }
-void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
-                       float* scratch) {
-  HWY_DYNAMIC_DISPATCH(GlaChunkWeights)(q, u, g, n, dk, w, ldw, scratch);
+void gla_chunk_weights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                       float* w, int64_t ldw, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkWeights)(q, ldq, u, ldu, g, n, dk, w, ldw, scratch);
 }
-void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                                int64_t dk, float* dq, float* du, float* scratch) {
-  HWY_DYNAMIC_DISPATCH(GlaChunkWeightsBackward)(q, u, g, dw, ldw, n, dk, dq, du, scratch);
+void gla_chunk_weights_backward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                                int64_t ldw, int64_t n, int64_t dk, float* dq, float* du, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkWeightsBackward)(q, ldq, u, ldu, g, dw, ldw, n, dk, dq, du, scratch);
 }
 void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
                     const float* decay_complement, const float* x, float* dots, const float* w, float* sums) {
   HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, decay_complement, x, dots, w, sums);
 }
 void neg_expm1(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(NegExpm1)(x, y, n); }
-void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
-                      float* ea, float* eka, float* end, float* qd, float* kd) {
-  HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, u, g, ea, eka, end, qd, kd);
+void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
+                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, eka, end, qd, kd);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

@@ -62,14 +62,16 @@ void gemv_t_bf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, floa
 void sym_packed_gemv(const float* packed, int64_t n, const float* x, float* y);
 void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, float* y);
 
-// GLA's diagonal sub-blocks, n <= 8 positions (rows of q, u, g with stride dk; g[k] = gamma_k,
-// the per-channel decay factor of step k, <= 1; g[0] is not read):
+// GLA's diagonal sub-blocks, n <= 8 positions (rows of q, u, g with strides ldq, ldu, dk, so q and
+// u can be an input's own rows; g[k] = gamma_k, the per-channel decay factor of step k, <= 1;
+// g[0] is not read; dq and du have stride dk):
 //   w[t * ldw + s] = sum_c q[t, c] u[s, c] prod_{k=s+1..t} g[k, c]   for 0 <= s <= t < n
 // and its backward, accumulating dq[t] += sum_{s<=t} dw[t,s] u_s (*) E_ts and
 // du[s] += sum_{t>=s} dw[t,s] q_t (*) E_ts (E_ts the product above).
-void gla_block_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw);
-void gla_block_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                                int64_t dk, float* dq, float* du);
+void gla_block_weights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                       float* w, int64_t ldw);
+void gla_block_weights_backward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                                int64_t ldw, int64_t n, int64_t dk, float* dq, float* du);
 
 // GLA's whole intra-chunk weight matrix of n positions (any n), in sub-blocks of kGlaBlock:
 //   w[t * ldw + s] = sum_c q[t, c] u[s, c] prod_{k=s+1..t} g[k, c] for s <= t, and 0 for s > t,
@@ -80,22 +82,22 @@ constexpr int64_t kGlaBlock = 8;
 constexpr int64_t kGlaPad = 16;  // scratch rows are padded to a multiple of every lane count
 constexpr int64_t gla_padded_width(int64_t dk) { return (dk + kGlaPad - 1) / kGlaPad * kGlaPad; }
 int64_t gla_chunk_scratch_size(int64_t n, int64_t dk);
-void gla_chunk_weights(const float* q, const float* u, const float* g, int64_t n, int64_t dk, float* w, int64_t ldw,
-                       float* scratch);
-void gla_chunk_weights_backward(const float* q, const float* u, const float* g, const float* dw, int64_t ldw, int64_t n,
-                                int64_t dk, float* dq, float* du, float* scratch);
+void gla_chunk_weights(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, int64_t n, int64_t dk,
+                       float* w, int64_t ldw, float* scratch);
+void gla_chunk_weights_backward(const float* q, int64_t ldq, const float* u, int64_t ldu, const float* g, const float* dw,
+                                int64_t ldw, int64_t n, int64_t dk, float* dq, float* du, float* scratch);
 
 // GLA's decay factors for one chunk of n steps from its log decays (row r at logs + r * ldl, dk
-// channels, each <= 0), every other row [n, dk] dense:
+// channels, each <= 0), q and u rows with strides ldq and ldu, every other row [n, dk] dense:
 //   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (if ea and qd)
 //   eka[r] = prod_{k>r} g[k] (eka[n-1] = 1)  end = exp(sum_r logs[r])      ([dk])
 //   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]
 // The products are flushed to 0 below 1e-30 (their terms are negligible, and denormals would slow
-// the loops that follow). `end` is the exp of the summed
-// logs rather than a product: it is carried from chunk to chunk, and products of fp32 gammas
-// near 1 would compound their rounding over a long sequence.
-void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, const float* u, float* g,
-                      float* ea, float* eka, float* end, float* qd, float* kd);
+// the loops that follow). `end` is the exp of the summed logs rather than a product: it is carried
+// from chunk to chunk, and products of fp32 gammas near 1 would compound their rounding over a
+// long sequence.
+void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
+                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
 //   M_i = M_i + (a_i b - c_i M_i)          (b [dv]; c = decay_complement = 1 - gamma, from
