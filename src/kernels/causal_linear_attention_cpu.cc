@@ -423,39 +423,52 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 - a.chunk, n, a.chunk, dout);
       const int64_t len = ch.len;
-      dO.resize(static_cast<size_t>(len * dva));
-      if (a.normalize) {  // the outputs themselves are needed only to differentiate the division
-        O.resize(dO.size());
-        ch.outputs(S_prev, O.data(), a.log_decay.per_channel);  // also fills W
-      } else {
+      // Without normalisation the output gradient's rows are dO' as they are, and dv' is dv:
+      // both used in place (dv written by the GEMMs themselves).
+      const bool in_place = !a.normalize && dv > 0;
+      Rows dOr{dO.data(), dva};
+      float* dvp_out = dvp.data();
+      int64_t ld_dvp = dva;
+      if (in_place) {
+        dOr = {&dout(b, h, t0, 0), dout.stride[2]};
+        dvp_out = &g.dv(b, h, t0, 0), ld_dvp = g.dv.stride[2];
         ch.intra_weights(a.log_decay.per_channel);
-      }
-      for (int64_t r = 0; r < len; ++r) {
-        const float* d_out = &dout(b, h, t0 + r, 0);
-        if (!a.normalize) {
-          std::copy_n(d_out, dv, &dO[r * dva]);
-          continue;
+      } else {
+        dO.resize(static_cast<size_t>(len * dva));
+        dvp.resize(static_cast<size_t>(len * dva));
+        dOr.p = dO.data(), dvp_out = dvp.data();
+        if (a.normalize) {  // the outputs themselves are needed only to differentiate the division
+          O.resize(dO.size());
+          ch.outputs(S_prev, O.data(), a.log_decay.per_channel);  // also fills W
+        } else {
+          ch.intra_weights(a.log_decay.per_channel);
         }
-        // o = num / den: d num = do / den, d den = -(do . o) / den
-        const float den = O[r * dva + dv] + a.eps;
-        const float do_dot_o = simd::dot(d_out, &O[r * dva], dv) / den;
-        for (int64_t j = 0; j < dv; ++j) dO[r * dva + j] = d_out[j] / den;
-        dO[r * dva + dv] = -do_dot_o / den;
+        for (int64_t r = 0; r < len; ++r) {
+          const float* d_out = &dout(b, h, t0 + r, 0);
+          if (!a.normalize) {
+            std::copy_n(d_out, dv, &dO[r * dva]);
+            continue;
+          }
+          // o = num / den: d num = do / den, d den = -(do . o) / den
+          const float den = O[r * dva + dv] + a.eps;
+          const float do_dot_o = simd::dot(d_out, &O[r * dva], dv) / den;
+          for (int64_t j = 0; j < dv; ++j) dO[r * dva + j] = d_out[j] / den;
+          dO[r * dva + dv] = -do_dot_o / den;
+        }
       }
       dphi_q.resize(static_cast<size_t>(len * dk));
       du.resize(dphi_q.size());
-      dvp.resize(static_cast<size_t>(len * dva));
       dW.resize(static_cast<size_t>(len * len));
       // Through O = Qd S_prev:  dQd = dO S_prev^T
-      gemm(false, true, len, dk, dva, 1.f, dO.data(), dva, S_prev, dva, 0.f, dphi_q.data(), dk);
+      gemm(false, true, len, dk, dva, 1.f, dOr.p, dOr.ld, S_prev, dva, 0.f, dphi_q.data(), dk);
       if (ch.decayed) simd::mul(ch.ea.data(), dphi_q.data(), len * dk);
       // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
       gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du.data(), dk);
       if (ch.decayed) simd::mul(ch.eka.data(), du.data(), len * dk);
-      gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp.data(), dva);
+      gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp_out, ld_dvp);
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
-      gemm(false, true, len, len, dva, 1.f, dO.data(), dva, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
-      gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dO.data(), dva, 1.f, dvp.data(), dva);
+      gemm(false, true, len, len, dva, 1.f, dOr.p, dOr.ld, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
+      gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dOr.p, dOr.ld, 1.f, dvp_out, ld_dvp);
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
       if (!a.log_decay.per_channel) {
         ch.scalar_decay_mask(dW.data());
@@ -470,7 +483,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       dS_prev.resize(dS.size());
       for (int64_t k2 = 0; k2 < dk; ++k2)
         for (int64_t j = 0; j < dva; ++j) dS_prev[k2 * dva + j] = ch.decay_end[k2] * dS[k2 * dva + j];
-      gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dO.data(), dva, 1.f, dS_prev.data(), dva);
+      gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS_prev.data(), dva);
       dS.swap(dS_prev);
       // Per-position outputs.
       for (int64_t r = 0; r < len; ++r) {
@@ -484,7 +497,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         simd::scale(dur, dk, gt);  // now d phi(k_t)
         simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
         simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
-        std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
+        if (!in_place) std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
       }
     }
     for (int64_t c = 0; c < dk; ++c) {
