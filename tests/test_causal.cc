@@ -28,6 +28,11 @@ Inputs make_inputs(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, bool
   x.gates = test::random_tensor<3>({B, H, T}, 0.2f, 1.f);
   x.log_step = test::random_tensor<3>({B, H, T}, -0.6f, -0.01f);
   x.log_channel = test::random_tensor<4>({B, H, T, dk}, -0.6f, -0.01f);
+  // Strong per-channel decays on head 1: a chunk of 7 or more positions decays below 1e-15, which
+  // takes the GLA sub-block kernels rather than the weights as ratios (both paths in every case).
+  for (int64_t b = 0; b < B && H > 1; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < dk; ++c) x.log_channel(b, 1, t, c) = x.log_channel(b, 1, t, c) * 10.f - 3.f;
   x.head = Tensor<1>({H});
   const auto g = retnet_decays(H);
   for (int64_t h = 0; h < H; ++h) x.head(h) = g[static_cast<size_t>(h)];

@@ -18,6 +18,10 @@ struct Rows {
   const float* row(int64_t r) const { return p + r * ld; }
 };
 
+// The weights of a GLA chunk are ratios of cumulative decays when every channel's decay over the
+// chunk is at least this (Chunk::intra_weights); stronger decays take the sub-block kernel.
+constexpr float kRatioMinDecay = 1e-15f;
+
 // One chunk of one (b, h), in the augmented value space: with normalisation, a column of ones
 // is appended to V (so the last column of the state is z and of the output the denominator).
 // phi(q), phi(k), u = g phi(k) and v' are the inputs' own rows wherever nothing changes them
@@ -36,6 +40,10 @@ struct Chunk {
   std::vector<float> ea, eka;                                   // exp(A_t), exp(A_last - A_t)
   std::vector<float> scratch;                                   // per-channel: simd::gla_chunk_weights
   std::vector<float> G;                                         // per-channel: gamma_t = exp(log decay_t)
+  // Per-channel, when every channel decays by at least kRatioMinDecay over the chunk: weights as
+  // ratios, W = mask(Qd Ku^T) with Ku = u / exp(A_t), one GEMM (see intra_weights).
+  bool ratios = false;
+  std::vector<float> ku, dtmp;                                  // Ku; the backward's products
   std::vector<float> decay_end;                                 // exp(A_last) per channel
 
   // Decayed queries and keys: without decay they are phi(q) and u themselves, never copied.
@@ -107,6 +115,8 @@ struct Chunk {
       simd::gla_chunk_decays(&a.log_decay.data[a.log_decay.offset(b, h, t0)], a.log_decay.stride_t, len, dk, phi_q.p,
                              phi_q.ld, u.p, u.ld, G.data(), queries ? ea.data() : nullptr, eka.data(), decay_end.data(),
                              queries ? qd_.data() : nullptr, kd_.data());
+      // exp(A_t) is smallest at the chunk's last step (a product of factors <= 1).
+      ratios = queries && simd::all_within(&ea[(len - 1) * dk], dk, kRatioMinDecay, 1.f);
       return;
     }
     // One decay per step: exps of the chunk-local sums, all exponents <= 0.
@@ -163,6 +173,18 @@ struct Chunk {
     if (!per_channel) {  // one decay for every channel: a GEMM, then the decay ratios
       gemm(false, true, len, len, dk, 1.f, phi_q.p, phi_q.ld, u.p, u.ld, 0.f, W.data(), len);
       scalar_decay_mask(W.data());
+      return;
+    }
+    if (ratios) {
+      // exp(A_t - A_s) = exp(A_t) / exp(A_s): W = (phi_q (*) exp(A)) (u / exp(A))^T, masked. Each
+      // term is the same product as the sub-block kernel's, up to rounding (no cancellation is
+      // added), and with exp(A) >= kRatioMinDecay nothing can underflow or, for |u| < 1e23,
+      // overflow. About 2x faster than the sub-blocks at L = 32, dk = 64 (BM_GlaChunkWeights).
+      ku.resize(static_cast<size_t>(len * dk));
+      for (int64_t r = 0; r < len; ++r)
+        for (int64_t c = 0; c < dk; ++c) ku[r * dk + c] = u.row(r)[c] / ea[r * dk + c];
+      gemm(false, true, len, len, dk, 1.f, qd_.data(), dk, ku.data(), dk, 0.f, W.data(), len);
+      for (int64_t t = 0; t + 1 < len; ++t) std::fill(&W[t * len + t + 1], &W[(t + 1) * len], 0.f);
       return;
     }
     // Per-channel decay: sub-blocks whose decay factors are all <= 1 (see simd.h).
@@ -474,6 +496,15 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         ch.scalar_decay_mask(dW.data());
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dphi_q.data(), dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du.data(), dk);
+      } else if (ch.ratios) {  // W = mask(Qd Ku^T), Ku = u / exp(A) (Chunk::intra_weights)
+        for (int64_t t = 0; t + 1 < len; ++t) std::fill(&dW[t * len + t + 1], &dW[(t + 1) * len], 0.f);
+        ch.dtmp.resize(static_cast<size_t>(len * dk));
+        float* d = ch.dtmp.data();
+        // dQd = dW Ku: dphi_q += exp(A) (*) dQd;  dKu = dW^T Qd: du += dKu / exp(A)
+        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 0.f, d, dk);
+        for (int64_t i = 0; i < len * dk; ++i) dphi_q[i] += ch.ea[i] * d[i];
+        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 0.f, d, dk);
+        for (int64_t i = 0; i < len * dk; ++i) du[i] += d[i] / ch.ea[i];
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
