@@ -181,8 +181,7 @@ struct Chunk {
       // added), and with exp(A) >= kRatioMinDecay nothing can underflow or, for |u| < 1e23,
       // overflow. About 2x faster than the sub-blocks at L = 32, dk = 64 (BM_GlaChunkWeights).
       ku.resize(static_cast<size_t>(len * dk));
-      for (int64_t r = 0; r < len; ++r)
-        for (int64_t c = 0; c < dk; ++c) ku[r * dk + c] = u.row(r)[c] / ea[r * dk + c];
+      for (int64_t r = 0; r < len; ++r) simd::div(u.row(r), &ea[r * dk], &ku[r * dk], dk);
       gemm(false, true, len, len, dk, 1.f, qd_.data(), dk, ku.data(), dk, 0.f, W.data(), len);
       for (int64_t t = 0; t + 1 < len; ++t) std::fill(&W[t * len + t + 1], &W[(t + 1) * len], 0.f);
       return;
@@ -402,7 +401,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
     const int64_t chunks = (n + a.chunk - 1) / a.chunk;
-    thread_local std::vector<float> starts, dS, dS_prev, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
+    thread_local std::vector<float> starts, dS, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
     thread_local Chunk ch;
     // Zero every gradient of the padding.
     for (int64_t t = n; t < T; ++t) {
@@ -502,20 +501,19 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         float* d = ch.dtmp.data();
         // dQd = dW Ku: dphi_q += exp(A) (*) dQd;  dKu = dW^T Qd: du += dKu / exp(A)
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 0.f, d, dk);
-        for (int64_t i = 0; i < len * dk; ++i) dphi_q[i] += ch.ea[i] * d[i];
+        simd::mul_add(ch.ea.data(), d, dphi_q.data(), len * dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 0.f, d, dk);
-        for (int64_t i = 0; i < len * dk; ++i) du[i] += d[i] / ch.ea[i];
+        simd::div(d, ch.ea.data(), d, len * dk);
+        simd::axpy(1.f, d, du.data(), len * dk);
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
                                          dphi_q.data(), du.data(), ch.scratch.data());
       }
-      // dS_prev = exp(A_last) (*)rows dS + Qd^T dO
-      dS_prev.resize(dS.size());
-      for (int64_t k2 = 0; k2 < dk; ++k2)
-        for (int64_t j = 0; j < dva; ++j) dS_prev[k2 * dva + j] = ch.decay_end[k2] * dS[k2 * dva + j];
-      gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS_prev.data(), dva);
-      dS.swap(dS_prev);
+      // dS_prev = exp(A_last) (*)rows dS + Qd^T dO, in place (every use of dS is above)
+      if (ch.decayed)
+        for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
+      gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
       // Per-position outputs.
       for (int64_t r = 0; r < len; ++r) {
         const int64_t t = t0 + r;
@@ -525,7 +523,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
           for (int64_t k2 = 0; k2 < dk; ++k2)
             decay_terms[t * dk + k2] = ch.phi_q.row(r)[k2] * dphi_q[r * dk + k2] - ch.u.row(r)[k2] * dur[k2];
         if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(ch.phi_k.row(r), dur, dk);
-        simd::scale(dur, dk, gt);  // now d phi(k_t)
+        if (a.gates.present()) simd::scale(dur, dk, gt);  // now d phi(k_t)
         simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
         simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
         if (!in_place) std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));

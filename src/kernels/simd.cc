@@ -8,6 +8,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -125,6 +126,23 @@ void Mul(const float* x, float* y, int64_t n) {
   for (; i + lanes <= n; i += lanes)
     hn::StoreU(hn::Mul(hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
   for (; i < n; ++i) y[i] *= x[i];
+}
+
+void MulAdd(const float* a, const float* b, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] += a[i] * b[i];
+}
+
+void Div(const float* x, const float* y, float* out, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Div(hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, out + i);
+  for (; i < n; ++i) out[i] = x[i] / y[i];
 }
 
 float Dot(const float* a, const float* b, int64_t n) {
@@ -939,6 +957,8 @@ HWY_EXPORT(ExpShiftSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
+HWY_EXPORT(MulAdd);
+HWY_EXPORT(Div);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
 HWY_EXPORT(FeatureMapApply);
@@ -973,6 +993,8 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
 void scale(float* x, int64_t n, float a) { HWY_DYNAMIC_DISPATCH(Scale)(x, n, a); }
 void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
+void mul_add(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulAdd)(a, b, y, n); }
+void div(const float* x, const float* y, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(Div)(x, y, out, n); }
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {

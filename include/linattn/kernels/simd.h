@@ -24,6 +24,10 @@ void scale(float* x, int64_t n, float a);
 void axpy(float a, const float* x, float* y, int64_t n);
 // y[i] *= x[i].
 void mul(const float* x, float* y, int64_t n);
+// y[i] += a[i] * b[i].
+void mul_add(const float* a, const float* b, float* y, int64_t n);
+// out[i] = x[i] / y[i] (out may be x or y).
+void div(const float* x, const float* y, float* out, int64_t n);
 // sum_i a[i] * b[i].
 float dot(const float* a, const float* b, int64_t n);
 // sum_i x[i].
