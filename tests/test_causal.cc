@@ -260,7 +260,8 @@ TEST(Causal, PiecesEqualTheWholeAndStepsEqualTheChunks) {
 
 // Inputs and outputs laid out [B, T, H, d] (heads interleaved, as a projection's output is), so
 // the rows of one (b, h) are not contiguous: the results equal those from the dense [B, H, T, d]
-// layout, forward and backward, in chunks and token by token.
+// layout, forward and backward, in chunks and token by token. With the identity feature map the
+// chunks read q, k, v in place and write out and dv in place, with the row stride H d.
 TEST(Causal, InterleavedHeadsEqualTheDenseLayout) {
   const int64_t B = 2, H = 3, T = 45, dk = 5, dv = 4;
   const Inputs x = make_inputs(B, H, T, dk, dv, true);
@@ -275,9 +276,10 @@ TEST(Causal, InterleavedHeadsEqualTheDenseLayout) {
             store[static_cast<size_t>(((b * T + s) * H + h) * w + c)] = t.data[static_cast<size_t>(((b * H + h) * T + s) * w + c)];
     return View4(store.data(), {B, H, T, w}, {T * H * w, w, H * w, 1});
   };
+  for (FeatureMap phi : {FeatureMap::identity, FeatureMap::elu_plus_one})
   for (bool normalize : {false, true})
     for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
-      const CausalLinearAttentionOptions o{.feature_map = FeatureMap::elu_plus_one, .normalize = normalize, .chunk_size = 8,
+      const CausalLinearAttentionOptions o{.feature_map = phi, .normalize = normalize, .chunk_size = 8,
                                            .algorithm = algorithm};
       Tensor<4> dense_out({B, H, T, dv}), dout = test::random_tensor<4>({B, H, T, dv});
       Tensor<4> gq({B, H, T, dk}), gk({B, H, T, dk}), gv({B, H, T, dv}), gd({B, H, T, dk});
@@ -297,7 +299,7 @@ TEST(Causal, InterleavedHeadsEqualTheDenseLayout) {
       causal_linear_attention(q, k, v, out, decay, o, x.lengths);
       causal_linear_attention_backward(q, k, v, dout_i, {.dq = iq, .dk = ik, .dv = iv, .dper_channel = id}, decay, o,
                                        x.lengths);
-      const std::string what = std::string(normalize ? "normalised, " : "") +
+      const std::string what = std::string(to_string(phi)) + ", " + std::string(normalize ? "normalised, " : "") +
                                 (algorithm == CausalAlgorithm::chunked ? "chunked" : "recurrent");
       EXPECT_LE(test::relative_error(so, want_out), 1e-6) << what;
       EXPECT_LE(test::relative_error(sgq, want_q), 1e-6) << what;
@@ -305,6 +307,39 @@ TEST(Causal, InterleavedHeadsEqualTheDenseLayout) {
       EXPECT_LE(test::relative_error(sgv, want_v), 1e-6) << what;
       EXPECT_LE(test::relative_error(sgd, want_d), 1e-6) << what;
     }
+}
+
+// An output written over an input's own buffer (out = q, k or v; dv = v or dout) gives the same
+// results as separate buffers: the chunks write such an output only after their last read of it.
+TEST(Causal, OutputsMayShareAnInputsBuffer) {
+  const int64_t B = 2, H = 2, T = 70, d = 6;
+  const Inputs x = make_inputs(B, H, T, d, d, false);
+  const Tensor<4> dout = test::random_tensor<4>({B, H, T, d});
+  for (DecayKind kind : {DecayKind::none, DecayKind::per_channel}) {
+    const Decay decay = decay_of(x, kind);
+    const CausalLinearAttentionOptions o{.chunk_size = 16, .algorithm = CausalAlgorithm::chunked};
+    Tensor<4> want({B, H, T, d}), gq({B, H, T, d}), gk(gq), want_dv(gq), gd(gq);
+    const View4 dlog = kind == DecayKind::per_channel ? gd.view() : View4{};
+    causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), want.view(), decay, o);
+    causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), dout.cview(),
+                                     {.dq = gq.view(), .dk = gk.view(), .dv = want_dv.view(), .dper_channel = dlog}, decay,
+                                     o);
+    for (int which = 0; which < 3; ++which) {  // out over q, k, v
+      Tensor<4> buf = which == 0 ? x.q : which == 1 ? x.k : x.v;
+      const CView4 q = which == 0 ? buf.cview() : x.q.cview(), k = which == 1 ? buf.cview() : x.k.cview(),
+                   v = which == 2 ? buf.cview() : x.v.cview();
+      causal_linear_attention(q, k, v, buf.view(), decay, o);
+      EXPECT_LE(test::relative_error(buf.data, want.data), 1e-6) << "out over input " << which;
+    }
+    for (int which = 0; which < 2; ++which) {  // dv over v, dout
+      Tensor<4> buf = which == 0 ? x.v : dout;
+      causal_linear_attention_backward(x.q.cview(), x.k.cview(), which == 0 ? buf.cview() : x.v.cview(),
+                                       which == 1 ? buf.cview() : dout.cview(),
+                                       {.dq = gq.view(), .dk = gk.view(), .dv = buf.view(), .dper_channel = dlog}, decay,
+                                       o);
+      EXPECT_LE(test::relative_error(buf.data, want_dv.data), 1e-6) << "dv over " << (which ? "dout" : "v");
+    }
+  }
 }
 
 // T = 65,536 with decays near 0 and near 1: no overflow, no NaN, and within 1e-4 of the

@@ -199,12 +199,41 @@ struct Chunk {
   }
 
   // O' = Qd S_prev + W Vp   [len, dva]
-  void outputs(const float* S_prev, float* O, bool per_channel) {
-    gemm(false, false, len, dva, dk, 1.f, qd().p, qd().ld, S_prev, dva, 0.f, O, dva);
+  void outputs(const float* S_prev, float* O, int64_t ldo, bool per_channel) {
+    gemm(false, false, len, dva, dk, 1.f, qd().p, qd().ld, S_prev, dva, 0.f, O, ldo);
     intra_weights(per_channel);
-    gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.p, vp.ld, 1.f, O, dva);
+    gemm(false, false, len, dva, len, 1.f, W.data(), len, vp.p, vp.ld, 1.f, O, ldo);
   }
 };
+
+// The memory a view spans, [first, last] element (conservative for interleaved views).
+struct Span {
+  const float *first = nullptr, *last = nullptr;
+  bool meets(const Span& o) const { return first && o.first && first <= o.last && o.first <= last; }
+};
+template <int R>
+Span span_of(const View<const float, R>& v) {
+  if (!v.data || v.numel() == 0) return {};
+  int64_t last = 0;
+  for (int i = 0; i < R; ++i) last += (v.shape[i] - 1) * v.stride[i];
+  return {v.data, v.data + last};
+}
+
+// Whether an output may be written while the inputs are still being read: only if it shares no
+// memory with any of them (an output that is an input's own buffer, say out = v, is written
+// through a buffer after the chunk's last read instead, as it always was).
+template <int R>
+bool disjoint_from_inputs(const View<const float, R>& output, const CausalArgs& a, CView4 dout = {}) {
+  const Span o = span_of(output);
+  if (o.meets(span_of(a.q)) || o.meets(span_of(a.k)) || o.meets(span_of(a.v)) || o.meets(span_of(a.gates)) ||
+      o.meets(span_of(dout)) || o.meets(span_of(a.initial_state)) || o.meets(span_of(a.initial_normalizer)))
+    return false;
+  if (!a.log_decay.data) return true;
+  const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.log_decay.per_channel ? a.q.shape[3] : 1;
+  const CView4 logs(a.log_decay.data, {B, H, T, dk},
+                    {a.log_decay.stride_b, a.log_decay.stride_h, a.log_decay.stride_t, a.log_decay.stride_c});
+  return !o.meets(span_of(logs));
+}
 
 void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t dv, int64_t dva, float* S) {
   for (int64_t c = 0; c < dk; ++c) {
@@ -364,6 +393,8 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
 void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer) {
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
+  // Without normalisation the outputs are the GEMMs' own results: written straight into out.
+  const bool direct = !a.normalize && dv > 0 && disjoint_from_inputs(CView4(out), a);
   parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
@@ -377,14 +408,19 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
     for (int64_t t0 = 0; !recurrent && t0 < n; t0 += a.chunk) {
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 + a.chunk, n, a.chunk);
+      if (direct) {
+        ch.outputs(S.data(), &out(b, h, t0, 0), out.stride[2], a.log_decay.per_channel);
+        ch.advance(S.data());
+        continue;
+      }
       O.resize(static_cast<size_t>(ch.len * dva));
-      ch.outputs(S.data(), O.data(), a.log_decay.per_channel);
+      ch.outputs(S.data(), O.data(), dva, a.log_decay.per_channel);
+      ch.advance(S.data());  // the chunk's last read of its inputs: out may be one of them
       for (int64_t r = 0; r < ch.len; ++r) {
         float* o = &out(b, h, t0 + r, 0);
         std::copy_n(&O[r * dva], dv, o);
         if (a.normalize) simd::scale(o, dv, 1.f / (O[r * dva + dv] + a.eps));
       }
-      ch.advance(S.data());
     }
     for (int64_t c = 0; c < dk; ++c) {
       if (final_state.present()) std::copy_n(&S[c * dva], dv, &final_state(b, h, c, 0));
@@ -397,6 +433,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
                                           CView3 dfinal_normalizer, const CausalGrads& g) {
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
+  const bool dout_in_place = !a.normalize && dv > 0;
+  const bool dv_direct = dout_in_place && disjoint_from_inputs(CView4(g.dv), a, dout);
   parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
@@ -444,23 +482,26 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 - a.chunk, n, a.chunk, dout);
       const int64_t len = ch.len;
-      // Without normalisation the output gradient's rows are dO' as they are, and dv' is dv:
-      // both used in place (dv written by the GEMMs themselves).
-      const bool in_place = !a.normalize && dv > 0;
+      // Without normalisation the output gradient's rows are dO' as they are (read in place),
+      // and dv' is dv (written by the GEMMs themselves when it shares no memory with an input).
       Rows dOr{dO.data(), dva};
       float* dvp_out = dvp.data();
       int64_t ld_dvp = dva;
-      if (in_place) {
-        dOr = {&dout(b, h, t0, 0), dout.stride[2]};
+      if (dv_direct) {
         dvp_out = &g.dv(b, h, t0, 0), ld_dvp = g.dv.stride[2];
+      } else {
+        dvp.resize(static_cast<size_t>(len * dva));
+        dvp_out = dvp.data();
+      }
+      if (dout_in_place) {
+        dOr = {&dout(b, h, t0, 0), dout.stride[2]};
         ch.intra_weights(a.log_decay.per_channel);
       } else {
         dO.resize(static_cast<size_t>(len * dva));
-        dvp.resize(static_cast<size_t>(len * dva));
-        dOr.p = dO.data(), dvp_out = dvp.data();
+        dOr.p = dO.data();
         if (a.normalize) {  // the outputs themselves are needed only to differentiate the division
           O.resize(dO.size());
-          ch.outputs(S_prev, O.data(), a.log_decay.per_channel);  // also fills W
+          ch.outputs(S_prev, O.data(), dva, a.log_decay.per_channel);  // also fills W
         } else {
           ch.intra_weights(a.log_decay.per_channel);
         }
@@ -526,7 +567,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         if (a.gates.present()) simd::scale(dur, dk, gt);  // now d phi(k_t)
         simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
         simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
-        if (!in_place) std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
+        if (!dv_direct) std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
       }
     }
     for (int64_t c = 0; c < dk; ++c) {
