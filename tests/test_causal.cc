@@ -342,6 +342,38 @@ TEST(Causal, OutputsMayShareAnInputsBuffer) {
   }
 }
 
+// Inputs broadcast over the positions (row stride 0: one k, v and dout row for every t) give the
+// results of their dense copies: such rows cannot be a GEMM operand in place and are copied.
+TEST(Causal, InputsBroadcastOverPositions) {
+  const int64_t B = 2, H = 2, T = 40, d = 5;
+  const Inputs x = make_inputs(B, H, T, d, d, false);
+  const Tensor<4> row = test::random_tensor<4>({B, H, 1, d}), drow = test::random_tensor<4>({B, H, 1, d});
+  Tensor<4> dense({B, H, T, d}), ddense({B, H, T, d});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < d; ++c) dense(b, h, t, c) = row.at(b, h, 0, c), ddense(b, h, t, c) = drow.at(b, h, 0, c);
+  const CView4 broadcast(row.data.data(), {B, H, T, d}, {H * d, d, 0, 1});
+  const CView4 dbroadcast(drow.data.data(), {B, H, T, d}, {H * d, d, 0, 1});
+  for (DecayKind kind : {DecayKind::none, DecayKind::per_channel}) {
+    const Decay decay = decay_of(x, kind);
+    const CausalLinearAttentionOptions o{.chunk_size = 16, .algorithm = CausalAlgorithm::chunked};
+    Tensor<4> want({B, H, T, d}), got(want), gq(want), gk(want), gv(want), gd(want), hq(want), hk(want), hv(want), hd(want);
+    const bool gla = kind == DecayKind::per_channel;
+    causal_linear_attention(x.q.cview(), dense.cview(), dense.cview(), want.view(), decay, o);
+    causal_linear_attention(x.q.cview(), broadcast, broadcast, got.view(), decay, o);
+    EXPECT_LE(test::relative_error(got.data, want.data), 1e-6) << "forward, decay " << static_cast<int>(kind);
+    causal_linear_attention_backward(x.q.cview(), dense.cview(), dense.cview(), ddense.cview(),
+                                     {.dq = gq.view(), .dk = gk.view(), .dv = gv.view(), .dper_channel = gla ? gd.view() : View4{}},
+                                     decay, o);
+    causal_linear_attention_backward(x.q.cview(), broadcast, broadcast, dbroadcast,
+                                     {.dq = hq.view(), .dk = hk.view(), .dv = hv.view(), .dper_channel = gla ? hd.view() : View4{}},
+                                     decay, o);
+    for (auto [got_g, want_g] : {std::pair{&hq, &gq}, {&hk, &gk}, {&hv, &gv}, {&hd, &gd}})
+      EXPECT_LE(test::relative_error(got_g->data, want_g->data), 1e-6) << "backward, decay " << static_cast<int>(kind);
+  }
+}
+
 // T = 65,536 with decays near 0 and near 1: no overflow, no NaN, and within 1e-4 of the
 // recurrence in double everywhere (documented bound, README), whichever the algorithm.
 TEST(Causal, LongSequencesStayAccurate) {

@@ -11,6 +11,13 @@
 namespace linattn::kernels {
 namespace {
 
+// Whether the rows of a [B, H, T, w] view can be a GEMM operand in place: a row stride of at
+// least the row (a broadcast input, stride 0 over T, is copied instead).
+template <typename T>
+bool rows_in_place(const View<T, 4>& x) {
+  return x.shape[3] > 0 && x.stride[2] >= x.shape[3];
+}
+
 // Rows of a matrix: row r at p + r * ld.
 struct Rows {
   const float* p = nullptr;
@@ -68,9 +75,8 @@ struct Chunk {
     tmp.resize(static_cast<size_t>(std::max(dk, L)));
     decay_end.resize(static_cast<size_t>(dk));
     // Inputs read in place, or rows computed into a buffer (dk = 0 or dv = 0: no rows to point at).
-    const bool in_place = a.phi == FeatureMap::identity && dk > 0;
     auto features = [&](CView4 x, std::vector<float>& buf) {
-      if (in_place) return Rows{&x(b, h, t0, 0), x.stride[2]};
+      if (a.phi == FeatureMap::identity && rows_in_place(x)) return Rows{&x(b, h, t0, 0), x.stride[2]};
       buf.resize(rows);
       for (int64_t r = 0; r < len; ++r) simd::feature_map(a.phi, &x(b, h, t0 + r, 0), &buf[r * dk], dk);
       return Rows{buf.data(), dk};
@@ -86,7 +92,7 @@ struct Chunk {
       }
       u = {u_buf.data(), dk};
     }
-    if (a.normalize || dv == 0) {
+    if (a.normalize || !rows_in_place(a.v)) {
       vp_buf.resize(static_cast<size_t>(len * dva));
       for (int64_t r = 0; r < len; ++r) {
         std::copy_n(&a.v(b, h, t0 + r, 0), dv, &vp_buf[r * dva]);
@@ -394,7 +400,7 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
   // Without normalisation the outputs are the GEMMs' own results: written straight into out.
-  const bool direct = !a.normalize && dv > 0 && disjoint_from_inputs(CView4(out), a);
+  const bool direct = !a.normalize && rows_in_place(out) && disjoint_from_inputs(CView4(out), a);
   parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
@@ -433,8 +439,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
                                           CView3 dfinal_normalizer, const CausalGrads& g) {
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
-  const bool dout_in_place = !a.normalize && dv > 0;
-  const bool dv_direct = dout_in_place && disjoint_from_inputs(CView4(g.dv), a, dout);
+  const bool dout_in_place = !a.normalize && rows_in_place(dout);
+  const bool dv_direct = !a.normalize && rows_in_place(g.dv) && disjoint_from_inputs(CView4(g.dv), a, dout);
   parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
