@@ -46,7 +46,7 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
   int64_t forward_max = 0, backward_max = 0;  // token by token up to these lengths
   switch (o.algorithm) {
     case CausalAlgorithm::automatic:
-      forward_max = small_state && decay.kind == DecayKind::per_channel ? any_length : kCausalRecurrentMaxLength;
+      forward_max = small_state ? kCausalRecurrentSmallStateMaxLength : kCausalRecurrentMaxLength;
       backward_max = kCausalRecurrentBackwardMaxLength;
       break;
     case CausalAlgorithm::chunked: break;

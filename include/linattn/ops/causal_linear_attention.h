@@ -45,18 +45,21 @@ enum class CausalAlgorithm : uint8_t {
   chunked,
   recurrent,  // token by token at any length
 };
-// `automatic`, forward: token by token up to kCausalRecurrentMaxLength positions, and at any
-// length for per-channel (GLA) decay with a state of at most kCausalRecurrentMaxState numbers
-// (it stays in L1). Measured on this machine (B = 4, H = 8, one thread, BM_CausalForward,
-// minimum of 3-5 runs, chunks of 32 through libxsmm): token by token is 1.1-1.4x faster at T = 1
-// and level to 1.25x at T = 4; from T = 8 on chunks are faster (1.1-1.7x), except GLA at d = 64,
-// level up to T = 256 and 1.27x slower at T = 1,024. Both stay within 1e-4 of the double
-// recurrence at T = 65,536 with decays near 1 (worst of 12 seeds, log gamma = -1e-6: 1.0e-5
-// token by token, 1.8e-5 in chunks).
+// `automatic`, forward: token by token up to kCausalRecurrentMaxLength positions, or up to
+// kCausalRecurrentSmallStateMaxLength with a state of at most kCausalRecurrentMaxState numbers
+// (it stays in L1); chunks otherwise. Measured on this machine (B = 4, H = 8, one thread,
+// BM_CausalForward, minimum of 3 runs, chunks of 32 with GLA weights as decay ratios): token by
+// token is 1.4-2.1x faster at T = 1 and 1.05-1.4x at T = 4; at T = 8 it is still 1.08-1.3x
+// faster at d = 64 while chunks are 1.1-1.3x faster at d = 128; from T = 16 on chunks are faster
+// (d = 64: 1.1-1.3x at T = 16, 1.06-1.36x with GLA at T = 64-1,024). Both stay within 1e-4 of
+// the double recurrence at T = 65,536 with decays near 1 (worst of 12 seeds, log gamma = -1e-6:
+// 1.0e-5 token by token, 1.8e-5 in chunks).
 // `automatic`, backward: token by token up to kCausalRecurrentBackwardMaxLength positions.
-// Measured (BM_CausalBackward): token by token is 2-4.5x faster at T = 1 and level to 1.4x at
-// T = 8; from T = 16 on chunks are level or faster (1.1-1.5x).
+// Measured (BM_CausalBackward): token by token is 2.4-4.8x faster at T = 1 and 1.03-1.3x at
+// T = 8; at T = 16 they are within 1.1x of each other without decay and chunks are 1.14-1.27x
+// faster with GLA.
 inline constexpr int64_t kCausalRecurrentMaxLength = 4;
+inline constexpr int64_t kCausalRecurrentSmallStateMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentBackwardMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentMaxState = 64 * 65;
 
