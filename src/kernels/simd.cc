@@ -715,28 +715,35 @@ void GlaChunkWeightsBackward(const float* q, int64_t ldq, const float* u, int64_
   }
 }
 
-// One row of GLA's decay factors (see GlaChunkDecays), vectors [c0, c1) of the dk columns; kTail:
-// a last, partial vector (loads padded, stores cut at dk).
+// Loads and stores of columns c.. of a row of dk numbers: whole vectors, or (kTail) the last,
+// partial vector, loaded padded with 0 and stored cut at dk.
+template <bool kTail>
+struct RowPart {
+  int64_t dk;
+  V load(const float* p, int64_t c) const { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(D(), p + c); }
+  void store(float* p, int64_t c, V v) const {
+    if (!kTail) return hn::StoreU(v, D(), p + c);
+    HWY_ALIGN float buf[kMaxLanes];
+    hn::Store(v, D(), buf);
+    std::memcpy(p + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
+  }
+};
+
+// One row of GLA's decay factors (see GlaChunkDecays), vectors [c0, c1) of the dk columns.
 template <bool kTail, bool kQueries>
 HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, const float* logs, const float* q,
                               int64_t ldq, float* g, float* ea, float* end, float* qd) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
-  auto st = [&](float* p, int64_t c, V v) {
-    if (!kTail) return hn::StoreU(v, d, p + c);
-    HWY_ALIGN float buf[kMaxLanes];
-    hn::Store(v, d, buf);
-    std::memcpy(p + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
-  };
+  const RowPart<kTail> io{dk};
   for (int64_t c = c0; c < c1; c += lanes) {
-    const V x = ld(logs, c), gr = hn::Exp(d, x);
-    st(g + r * dk, c, gr);
-    st(end, c, r ? hn::Add(ld(end, c), x) : x);
+    const V x = io.load(logs, c), gr = hn::Exp(d, x);
+    io.store(g + r * dk, c, gr);
+    io.store(end, c, r ? hn::Add(io.load(end, c), x) : x);
     if (kQueries) {
-      const V e = r ? flush_tiny(hn::Mul(ld(ea + (r - 1) * dk, c), gr)) : gr;
-      st(ea + r * dk, c, e);
-      st(qd + r * dk, c, hn::Mul(ld(q + r * ldq, c), e));
+      const V e = r ? flush_tiny(hn::Mul(io.load(ea + (r - 1) * dk, c), gr)) : gr;
+      io.store(ea + r * dk, c, e);
+      io.store(qd + r * dk, c, hn::Mul(io.load(q + r * ldq, c), e));
     }
   }
 }
@@ -744,19 +751,13 @@ HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, con
 template <bool kTail>
 HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1, int64_t dk, const float* u,
                                    int64_t ldu, const float* g, float* eka, float* kd) {
-  const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  auto ld = [&](const float* p, int64_t c) { return kTail ? load_part(p, c, dk, 0.f) : hn::LoadU(d, p + c); };
-  auto st = [&](float* p, int64_t c, V v) {
-    if (!kTail) return hn::StoreU(v, d, p + c);
-    HWY_ALIGN float buf[kMaxLanes];
-    hn::Store(v, d, buf);
-    std::memcpy(p + c, buf, static_cast<size_t>(dk - c) * sizeof(float));
-  };
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D()));
+  const RowPart<kTail> io{dk};
   for (int64_t c = c0; c < c1; c += lanes) {
-    const V e = r == n - 1 ? hn::Set(d, 1.f) : flush_tiny(hn::Mul(ld(eka + (r + 1) * dk, c), ld(g + (r + 1) * dk, c)));
-    st(eka + r * dk, c, e);
-    st(kd + r * dk, c, hn::Mul(ld(u + r * ldu, c), e));
+    const V e = r == n - 1 ? hn::Set(D(), 1.f)
+                           : flush_tiny(hn::Mul(io.load(eka + (r + 1) * dk, c), io.load(g + (r + 1) * dk, c)));
+    io.store(eka + r * dk, c, e);
+    io.store(kd + r * dk, c, hn::Mul(io.load(u + r * ldu, c), e));
   }
 }
 
