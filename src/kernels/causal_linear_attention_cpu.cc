@@ -162,13 +162,17 @@ struct Chunk {
     if (dout.present()) rows(&dout(b, h, t0, 0), dout.stride[2], dout.shape[3]);
   }
 
+  // X[t, s] = 0 for s > t, X [len, len]: the causal mask.
+  void zero_above_diagonal(float* X) const {
+    for (int64_t t = 0; t + 1 < len; ++t) std::fill(X + t * len + t + 1, X + (t + 1) * len, 0.f);
+  }
+
   // Scales row t of a causal L x L matrix X by exp(A_t - A_s) (one decay for all channels) and
   // zeroes s > t.
   void scalar_decay_mask(float* X) {
-    for (int64_t t = 0; t < len; ++t) {
+    zero_above_diagonal(X);
+    for (int64_t t = 0; t < len && decayed; ++t) {
       float* row = X + t * len;
-      std::fill(row + t + 1, row + len, 0.f);
-      if (!decayed) continue;
       for (int64_t s = 0; s <= t; ++s) tmp[s] = A[t * dk] - A[s * dk];
       simd::exp_shift_sum(tmp.data(), t + 1, 0.f);
       simd::mul(tmp.data(), row, t + 1);
@@ -191,7 +195,7 @@ struct Chunk {
       ku.resize(static_cast<size_t>(len * dk));
       for (int64_t r = 0; r < len; ++r) simd::div(u.row(r), &ea[r * dk], &ku[r * dk], dk);
       gemm(false, true, len, len, dk, 1.f, qd_.data(), dk, ku.data(), dk, 0.f, W.data(), len);
-      for (int64_t t = 0; t + 1 < len; ++t) std::fill(&W[t * len + t + 1], &W[(t + 1) * len], 0.f);
+      zero_above_diagonal(W.data());
       return;
     }
     // Per-channel decay: sub-blocks whose decay factors are all <= 1 (see simd.h).
@@ -545,7 +549,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dphi_q.data(), dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du.data(), dk);
       } else if (ch.ratios) {  // W = mask(Qd Ku^T), Ku = u / exp(A) (Chunk::intra_weights)
-        for (int64_t t = 0; t + 1 < len; ++t) std::fill(&dW[t * len + t + 1], &dW[(t + 1) * len], 0.f);
+        ch.zero_above_diagonal(dW.data());
         ch.dtmp.resize(static_cast<size_t>(len * dk));
         float* d = ch.dtmp.data();
         // dQd = dW Ku: dphi_q += exp(A) (*) dQd;  dKu = dW^T Qd: du += dKu / exp(A)

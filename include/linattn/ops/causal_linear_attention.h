@@ -41,7 +41,7 @@ std::vector<float> retnet_decays(int64_t heads);
 // token (the backward: a forward sweep for dq, a reverse sweep for dk and dv); in chunks, the
 // work is matrix products with decays in log space.
 enum class CausalAlgorithm : uint8_t {
-  automatic,  // token by token for a few positions (and GLA with a small state), chunks otherwise
+  automatic,  // token by token up to 4 positions (8 with a small state), chunks otherwise
   chunked,
   recurrent,  // token by token at any length
 };
