@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <functional>
+#include <limits>
+#include <string>
 
 #include "linattn/linattn.h"
 #include "reference.h"
@@ -417,6 +420,39 @@ TEST(Causal, BadArgumentsAreNamed) {
                ArgumentError);
   EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {.kind = DecayKind::per_channel}),
                ArgumentError);
+  // Per-channel log decays: one value that is positive, NaN or infinite anywhere in a valid
+  // position is named, with dense rows (checked in one pass per head) and rows with a gap between
+  // them (checked row by row); the same value in padding past a sequence's length is not read.
+  {
+    const int64_t B = 2, H = 2, T = 9, dk = 5;
+    const Inputs y = make_inputs(B, H, T, dk, dk, false);
+    Tensor<4> o({B, H, T, dk});
+    const std::vector<int64_t> lengths = {T, 4};
+    for (int64_t gap : {0, 3}) {
+      std::vector<float> logs(static_cast<size_t>(B * H * T * (dk + gap)), -0.1f);
+      const CView4 logs_view(logs.data(), {B, H, T, dk}, {H * T * (dk + gap), T * (dk + gap), dk + gap, 1});
+      auto at = [&](int64_t b, int64_t h, int64_t t, int64_t c) -> float& {
+        return logs[static_cast<size_t>(((b * H + h) * T + t) * (dk + gap) + c)];
+      };
+      const Decay decay{.kind = DecayKind::per_channel, .per_channel = logs_view};
+      for (float bad : {0.5f, std::nanf(""), -std::numeric_limits<float>::infinity()}) {
+        for (auto [b, h, t, c] : {std::array<int64_t, 4>{0, 0, 0, 0}, {1, 1, 3, 4}, {0, 1, 8, 2}}) {
+          at(b, h, t, c) = bad;
+          try {
+            causal_linear_attention(y.q.cview(), y.k.cview(), y.v.cview(), o.view(), decay, {}, lengths);
+            ADD_FAILURE() << "no error for " << bad << " at " << b << "," << h << "," << t << "," << c << " gap " << gap;
+          } catch (const ArgumentError& e) {
+            EXPECT_EQ(e.argument(), "decay.per_channel");
+            EXPECT_NE(std::string(e.what()).find("finite and <= 0"), std::string::npos) << e.what();
+          }
+          at(b, h, t, c) = -0.1f;
+        }
+        at(1, 0, 6, 1) = bad;  // batch entry 1 has length 4: position 6 is padding
+        EXPECT_NO_THROW(causal_linear_attention(y.q.cview(), y.k.cview(), y.v.cview(), o.view(), decay, {}, lengths));
+        at(1, 0, 6, 1) = -0.1f;
+      }
+    }
+  }
   const auto g = retnet_decays(3);
   EXPECT_FLOAT_EQ(g[0], 1.f - 1.f / 32.f);
   EXPECT_FLOAT_EQ(g[2], 1.f - 1.f / 128.f);
