@@ -267,24 +267,34 @@ BENCHMARK(BM_CausalBackward)
     ->Unit(benchmark::kMillisecond);
 
 // Causal linear attention at the set-up (B = 4, H = 8, T = 4,096), forward or
-// forward+backward, no decay or per-channel (GLA) decay. Threads: LINATTN_THREADS (default 1).
+// forward+backward, no decay or per-channel (GLA) decay; with saved, the forward saves its
+// chunk-start states (causal_chunk_states_shape) and the backward reads them instead of
+// recomputing them. Threads: LINATTN_THREADS (default 1).
 // FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
 void BM_Causal(benchmark::State& state) {
   const int64_t d = state.range(0), B = 4, H = 8, T = 4096;
-  const bool backward = state.range(2) != 0;
+  const bool backward = state.range(2) != 0, saved = state.range(3) != 0;
   const char* threads = std::getenv("LINATTN_THREADS");
   set_num_threads(threads ? std::atoi(threads) : 1);
   CausalCase c(B, H, T, d, state.range(1) != 0);
   const CausalLinearAttentionGrads grads = c.grads();
+  const auto shape = causal_chunk_states_shape(c.in(c.q), c.in(c.v));
+  std::vector<float> states(saved ? static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) : 0);
+  const View4 S = saved ? View4::contiguous(states.data(), shape) : View4{};
   for (auto _ : state) {
-    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg());
-    if (backward) causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg());
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), {}, {}, {}, {}, {}, {}, {}, S);
+    if (backward)
+      causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg(), {}, {}, {},
+                                       {}, {}, {}, {}, S);
     benchmark::DoNotOptimize(c.o.data());
   }
   set_flops(state, (backward ? 3.0 : 1.0) * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
   set_num_threads(1);
 }
-BENCHMARK(BM_Causal)->ArgNames({"d", "gla", "bwd"})->ArgsProduct({{64, 128}, {0, 1}, {0, 1}})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Causal)
+    ->ArgNames({"d", "gla", "bwd", "saved"})
+    ->ArgsProduct({{64, 128}, {0, 1}, {0, 1}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
 
 // The chunk size L against the width (B = 4, H = 8, T = 4,096, chunked, one thread unless
 // LINATTN_THREADS): where CausalLinearAttentionOptions::chunk_size's default comes from.

@@ -201,6 +201,78 @@ TEST_P(CausalTest, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The forward's chunk-start states: row c is the recurrence's state after min(n, c L) positions
+// (row 0 the initial state), row ceil(n / L) the final state, later rows 0. Every algorithm
+// saves them, and a backward reading them gives the gradients of one that recomputes them.
+TEST_P(CausalTest, ChunkStatesSavedByTheForwardServeTheBackward) {
+  const Case cs = GetParam();
+  const int64_t B = 3, H = 2, dk = 5, dv = 4, L = cs.chunk, dva = dv + (cs.normalize ? 1 : 0);
+  const Inputs x = make_inputs(B, H, cs.T, dk, dv, cs.ragged);
+  const auto R = test::random_tensor<4>({B, H, cs.T, dv});
+  const auto RM = test::random_tensor<4>({B, H, dk, dv});
+  const Decay decay = decay_of(x, cs.decay);
+  const CView3 gates = cs.gated ? x.gates.cview() : CView3{};
+  const CView4 init = cs.init ? x.init.cview() : CView4{};
+  const CView3 init_z = cs.init && cs.normalize ? x.init_z.cview() : CView3{};
+  const CausalLinearAttentionOptions base{.feature_map = cs.phi, .normalize = cs.normalize, .eps = 1e-3f, .chunk_size = L};
+  const auto shape = causal_chunk_states_shape(x.q.cview(), x.v.cview(), base);
+  ASSERT_EQ(shape, (std::array<int64_t, 4>{B, H, (cs.T + L - 1) / L + 1, dk * dva}));
+  // The reference states: the recurrence's final state over the first min(n, c L) positions.
+  Tensor<4> expected(shape);
+  for (int64_t c = 0; c < shape[2]; ++c) {
+    Inputs prefix = x;
+    prefix.lengths.assign(static_cast<size_t>(B), 0);
+    for (int64_t b = 0; b < B; ++b) prefix.lengths[b] = std::min(c * L, x.lengths.empty() ? cs.T : x.lengths[b]);
+    std::vector<double> m, z;
+    recurrence(prefix, cs.decay, cs.phi, cs.normalize, cs.gated, cs.init, 1e-3, &m, &z);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = x.lengths.empty() ? cs.T : x.lengths[b];
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < dk; ++i)
+          for (int64_t j = 0; j < dva; ++j) {
+            const bool past_final = c > (n + L - 1) / L;
+            const double value = j < dv ? m[((b * H + h) * dk + i) * dv + j] : z[(b * H + h) * dk + i];
+            expected(b, h, c, i * dva + j) = past_final ? 0.f : static_cast<float>(value);
+          }
+    }
+  }
+  auto gradients = [&](const CausalLinearAttentionOptions& o, CView4 states) {
+    std::vector<Tensor<4>> g4{Tensor<4>(x.q.shape), Tensor<4>(x.k.shape), Tensor<4>(x.v.shape),
+                              Tensor<4>(x.log_channel.shape), Tensor<4>(x.init.shape)};
+    Tensor<3> dg(x.gates.shape), dstep(x.log_step.shape);
+    CausalLinearAttentionGrads g{g4[0].view(), g4[1].view(), g4[2].view()};
+    if (cs.gated) g.dgates = dg.view();
+    if (cs.decay == DecayKind::per_step) g.dper_step = dstep.view();
+    if (cs.decay == DecayKind::per_channel) g.dper_channel = g4[3].view();
+    if (cs.init) g.dinitial_state = g4[4].view();
+    causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), R.cview(), g, decay, o, x.lengths, gates,
+                                     init, init_z, RM.cview(), {}, states);
+    std::vector<float> all;
+    for (const auto& t : g4) all.insert(all.end(), t.data.begin(), t.data.end());
+    all.insert(all.end(), dg.data.begin(), dg.data.end());
+    all.insert(all.end(), dstep.data.begin(), dstep.data.end());
+    return all;
+  };
+  CausalLinearAttentionOptions chunked = base;
+  chunked.algorithm = CausalAlgorithm::chunked;
+  const auto recomputed = gradients(chunked, {});
+  for (CausalAlgorithm algorithm : {CausalAlgorithm::automatic, CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+    SCOPED_TRACE("forward algorithm " + std::to_string(static_cast<int>(algorithm)));
+    CausalLinearAttentionOptions o = base;
+    o.algorithm = algorithm;
+    Tensor<4> out({B, H, cs.T, dv}), states(shape, 7.f);
+    causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), decay, o, x.lengths, gates, init, {},
+                            init_z, {}, states.view());
+    EXPECT_LE(test::relative_error(states.data, std::vector<double>(expected.data.begin(), expected.data.end())), 1e-5);
+    for (int64_t b = 0; b < B; ++b)  // past the final state: exactly 0, never stale values
+      for (int64_t c = ((x.lengths.empty() ? cs.T : x.lengths[b]) + L - 1) / L + 1; c < shape[2]; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < dk * dva; ++i) ASSERT_EQ(states(b, h, c, i), 0.f);
+    // The chunked backward reading these states, against recomputing them.
+    EXPECT_LE(test::relative_error(gradients(chunked, states.cview()), recomputed), 1e-5);
+  }
+}
+
 std::vector<Case> cases() {
   std::vector<Case> c;
   for (DecayKind d : {DecayKind::none, DecayKind::per_head, DecayKind::per_step, DecayKind::per_channel}) {
@@ -420,6 +492,27 @@ TEST(Causal, BadArgumentsAreNamed) {
                ArgumentError);
   EXPECT_THROW(causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {.kind = DecayKind::per_channel}),
                ArgumentError);
+  // Chunk states of another shape (here: for chunks of 32 where the options say 2) are named.
+  {
+    Tensor<4> states(causal_chunk_states_shape(x.q.cview(), x.v.cview()));
+    Tensor<4> dq(x.q.shape), dk(x.k.shape), dv(x.v.shape);
+    const CausalLinearAttentionOptions o{.chunk_size = 2};
+    for (int pass = 0; pass < 2; ++pass) {
+      try {
+        if (pass == 0)
+          causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out.view(), {}, o, {}, {}, {}, {}, {}, {},
+                                  states.view());
+        else
+          causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), out.cview(),
+                                           {dq.view(), dk.view(), dv.view()}, {}, o, {}, {}, {}, {}, {}, {},
+                                           states.cview());
+        ADD_FAILURE() << "no error for chunk states of the wrong shape, pass " << pass;
+      } catch (const ArgumentError& e) {
+        EXPECT_EQ(e.argument(), "chunk_states");
+        EXPECT_NE(std::string(e.what()).find("causal_chunk_states_shape's [1,2,3,9]"), std::string::npos) << e.what();
+      }
+    }
+  }
   // Per-channel log decays: one value that is positive, NaN or infinite anywhere in a valid
   // position is named, with dense rows (checked in one pass per head) and rows with a gap between
   // them (checked row by row); the same value in padding past a sequence's length is not read.

@@ -282,17 +282,17 @@ TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
           const int64_t ldm = dv + 3;
           auto m = random_vector(dk * ldm);
           const auto a = random_vector(dk), b = random_vector(dv), x = random_vector(dv), w = random_vector(dk),
-                     gamma = random_vector(dk, 0.f, 1.f);
+                     log_gamma = random_vector(dk, -3.f, 0.f);  // both forms of the decay
           std::vector<double> em(m.begin(), m.end()), edots(static_cast<size_t>(dk), 0.0), esums(static_cast<size_t>(dv), 0.0);
           for (int64_t i = 0; i < dk; ++i)
             for (int64_t j = 0; j < dv; ++j) {
               double& e = em[static_cast<size_t>(i * ldm + j)];
-              e = (decayed ? 1.0 - gamma[i] : 1.0) * e + double(a[i]) * b[j];  // gamma holds 1 - gamma
+              e = (decayed ? std::exp(double(log_gamma[i])) : 1.0) * e + double(a[i]) * b[j];
               edots[static_cast<size_t>(i)] += e * x[j];
               esums[static_cast<size_t>(j)] += double(w[i]) * e;
             }
           std::vector<float> dots(static_cast<size_t>(dk + 1), 99.f), sums(static_cast<size_t>(dv + 1), 99.f);
-          simd::recurrent_step(m.data(), ldm, dk, dv, a.data(), b.data(), decayed ? gamma.data() : nullptr,
+          simd::recurrent_step(m.data(), ldm, dk, dv, a.data(), b.data(), decayed ? log_gamma.data() : nullptr,
                                with_dots ? x.data() : nullptr, dots.data(), with_sums ? w.data() : nullptr, sums.data());
           const std::string where = std::to_string(dk) + "x" + std::to_string(dv) + " readouts " + std::to_string(readouts);
           for (int64_t i = 0; i < dk * ldm; ++i)
@@ -304,14 +304,21 @@ TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
           EXPECT_EQ(dots[dk], 99.f);
           EXPECT_EQ(sums[dv], 99.f);
         }
-  // The complement of a decay keeps its digits where 1 - exp(x) in fp32 would lose them.
-  const std::vector<float> logs = {0.f, -1e-7f, -1e-6f, -1e-3f, -0.5f, -20.f, -100.f};
-  std::vector<float> c(logs.size());
-  simd::neg_expm1(logs.data(), c.data(), static_cast<int64_t>(logs.size()));
-  for (size_t i = 0; i < logs.size(); ++i) {
-    const double e = -std::expm1(double(logs[i]));
-    EXPECT_NEAR(c[i], e, 1e-6 * e + 1e-30) << logs[i];
-  }
+  // The decay alone (a = 0) keeps its digits whatever gamma: M gamma within 1e-6 of itself.
+  // (Through 1 - c, with c = 1 - gamma rounded near 1, a gamma of e^-9 would be off by 2.5e-4;
+  // gammas near 1 are covered over 65,536 steps by Causal.LongSequencesStayAccurate.)
+  const std::vector<float> logs = {0.f, -1e-7f, -1e-3f, -0.5f, -0.69f, -0.7f, -9.f, -20.f, -80.f};
+  const int64_t rows = static_cast<int64_t>(logs.size()), dv = 9;
+  auto m = random_vector(rows * dv, 0.5f, 1.f);
+  const auto m0 = m;
+  const std::vector<float> zero(static_cast<size_t>(rows), 0.f);
+  const auto b = random_vector(dv);
+  simd::recurrent_step(m.data(), dv, rows, dv, zero.data(), b.data(), logs.data(), nullptr, nullptr, nullptr, nullptr);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < dv; ++j) {
+      const double e = std::exp(double(logs[static_cast<size_t>(i)])) * m0[static_cast<size_t>(i * dv + j)];
+      EXPECT_NEAR(m[static_cast<size_t>(i * dv + j)], e, 1e-6 * e) << "log gamma " << logs[static_cast<size_t>(i)];
+    }
 }
 
 TEST_P(SimdTest, GemvRowsMatchesDots) {

@@ -40,8 +40,17 @@ struct Tensor {
   }
 };
 
+// The test data's generator, seeded afresh for each test from its name: a test's inputs do not
+// depend on which tests ran before it (a filter, a new test or the order would change them).
 inline std::mt19937& rng() {
-  static std::mt19937 g(1234);
+  static std::mt19937 g;
+  static std::string seeded_for = "\n";  // no test's name
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = test ? std::string(test->test_suite_name()) + "." + test->name() : "";
+  if (name != seeded_for) {
+    g.seed(static_cast<std::mt19937::result_type>(std::hash<std::string>{}(name)));
+    seeded_for = std::move(name);
+  }
   return g;
 }
 
@@ -49,7 +58,8 @@ template <int R>
 Tensor<R> random_tensor(std::array<int64_t, R> shape, float lo = -1.f, float hi = 1.f) {
   Tensor<R> t(shape);
   std::uniform_real_distribution<float> dist(lo, hi);
-  for (float& x : t.data) x = dist(rng());
+  std::mt19937& g = rng();
+  for (float& x : t.data) x = dist(g);
   return t;
 }
 

@@ -257,19 +257,19 @@ void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t
 }
 
 // One token of one (b, h) for the token-by-token algorithms: phi(q_t), phi(k_t),
-// u_t = g_t phi(k_t), v'_t = [v_t, 1] (augmented with normalisation), and 1 - gamma_t. Where
+// u_t = g_t phi(k_t), v'_t = [v_t, 1] (augmented with normalisation), and log gamma_t. Where
 // nothing changes a row (identity feature map, no gates, no normalisation) the pointers are the
 // input's row itself: no per-token copies on the inference path.
 struct Token {
   int64_t dk = 0, dv = 0, dva = 0;
   bool decayed = false;
   const float *pq = nullptr, *pk = nullptr, *u = nullptr, *vp = nullptr;
-  std::vector<float> pq_buf, pk_buf, u_buf, vp_buf, complement;
+  std::vector<float> pq_buf, pk_buf, u_buf, vp_buf, logs;
 
   void resize(const CausalArgs& a) {
     dk = a.q.shape[3], dv = a.v.shape[3], dva = dv + (a.normalize ? 1 : 0);
     decayed = a.log_decay.data != nullptr;
-    for (auto* x : {&pq_buf, &pk_buf, &u_buf, &complement}) x->resize(static_cast<size_t>(dk));
+    for (auto* x : {&pq_buf, &pk_buf, &u_buf, &logs}) x->resize(static_cast<size_t>(dk));
     vp_buf.resize(static_cast<size_t>(dva));
   }
   void load(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
@@ -293,25 +293,32 @@ struct Token {
     simd::feature_map(a.phi, x, buf.data(), dk);
     return buf.data();
   }
-  // 1 - gamma_t (see simd::recurrent_step), or nullptr without decay.
-  const float* decay_complement(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
+  // log gamma_t per channel (see simd::recurrent_step), or nullptr without decay.
+  const float* log_decays(const CausalArgs& a, int64_t b, int64_t h, int64_t t) {
     if (!decayed) return nullptr;
-    for (int64_t c = 0; c < dk; ++c) complement[c] = a.log_decay.at(b, h, t, c);
-    simd::neg_expm1(complement.data(), complement.data(), dk);
-    return complement.data();
+    for (int64_t c = 0; c < dk; ++c) logs[c] = a.log_decay.at(b, h, t, c);
+    return logs.data();
   }
 };
 
+// Row c of chunk_states (b, h) := S [dk, dva], when chunk states are asked for. Streamed past the
+// cache: the backward reads them back only after the whole forward.
+void save_state(View4 chunk_states, int64_t b, int64_t h, int64_t c, const float* S, int64_t size) {
+  if (chunk_states.present()) simd::stream_copy(S, &chunk_states(b, h, c, 0), size);
+}
+
 // Positions [0, n) of one (b, h) token by token: the recurrence itself, with the augmented state
-// S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1).
-void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out) {
+// S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1). The state
+// before every chunk of a.chunk positions goes to chunk_states (when present), as in chunks.
+void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out, View4 chunk_states) {
   thread_local Token x;
   thread_local std::vector<float> o;
   x.resize(a);
   o.resize(static_cast<size_t>(x.dva));
   for (int64_t t = 0; t < n; ++t) {
+    if (t % a.chunk == 0) save_state(chunk_states, b, h, t / a.chunk, S, x.dk * x.dva);
     x.load(a, b, h, t);
-    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.decay_complement(a, b, h, t), nullptr, nullptr, x.pq,
+    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.log_decays(a, b, h, t), nullptr, nullptr, x.pq,
                          o.data());
     float* y = &out(b, h, t, 0);
     std::copy_n(o.data(), x.dv, y);
@@ -347,7 +354,7 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     std::copy_n(d_out, dv, out_grad.data());
     if (a.normalize) out_grad[dv] = 0.f;
     // dots = S_t [do, 0]; with normalisation also the output (num, den) in the same pass.
-    simd::recurrent_step(S.data(), dva, dk, dva, u, x.vp, x.decay_complement(a, b, h, t), out_grad.data(),
+    simd::recurrent_step(S.data(), dva, dk, dva, u, x.vp, x.log_decays(a, b, h, t), out_grad.data(),
                          dphi.data(), a.normalize ? pq : nullptr, o.data());
     if (a.normalize) {  // o = num / den: d num = do / den, d den = -(do . num) / den^2
       const float r = 1.f / (o[dv] + a.eps), d_den = -simd::dot(d_out, o.data(), dv) * r * r;
@@ -370,7 +377,7 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     for (int64_t c = 0; c < dk; ++c) acc[c] = simd::dot(&S[c * dva], &dS[c * dva], dva);
   for (int64_t t = n - 1; t >= 0; --t) {
     // gamma_(t+1) carries dS_(t+1) back to t (dS_(n-1) is the final state's gradient as is).
-    const float* complement_next = t + 1 < n ? x.decay_complement(a, b, h, t + 1) : nullptr;
+    const float* logs_next = t + 1 < n ? x.log_decays(a, b, h, t + 1) : nullptr;
     x.load(a, b, h, t);
     const float *pq = x.pq, *pk = x.pk, *u = x.u;
     const float* d_out = &dout(b, h, t, 0);
@@ -380,7 +387,7 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     } else {
       std::copy_n(d_out, dv, out_grad.data());
     }
-    simd::recurrent_step(dS.data(), dva, dk, dva, pq, out_grad.data(), complement_next, x.vp, du.data(), u,
+    simd::recurrent_step(dS.data(), dva, dk, dva, pq, out_grad.data(), logs_next, x.vp, du.data(), u,
                          dvp.data());
     if (g.dlog_decay.present()) {
       for (int64_t c = 0; c < dk; ++c) acc[c] += decay_terms[t * dk + c] - u[c] * du[c];
@@ -391,9 +398,9 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
     simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), du.data(), &g.dk(b, h, t, 0), dk);
     std::copy_n(dvp.data(), dv, &g.dv(b, h, t, 0));
   }
-  if (const float* complement0 = n > 0 ? x.decay_complement(a, b, h, 0) : nullptr)
+  if (const float* logs0 = n > 0 ? x.log_decays(a, b, h, 0) : nullptr)
     for (int64_t c = 0; c < dk; ++c)  // dS_0 -> the gradient of the initial state: gamma_0 (*) dS_0
-      simd::scale(&dS[c * dva], dva, 1.f - complement0[c]);
+      simd::scale(&dS[c * dva], dva, std::exp(logs0[c]));
   for (int64_t c = 0; c < dk; ++c) {
     if (g.dinitial_state.present()) std::copy_n(&dS[c * dva], dv, &g.dinitial_state(b, h, c, 0));
     if (g.dinitial_normalizer.present()) g.dinitial_normalizer(b, h, c) = a.normalize ? dS[c * dva + dv] : 0.f;
@@ -402,7 +409,8 @@ void recurrent_backward_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t 
 
 }  // namespace
 
-void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer) {
+void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer,
+                                 View4 chunk_states) {
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
   // Without normalisation the outputs are the GEMMs' own results: written straight into out.
@@ -416,8 +424,9 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
     load_initial(a, b, h, dk, dv, dva, S.data());
     for (int64_t t = n; t < T; ++t) std::fill_n(&out(b, h, t, 0), dv, 0.f);
     const bool recurrent = n <= a.recurrent_max_length;
-    if (recurrent) recurrent_rows(a, b, h, n, S.data(), out);
+    if (recurrent) recurrent_rows(a, b, h, n, S.data(), out, chunk_states);
     for (int64_t t0 = 0; !recurrent && t0 < n; t0 += a.chunk) {
+      save_state(chunk_states, b, h, t0 / a.chunk, S.data(), dk * dva);
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 + a.chunk, n, a.chunk);
       if (direct) {
@@ -434,6 +443,11 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
         if (a.normalize) simd::scale(o, dv, 1.f / (O[r * dva + dv] + a.eps));
       }
     }
+    if (chunk_states.present()) {  // the final state after the last chunk; rows past it are 0
+      const int64_t chunks = (n + a.chunk - 1) / a.chunk;
+      save_state(chunk_states, b, h, chunks, S.data(), dk * dva);
+      for (int64_t c = chunks + 1; c < chunk_states.shape[2]; ++c) std::fill_n(&chunk_states(b, h, c, 0), dk * dva, 0.f);
+    }
     for (int64_t c = 0; c < dk; ++c) {
       if (final_state.present()) std::copy_n(&S[c * dva], dv, &final_state(b, h, c, 0));
       if (final_normalizer.present()) final_normalizer(b, h, c) = a.normalize ? S[c * dva + dv] : 0.f;
@@ -442,7 +456,7 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
 }
 
 void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CView4 dfinal_state,
-                                          CView3 dfinal_normalizer, const CausalGrads& g) {
+                                          CView3 dfinal_normalizer, const CausalGrads& g, CView4 chunk_states) {
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.q.shape[3], dv = a.v.shape[3];
   const int64_t dva = dv + (a.normalize ? 1 : 0);
   const bool dout_in_place = !a.normalize && rows_in_place(dout);
@@ -465,17 +479,23 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       recurrent_backward_rows(a, b, h, n, dout, dfinal_state, dfinal_normalizer, g);
       return;
     }
-    // Pass 1: the state at every chunk start (recomputed forward, never by subtraction).
-    starts.resize(static_cast<size_t>((chunks + 1) * dk * dva));
-    load_initial(a, b, h, dk, dv, dva, starts.data());
-    for (int64_t c = 0; c < chunks; ++c) {
-      float* next = &starts[(c + 1) * dk * dva];
-      std::copy_n(&starts[c * dk * dva], dk * dva, next);
-      ch.load(a, b, h, c * a.chunk, n, a.chunk, Chunk::Part::state_update);
-      Chunk::prefetch(a, b, h, (c + 1) * a.chunk, n, a.chunk);
-      ch.advance(next);
+    // Pass 1: the state at every chunk start, as the forward saved it or recomputed forward
+    // (never by subtraction).
+    const float* state0 = chunk_states.present() ? &chunk_states(b, h, 0, 0) : nullptr;
+    const int64_t ld_states = chunk_states.present() ? chunk_states.stride[2] : dk * dva;
+    if (!state0) {
+      starts.resize(static_cast<size_t>((chunks + 1) * dk * dva));
+      load_initial(a, b, h, dk, dv, dva, starts.data());
+      for (int64_t c = 0; c < chunks; ++c) {
+        float* next = &starts[(c + 1) * dk * dva];
+        std::copy_n(&starts[c * dk * dva], dk * dva, next);
+        ch.load(a, b, h, c * a.chunk, n, a.chunk, Chunk::Part::state_update);
+        Chunk::prefetch(a, b, h, (c + 1) * a.chunk, n, a.chunk);
+        ch.advance(next);
+      }
+      state0 = starts.data();
     }
-    const float* S_final = &starts[chunks * dk * dva];
+    const float* S_final = state0 + chunks * ld_states;
     // dS: the gradient reaching the final state (and normaliser).
     dS.assign(static_cast<size_t>(dk * dva), 0.f);
     for (int64_t c = 0; c < dk; ++c) {
@@ -490,7 +510,9 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     // Pass 2: chunks in reverse.
     for (int64_t c = chunks - 1; c >= 0; --c) {
       const int64_t t0 = c * a.chunk;
-      const float* S_prev = &starts[c * dk * dva];
+      const float* S_prev = state0 + c * ld_states;
+      if (chunk_states.present() && c > 0)  // the next chunk's saved state, from DRAM
+        for (int64_t i = 0; i < dk * dva; i += 16) __builtin_prefetch(S_prev - ld_states + i);
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 - a.chunk, n, a.chunk, dout);
       const int64_t len = ch.len;

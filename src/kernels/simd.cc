@@ -5,6 +5,7 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -134,6 +135,17 @@ void MulAdd(const float* a, const float* b, float* y, int64_t n) {
   for (; i + lanes <= n; i += lanes)
     hn::StoreU(hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), hn::LoadU(d, y + i)), d, y + i);
   for (; i < n; ++i) y[i] += a[i] * b[i];
+}
+
+void StreamCopy(const float* x, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  // Stream needs an aligned destination: element by element up to the first aligned one.
+  for (; i < n && reinterpret_cast<uintptr_t>(y + i) % (lanes * sizeof(float)) != 0; ++i) y[i] = x[i];
+  for (; i + lanes <= n; i += lanes) hn::Stream(hn::LoadU(d, x + i), d, y + i);
+  for (; i < n; ++i) y[i] = x[i];
+  hwy::FlushStream();  // the stores are weakly ordered: visible to other threads after this fence
 }
 
 void Div(const float* x, const float* y, float* out, int64_t n) {
@@ -782,18 +794,17 @@ void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const
   }
 }
 
-// y = 1 - exp(x) = -expm1(x): the complement of a decay, with full precision for gammas near 1.
-void NegExpm1(const float* x, float* y, int64_t n) {
-  const D d;
-  map_inplace(x, y, n, 0.f, [&](V v) { return hn::Neg(hn::Expm1(d, v)); });
-}
-
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), each number read and
-// written once: M_i = M_i + (a_i b - c_i M_i), then the read-outs dots_i = M_i . x and
-// sums = sum_i w_i M_i (each when asked for), with c_i = 1 - gamma_i. The decay uses c rather than
-// gamma: a gamma near 1 rounded to fp32 loses most digits of 1 - gamma, an error the recurrence
-// would repeat at every step (measured: 4-6e-4 at T = 65,536 with log gamma = -1e-6), while c
-// keeps its own full precision. Column tiles of 4 vectors keep b and the sums in registers, so
+// written once: M_i = gamma_i M_i + a_i b, then the read-outs dots_i = M_i . x and
+// sums = sum_i w_i M_i (each when asked for). The decay takes the form that keeps its digits:
+// - gamma >= 1/2: M_i + (a_i b - c_i M_i) with c_i = 1 - gamma_i = -expm1(log gamma_i). A gamma
+//   near 1 rounded to fp32 loses most digits of 1 - gamma, an error the recurrence would repeat
+//   at every step (measured: 4-6e-4 at T = 65,536 with log gamma = -1e-6); c keeps its own.
+// - gamma < 1/2: gamma_i M_i + a_i b with gamma_i = exp(log gamma_i). Here it is c near 1 that
+//   rounds: 1 - c would carry an error of up to 3e-8 / gamma relative to gamma M (2.5e-4 at
+//   gamma = e^-9), which an output normalised by a small denominator shows (measured: 1e-5
+//   relative to the recurrence in double, against 2.5e-7 in chunks).
+// Column tiles of 4 vectors keep b and the sums in registers, so
 // each row tile costs 4 loads, 4 stores and 8-16 FMA-pipe operations (the adds run on their own
 // pipes): with the state in L1 the loop runs near the FMA roof. The dots are summed per row as
 // vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
@@ -801,8 +812,8 @@ constexpr int64_t kDotRows = 64;
 
 template <bool kDots, bool kSums>
 HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const float* a, const float* b,
-                               const float* complement, const float* x, float* dots, const float* w, float* sums,
-                               bool add_to_sums) {
+                               const float* complement, const float* gamma, const float* x, float* dots,
+                               const float* w, float* sums, bool add_to_sums) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   HWY_ALIGN float partial[kDots ? kDotRows * kMaxLanes : 1];
@@ -810,6 +821,7 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
   // Row i of the tile: decay, rank-one update, store; returns the updated vector k of the row.
   auto update = [&](V mi, int64_t i, V bk) {
     if (!complement) return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
+    if (complement[i] > 0.5f) return hn::MulAdd(hn::Set(d, gamma[i]), mi, hn::Mul(hn::Set(d, a[i]), bk));
     // One rounding at M's scale per step: M + (a b - c M). Rounding M - c M on its own would
     // err the same way at every step (c M is a near-constant few ulps of M) and drift linearly.
     return hn::Add(mi, hn::NegMulAdd(hn::Set(d, complement[i]), mi, hn::Mul(hn::Set(d, a[i]), bk)));
@@ -871,21 +883,28 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
 
 template <bool kDots, bool kSums>
 void recurrent_step_blocks(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
-                           const float* complement, const float* x, float* dots, const float* w, float* sums) {
+                           const float* log_decay, const float* x, float* dots, const float* w, float* sums) {
   if (kSums && dk == 0) std::fill_n(sums, dv, 0.f);
-  const int64_t block = kDots ? kDotRows : std::max<int64_t>(dk, 1);
-  for (int64_t i0 = 0; i0 < dk; i0 += block)
-    step_rows<kDots, kSums>(m + i0 * ldm, ldm, std::min(block, dk - i0), dv, a + i0, b,
-                            complement ? complement + i0 : nullptr, x, kDots ? dots + i0 : nullptr,
-                            kSums ? w + i0 : nullptr, sums, i0 > 0);
+  // Blocks of rows: the dots' partial sums, and the decay factors of the block's rows, on the stack.
+  const int64_t block = kDots || log_decay ? kDotRows : std::max<int64_t>(dk, 1);
+  HWY_ALIGN float complement[kDotRows], gamma[kDotRows];
+  for (int64_t i0 = 0; i0 < dk; i0 += block) {
+    const int64_t rows = std::min(block, dk - i0);
+    if (log_decay) {
+      map_inplace(log_decay + i0, complement, rows, 0.f, [](V v) { return hn::Neg(hn::Expm1(D(), v)); });
+      map_inplace(log_decay + i0, gamma, rows, 0.f, [](V v) { return hn::Exp(D(), v); });
+    }
+    step_rows<kDots, kSums>(m + i0 * ldm, ldm, rows, dv, a + i0, b, log_decay ? complement : nullptr, gamma, x,
+                            kDots ? dots + i0 : nullptr, kSums ? w + i0 : nullptr, sums, i0 > 0);
+  }
 }
 
-void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b, const float* complement,
+void RecurrentStep(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b, const float* log_decay,
                    const float* x, float* dots, const float* w, float* sums) {
-  if (x && w) recurrent_step_blocks<true, true>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
-  else if (x) recurrent_step_blocks<true, false>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
-  else if (w) recurrent_step_blocks<false, true>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
-  else recurrent_step_blocks<false, false>(m, ldm, dk, dv, a, b, complement, x, dots, w, sums);
+  if (x && w) recurrent_step_blocks<true, true>(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
+  else if (x) recurrent_step_blocks<true, false>(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
+  else if (w) recurrent_step_blocks<false, true>(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
+  else recurrent_step_blocks<false, false>(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
 }
 
 void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
@@ -958,6 +977,7 @@ HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
 HWY_EXPORT(MulAdd);
+HWY_EXPORT(StreamCopy);
 HWY_EXPORT(Div);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
@@ -977,7 +997,6 @@ HWY_EXPORT(GlaBlockWeightsBackward);
 HWY_EXPORT(GlaChunkWeights);
 HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(RecurrentStep);
-HWY_EXPORT(NegExpm1);
 HWY_EXPORT(GlaChunkDecays);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
@@ -995,6 +1014,7 @@ void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(A
 void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
 void mul_add(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulAdd)(a, b, y, n); }
 void div(const float* x, const float* y, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(Div)(x, y, out, n); }
+void stream_copy(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(StreamCopy)(x, y, n); }
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
@@ -1041,10 +1061,9 @@ void gla_chunk_weights_backward(const float* q, int64_t ldq, const float* u, int
   HWY_DYNAMIC_DISPATCH(GlaChunkWeightsBackward)(q, ldq, u, ldu, g, dw, ldw, n, dk, dq, du, scratch);
 }
 void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
-                    const float* decay_complement, const float* x, float* dots, const float* w, float* sums) {
-  HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, decay_complement, x, dots, w, sums);
+                    const float* log_decay, const float* x, float* dots, const float* w, float* sums) {
+  HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
 }
-void neg_expm1(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(NegExpm1)(x, y, n); }
 void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
                       int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
   HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, eka, end, qd, kd);

@@ -1,9 +1,11 @@
 #include "linattn/ops/causal_linear_attention.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "core/checks.h"
 #include "linattn/kernels/causal_linear_attention_cpu.h"
@@ -121,7 +123,22 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
   return a;
 }
 
+// chunk_states, when present, must have causal_chunk_states_shape.
+template <typename T>
+void check_chunk_states(const detail::Checks& c, const View<T, 4>& chunk_states, CView4 q, CView4 v,
+                        const CausalLinearAttentionOptions& o) {
+  if (!chunk_states.present()) return;
+  const auto shape = causal_chunk_states_shape(q, v, o);
+  c.same_shape("chunk_states", chunk_states, "causal_chunk_states_shape", CView4(nullptr, shape, {}),
+               !std::is_const_v<T>);
+}
+
 }  // namespace
+
+std::array<int64_t, 4> causal_chunk_states_shape(CView4 q, CView4 v, const CausalLinearAttentionOptions& options) {
+  const int64_t L = std::max<int64_t>(options.chunk_size, 1);
+  return {q.shape[0], q.shape[1], (q.shape[2] + L - 1) / L + 1, q.shape[3] * (v.shape[3] + (options.normalize ? 1 : 0))};
+}
 
 std::vector<float> retnet_decays(int64_t heads) {
   std::vector<float> g(static_cast<size_t>(std::max<int64_t>(heads, 0)));
@@ -132,7 +149,7 @@ std::vector<float> retnet_decays(int64_t heads) {
 void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay,
                              const CausalLinearAttentionOptions& options, Lengths lengths, CView3 gates,
                              CView4 initial_state, View4 final_state, CView3 initial_normalizer,
-                             View3 final_normalizer) {
+                             View3 final_normalizer, View4 chunk_states) {
   const detail::Checks c("linattn::causal_linear_attention");
   std::vector<float> logs;
   const kernels::CausalArgs a = prepare(c, q, k, v, decay, options, lengths, gates, initial_state, initial_normalizer, logs);
@@ -143,13 +160,14 @@ void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Deca
     if (!options.normalize) c.fail("final_normalizer", "is given but options.normalize is not set");
     c.same_shape("final_normalizer", final_normalizer, "[B, H, dk]", CView3(nullptr, {B, H, dk}, {}), true);
   }
-  kernels::causal_linear_attention_cpu(a, out, final_state, final_normalizer);
+  check_chunk_states(c, chunk_states, q, v, options);
+  kernels::causal_linear_attention_cpu(a, out, final_state, final_normalizer, chunk_states);
 }
 
 void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout, const CausalLinearAttentionGrads& g,
                                       const Decay& decay, const CausalLinearAttentionOptions& options, Lengths lengths,
                                       CView3 gates, CView4 initial_state, CView3 initial_normalizer,
-                                      CView4 dfinal_state, CView3 dfinal_normalizer) {
+                                      CView4 dfinal_state, CView3 dfinal_normalizer, CView4 chunk_states) {
   const detail::Checks c("linattn::causal_linear_attention_backward");
   std::vector<float> logs;
   const kernels::CausalArgs a = prepare(c, q, k, v, decay, options, lengths, gates, initial_state, initial_normalizer, logs);
@@ -178,7 +196,8 @@ void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
     per_channel.resize(static_cast<size_t>(B * H * T * dk));
     kg.dlog_decay = View4::contiguous(per_channel.data(), {B, H, T, dk});
   }
-  kernels::causal_linear_attention_backward_cpu(a, dout, dfinal_state, dfinal_normalizer, kg);
+  check_chunk_states(c, chunk_states, q, v, options);
+  kernels::causal_linear_attention_backward_cpu(a, dout, dfinal_state, dfinal_normalizer, kg, chunk_states);
   if (decay.kind == DecayKind::per_step)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)

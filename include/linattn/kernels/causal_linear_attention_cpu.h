@@ -49,7 +49,10 @@ struct CausalArgs {
 
 // out [B,H,T,dv]; final_state / final_normalizer (optional) receive M and z after each
 // sequence's last valid token. final_state may alias initial_state (a stream continued in place).
-void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer);
+// chunk_states [B,H,C+1,dk*dva] (optional, C = ceil(T / chunk)): row c receives the augmented
+// state [dk, dva] before position c * chunk, row ceil(n / chunk) the final one, later rows 0.
+void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_state, View3 final_normalizer,
+                                 View4 chunk_states = {});
 
 struct CausalGrads {
   View4 dq, dk, dv;               // same shapes as q, k, v
@@ -60,9 +63,10 @@ struct CausalGrads {
 };
 
 // Backward: given dout [B,H,T,dv] and the gradients reaching the final state and normaliser
-// (absent: 0), writes every gradient in `g`. States are recomputed forward, never reconstructed
-// by subtraction.
+// (absent: 0), writes every gradient in `g`. The chunk-start states are the forward's
+// chunk_states when given, else recomputed forward; never reconstructed by subtraction.
 void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CView4 dfinal_state,
-                                          CView3 dfinal_normalizer, const CausalGrads& g);
+                                          CView3 dfinal_normalizer, const CausalGrads& g,
+                                          CView4 chunk_states = {});
 
 }  // namespace linattn::kernels

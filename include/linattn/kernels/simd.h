@@ -28,6 +28,9 @@ void mul(const float* x, float* y, int64_t n);
 void mul_add(const float* a, const float* b, float* y, int64_t n);
 // out[i] = x[i] / y[i] (out may be x or y).
 void div(const float* x, const float* y, float* out, int64_t n);
+// y[i] = x[i], with non-temporal stores for y: a write-once stream that is read back only much
+// later (the forward's chunk-start states) skips reading its lines first and leaves the cache.
+void stream_copy(const float* x, float* y, int64_t n);
 // sum_i a[i] * b[i].
 float dot(const float* a, const float* b, int64_t n);
 // sum_i x[i].
@@ -104,18 +107,17 @@ void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, con
                       int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
-//   M_i = M_i + (a_i b - c_i M_i)          (b [dv]; c = decay_complement = 1 - gamma, from
-//                                            neg_expm1 of the log decays; nullptr: no decay;
-//                                            one rounding at M's scale per step)
+//   M_i = gamma_i M_i + a_i b              (b [dv]; gamma_i = exp(log_decay_i), nullptr: no
+//                                            decay; computed as M_i + (a_i b - (1 - gamma_i) M_i)
+//                                            for gamma_i >= 1/2, one rounding at M's scale per
+//                                            step, so that gammas near 1 keep their digits)
 //   dots_i = M_i . x      (dots [dk])      when x is given
 //   sums = sum_i w_i M_i  (sums [dv])      when w is given
 // The forward reads out y = M^T phi(q) (a = u, b = v, w = phi(q)); a backward's forward sweep
 // dq = M do (x = do); its reverse sweep, on dM, adds q do^T and reads dk = dM v (x = v) and
 // dv = dM^T k (w = k).
 void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* a, const float* b,
-                    const float* decay_complement, const float* x, float* dots, const float* w, float* sums);
-// y = 1 - exp(x), accurate for x near 0 (gamma near 1).
-void neg_expm1(const float* x, float* y, int64_t n);
+                    const float* log_decay, const float* x, float* dots, const float* w, float* sums);
 
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.

@@ -12,6 +12,7 @@
 //   the final state is the state after the last valid token.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -78,13 +79,25 @@ struct CausalLinearAttentionOptions {
   CausalAlgorithm algorithm = CausalAlgorithm::automatic;
 };
 
+// The chunk-start states a training forward can save for its backward, so that the backward
+// need not recompute them (the backward's first pass: 12-29% of its time, measured at B = 4,
+// H = 8, d = 64 and 128, T = 256 and 4,096; the most with GLA). Shape [B, H, C + 1, dk * dva],
+// C = ceil(T / options.chunk_size), dva = dv + 1 with normalisation (the normaliser is the last
+// column); per (b, h), row c is the state [dk, dva] before position c L (row 0 the initial
+// state), row ceil(n_b / L) the final state, and any later row 0. That is (C + 1) dk dva floats
+// per head: 2 MiB at d = 64, T = 4,096, L = 32, against 1 MiB for each of q, k and v.
+std::array<int64_t, 4> causal_chunk_states_shape(CView4 q, CView4 v, const CausalLinearAttentionOptions& options = {});
+
 // The chunked forward. initial_* (optional, default 0) start the recurrence; final_* (optional)
 // receive the state after each sequence's last valid token, so a long sequence can be processed
 // in pieces: piece 2 with initial = piece 1's final equals processing both at once.
+// chunk_states (optional, causal_chunk_states_shape) receives the chunk-start states for
+// causal_linear_attention_backward.
 void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay = {},
                              const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
                              CView3 gates = {}, CView4 initial_state = {}, View4 final_state = {},
-                             CView3 initial_normalizer = {}, View3 final_normalizer = {});
+                             CView3 initial_normalizer = {}, View3 final_normalizer = {},
+                             View4 chunk_states = {});
 
 struct CausalLinearAttentionGrads {
   View4 dq, dk, dv;             // required, shapes of q, k, v
@@ -95,16 +108,18 @@ struct CausalLinearAttentionGrads {
   View3 dinitial_normalizer;    // optional (normalised)
 };
 
-// The backward: in chunks, one reverse pass over chunks from recomputed chunk-start states; token
-// by token, a forward and a reverse sweep (options.algorithm).
+// The backward: in chunks, one reverse pass over chunks from the chunk-start states (the
+// forward's chunk_states when given, else recomputed); token by token, a forward and a reverse
+// sweep (options.algorithm).
 // dout [B,H,T,dv]; dfinal_state / dfinal_normalizer (optional) are the gradients reaching the
-// final state. A fixed per-head decay gets no gradient.
+// final state. A fixed per-head decay gets no gradient. chunk_states must come from the forward
+// of these same inputs and options (only its shape can be checked).
 void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
                                       const CausalLinearAttentionGrads& grads, const Decay& decay = {},
                                       const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
                                       CView3 gates = {}, CView4 initial_state = {},
                                       CView3 initial_normalizer = {}, CView4 dfinal_state = {},
-                                      CView3 dfinal_normalizer = {});
+                                      CView3 dfinal_normalizer = {}, CView4 chunk_states = {});
 
 // One token per sequence, for token-by-token inference: q, k [B, H, dk], v [B, H, dv],
 // state [B, H, dk, dv] updated in place, out [B, H, dv]. The decay, when not none or per_head,
