@@ -231,20 +231,25 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
       const CausalLinearAttentionOptions chunks{.algorithm = CausalAlgorithm::chunked};
       row("chunked forward, no decay", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks); });
       row("chunked forward, per-channel decay (GLA)", F, [&] { causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks); });
-      row("chunked forward+backward, no decay", 3 * F, [&] {
-        causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks);
-        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
+      // Training: the forward saves its chunk-start states and the backward reads them.
+      const auto states_shape = causal_chunk_states_shape(Qc, Vc);
+      std::vector<float> states(static_cast<size_t>(states_shape[0] * states_shape[1] * states_shape[2] * states_shape[3]));
+      const View4 Sc = View4::contiguous(states.data(), states_shape);
+      row("chunked fwd+bwd, saved states, no decay", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks, {}, {}, {}, {}, {}, {}, Sc);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads, {}, chunks, {}, {}, {}, {}, {}, {}, Sc);
       });
-      row("chunked forward+backward, per-channel decay", 3 * F, [&] {
-        causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks);
-        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
+      row("chunked fwd+bwd, saved states, GLA", 3 * F, [&] {
+        causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks, {}, {}, {}, {}, {}, {}, Sc);
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel, chunks, {}, {}, {}, {}, {}, {}, Sc);
       });
-      // The library's default: the forward picks its algorithm (CausalAlgorithm::automatic).
-      row("default forward+backward, no decay", 3 * F, [&] {
+      // The library's defaults: the forward picks its algorithm (CausalAlgorithm::automatic) and
+      // saves nothing, so the backward recomputes the chunk-start states.
+      row("default fwd+bwd, states recomputed, no decay", 3 * F, [&] {
         causal_linear_attention(Qc, Kc, Vc, Oc);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads);
       });
-      row("default forward+backward, per-channel decay", 3 * F, [&] {
+      row("default fwd+bwd, states recomputed, GLA", 3 * F, [&] {
         causal_linear_attention(Qc, Kc, Vc, Oc, channel);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
       });

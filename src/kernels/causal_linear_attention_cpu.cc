@@ -316,7 +316,7 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
   x.resize(a);
   o.resize(static_cast<size_t>(x.dva));
   for (int64_t t = 0; t < n; ++t) {
-    if (t % a.chunk == 0) save_state(chunk_states, b, h, t / a.chunk, S, x.dk * x.dva);
+    if (chunk_states.present() && t % a.chunk == 0) save_state(chunk_states, b, h, t / a.chunk, S, x.dk * x.dva);
     x.load(a, b, h, t);
     simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.log_decays(a, b, h, t), nullptr, nullptr, x.pq,
                          o.data());

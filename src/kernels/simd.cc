@@ -810,7 +810,11 @@ void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const
 // vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
 constexpr int64_t kDotRows = 64;
 
-template <bool kDots, bool kSums>
+// How step_rows decays M: not at all, every row as M + (a b - c M), or each row in the form that
+// keeps its digits (a branch per row, taken only when some row decays below 1/2).
+enum class StepDecay { none, complement, per_row };
+
+template <bool kDots, bool kSums, StepDecay kDecay>
 HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const float* a, const float* b,
                                const float* complement, const float* gamma, const float* x, float* dots,
                                const float* w, float* sums, bool add_to_sums) {
@@ -820,8 +824,8 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
   auto sums_start = [&](int64_t j) { return add_to_sums ? hn::LoadU(d, sums + j) : hn::Zero(d); };
   // Row i of the tile: decay, rank-one update, store; returns the updated vector k of the row.
   auto update = [&](V mi, int64_t i, V bk) {
-    if (!complement) return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
-    if (complement[i] > 0.5f) return hn::MulAdd(hn::Set(d, gamma[i]), mi, hn::Mul(hn::Set(d, a[i]), bk));
+    if (kDecay == StepDecay::none) return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
+    if (kDecay == StepDecay::per_row && complement[i] > 0.5f) return hn::MulAdd(hn::Set(d, gamma[i]), mi, hn::Mul(hn::Set(d, a[i]), bk));
     // One rounding at M's scale per step: M + (a b - c M). Rounding M - c M on its own would
     // err the same way at every step (c M is a near-constant few ulps of M) and drift linearly.
     return hn::Add(mi, hn::NegMulAdd(hn::Set(d, complement[i]), mi, hn::Mul(hn::Set(d, a[i]), bk)));
@@ -892,10 +896,21 @@ void recurrent_step_blocks(float* m, int64_t ldm, int64_t dk, int64_t dv, const 
     const int64_t rows = std::min(block, dk - i0);
     if (log_decay) {
       map_inplace(log_decay + i0, complement, rows, 0.f, [](V v) { return hn::Neg(hn::Expm1(D(), v)); });
-      map_inplace(log_decay + i0, gamma, rows, 0.f, [](V v) { return hn::Exp(D(), v); });
     }
-    step_rows<kDots, kSums>(m + i0 * ldm, ldm, rows, dv, a + i0, b, log_decay ? complement : nullptr, gamma, x,
-                            kDots ? dots + i0 : nullptr, kSums ? w + i0 : nullptr, sums, i0 > 0);
+    // The decay's form a template argument: no branch per row unless some row decays below 1/2
+    // (then gamma itself, one more exp per row; decays near 1, the common case, skip both).
+    float* mb = m + i0 * ldm;
+    const float *ab = a + i0, *wb = kSums ? w + i0 : nullptr;
+    float* db = kDots ? dots + i0 : nullptr;
+    if (!log_decay) {
+      step_rows<kDots, kSums, StepDecay::none>(mb, ldm, rows, dv, ab, b, nullptr, nullptr, x, db, wb, sums, i0 > 0);
+    } else if (Max(complement, rows) <= 0.5f) {
+      step_rows<kDots, kSums, StepDecay::complement>(mb, ldm, rows, dv, ab, b, complement, nullptr, x, db, wb, sums,
+                                                     i0 > 0);
+    } else {
+      map_inplace(log_decay + i0, gamma, rows, 0.f, [](V v) { return hn::Exp(D(), v); });
+      step_rows<kDots, kSums, StepDecay::per_row>(mb, ldm, rows, dv, ab, b, complement, gamma, x, db, wb, sums, i0 > 0);
+    }
   }
 }
 

@@ -217,7 +217,7 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
   }
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor k, torch::Tensor v,
                                torch::Tensor decay, torch::Tensor gates, torch::Tensor lengths, int64_t phi,
-                               bool normalize, int64_t chunk) {
+                               bool normalize, int64_t chunk, bool save_states) {
     q = prepared(q, "q", 4), k = prepared(k, "k", 4), v = prepared(v, "v", 4);
     if (present(decay)) {
       TORCH_CHECK(decay.dim() == 1 || decay.dim() == 3 || decay.dim() == 4,
@@ -231,9 +231,16 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
     const CausalLinearAttentionOptions o{.feature_map = static_cast<FeatureMap>(phi), .normalize = normalize,
                                          .chunk_size = chunk};
     auto out = torch::empty_like(v);
+    // The chunk-start states, when a backward will follow: it then need not recompute them.
+    torch::Tensor states;
+    if (save_states) {
+      const auto shape = causal_chunk_states_shape(cview<4>(q), cview<4>(v), o);
+      states = torch::empty({shape[0], shape[1], shape[2], shape[3]});
+    }
     linattn::causal_linear_attention(cview<4>(q), cview<4>(k), cview<4>(v), view<4>(out), decay_of(decay), o,
-                                     span_of(lengths), gates.defined() ? cview<3>(gates) : CView3{});
-    ctx->save_for_backward({q, k, v, decay, gates, lengths});
+                                     span_of(lengths), gates.defined() ? cview<3>(gates) : CView3{}, {}, {}, {}, {},
+                                     states.defined() ? view<4>(states) : View4{});
+    ctx->save_for_backward({q, k, v, decay, gates, lengths, states});
     ctx->saved_data["phi"] = phi;
     ctx->saved_data["normalize"] = normalize;
     ctx->saved_data["chunk"] = chunk;
@@ -253,8 +260,10 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
     if (decay.kind == DecayKind::per_channel) g.dper_channel = view<4>(ddecay = torch::empty_like(s[3]));
     if (s[4].defined()) g.dgates = view<3>(dgates = torch::empty_like(s[4]));
     linattn::causal_linear_attention_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(dout), g, decay,
-                                              o, span_of(s[5]), s[4].defined() ? cview<3>(s[4]) : CView3{});
-    return {dq, dk, dv, ddecay, dgates, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+                                              o, span_of(s[5]), s[4].defined() ? cview<3>(s[4]) : CView3{}, {}, {}, {}, {},
+                                              s[6].defined() ? cview<4>(s[6]) : CView4{});
+    return {dq, dk, dv, ddecay, dgates, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -263,8 +272,13 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
 torch::Tensor causal_linear_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& decay, const torch::Tensor& gates, const torch::Tensor& lengths,
                                       FeatureMap feature_map, bool normalize, int64_t chunk_size) {
+  // Chunk states are saved for the backward only when there will be one (grad mode and an input
+  // that needs a gradient): (T / L + 1) dk dv floats per head, against T dk for each input.
+  const bool backward = torch::GradMode::is_enabled() &&
+                        (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
+                         (decay.defined() && decay.requires_grad()) || (gates.defined() && gates.requires_grad()));
   return CausalFn::apply(q, k, v, absent_as_empty(decay), absent_as_empty(gates), absent_as_empty(lengths),
-                         static_cast<int64_t>(feature_map), normalize, chunk_size);
+                         static_cast<int64_t>(feature_map), normalize, chunk_size, backward);
 }
 
 torch::Tensor softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
