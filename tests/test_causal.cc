@@ -513,6 +513,31 @@ TEST(Causal, BadArgumentsAreNamed) {
       }
     }
   }
+  // Chunk states that share memory with another argument: the forward writes them while it reads
+  // q, k, v and writes out; the backward reads them while it writes every gradient.
+  {
+    const CausalLinearAttentionOptions o{.chunk_size = 2};
+    const auto shape = causal_chunk_states_shape(x.q.cview(), x.v.cview(), o);
+    std::vector<float> shared(static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3] + 24));
+    const View4 states = View4::contiguous(shared.data(), shape);
+    const View4 out_in_states = View4::contiguous(shared.data() + 5, {1, 2, 4, 3});
+    Tensor<4> dk(x.k.shape), dv(x.v.shape);
+    try {
+      causal_linear_attention(x.q.cview(), x.k.cview(), x.v.cview(), out_in_states, {}, o, {}, {}, {}, {}, {}, {}, states);
+      ADD_FAILURE() << "no error for chunk states over out";
+    } catch (const ArgumentError& e) {
+      EXPECT_EQ(e.argument(), "chunk_states");
+      EXPECT_NE(std::string(e.what()).find("shares memory with out"), std::string::npos) << e.what();
+    }
+    try {
+      causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), out.cview(),
+                                       {out_in_states, dk.view(), dv.view()}, {}, o, {}, {}, {}, {}, {}, {}, states);
+      ADD_FAILURE() << "no error for dq over the chunk states";
+    } catch (const ArgumentError& e) {
+      EXPECT_EQ(e.argument(), "grads.dq");
+      EXPECT_NE(std::string(e.what()).find("shares memory with chunk_states"), std::string::npos) << e.what();
+    }
+  }
   // Per-channel log decays: one value that is positive, NaN or infinite anywhere in a valid
   // position is named, with dense rows (checked in one pass per head) and rows with a gap between
   // them (checked row by row); the same value in padding past a sequence's length is not read.

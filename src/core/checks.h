@@ -90,6 +90,12 @@ class Checks {
                        shape_string(like));
   }
 
+  // An output that must share no memory with another argument (read or written while it is).
+  template <typename T, int R, typename U, int S>
+  void disjoint(std::string_view name, const View<T, R>& v, std::string_view other_name, const View<U, S>& other) const {
+    if (spans_meet(v, other)) fail(name, "shares memory with " + std::string(other_name) + " (not supported)");
+  }
+
   // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
   void lengths(std::string_view name, std::span<const int64_t> lengths, int64_t batch,
                int64_t max, std::string_view max_what) const {

@@ -218,33 +218,19 @@ struct Chunk {
   }
 };
 
-// The memory a view spans, [first, last] element (conservative for interleaved views).
-struct Span {
-  const float *first = nullptr, *last = nullptr;
-  bool meets(const Span& o) const { return first && o.first && first <= o.last && o.first <= last; }
-};
-template <int R>
-Span span_of(const View<const float, R>& v) {
-  if (!v.data || v.numel() == 0) return {};
-  int64_t last = 0;
-  for (int i = 0; i < R; ++i) last += (v.shape[i] - 1) * v.stride[i];
-  return {v.data, v.data + last};
-}
-
 // Whether an output may be written while the inputs are still being read: only if it shares no
 // memory with any of them (an output that is an input's own buffer, say out = v, is written
 // through a buffer after the chunk's last read instead, as it always was).
 template <int R>
 bool disjoint_from_inputs(const View<const float, R>& output, const CausalArgs& a, CView4 dout = {}) {
-  const Span o = span_of(output);
-  if (o.meets(span_of(a.q)) || o.meets(span_of(a.k)) || o.meets(span_of(a.v)) || o.meets(span_of(a.gates)) ||
-      o.meets(span_of(dout)) || o.meets(span_of(a.initial_state)) || o.meets(span_of(a.initial_normalizer)))
+  if (spans_meet(output, a.q) || spans_meet(output, a.k) || spans_meet(output, a.v) || spans_meet(output, a.gates) ||
+      spans_meet(output, dout) || spans_meet(output, a.initial_state) || spans_meet(output, a.initial_normalizer))
     return false;
   if (!a.log_decay.data) return true;
   const int64_t B = a.q.shape[0], H = a.q.shape[1], T = a.q.shape[2], dk = a.log_decay.per_channel ? a.q.shape[3] : 1;
   const CView4 logs(a.log_decay.data, {B, H, T, dk},
                     {a.log_decay.stride_b, a.log_decay.stride_h, a.log_decay.stride_t, a.log_decay.stride_c});
-  return !o.meets(span_of(logs));
+  return !spans_meet(output, logs);
 }
 
 void load_initial(const CausalArgs& a, int64_t b, int64_t h, int64_t dk, int64_t dv, int64_t dva, float* S) {

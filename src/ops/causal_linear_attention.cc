@@ -161,6 +161,19 @@ void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Deca
     c.same_shape("final_normalizer", final_normalizer, "[B, H, dk]", CView3(nullptr, {B, H, dk}, {}), true);
   }
   check_chunk_states(c, chunk_states, q, v, options);
+  if (chunk_states.present()) {  // written from the first chunk on, while everything else is in use
+    c.disjoint("chunk_states", chunk_states, "q", q);
+    c.disjoint("chunk_states", chunk_states, "k", k);
+    c.disjoint("chunk_states", chunk_states, "v", v);
+    c.disjoint("chunk_states", chunk_states, "out", out);
+    c.disjoint("chunk_states", chunk_states, "gates", gates);
+    c.disjoint("chunk_states", chunk_states, "decay.per_step", decay.per_step);
+    c.disjoint("chunk_states", chunk_states, "decay.per_channel", decay.per_channel);
+    c.disjoint("chunk_states", chunk_states, "initial_state", initial_state);
+    c.disjoint("chunk_states", chunk_states, "final_state", final_state);
+    c.disjoint("chunk_states", chunk_states, "initial_normalizer", initial_normalizer);
+    c.disjoint("chunk_states", chunk_states, "final_normalizer", final_normalizer);
+  }
   kernels::causal_linear_attention_cpu(a, out, final_state, final_normalizer, chunk_states);
 }
 
@@ -197,6 +210,16 @@ void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
     kg.dlog_decay = View4::contiguous(per_channel.data(), {B, H, T, dk});
   }
   check_chunk_states(c, chunk_states, q, v, options);
+  if (chunk_states.present()) {  // read until the last chunk, while every gradient is written
+    c.disjoint("grads.dq", g.dq, "chunk_states", chunk_states);
+    c.disjoint("grads.dk", g.dk, "chunk_states", chunk_states);
+    c.disjoint("grads.dv", g.dv, "chunk_states", chunk_states);
+    c.disjoint("grads.dgates", g.dgates, "chunk_states", chunk_states);
+    c.disjoint("grads.dper_step", g.dper_step, "chunk_states", chunk_states);
+    c.disjoint("grads.dper_channel", g.dper_channel, "chunk_states", chunk_states);
+    c.disjoint("grads.dinitial_state", g.dinitial_state, "chunk_states", chunk_states);
+    c.disjoint("grads.dinitial_normalizer", g.dinitial_normalizer, "chunk_states", chunk_states);
+  }
   kernels::causal_linear_attention_backward_cpu(a, dout, dfinal_state, dfinal_normalizer, kg, chunk_states);
   if (decay.kind == DecayKind::per_step)
     for (int64_t b = 0; b < B; ++b)

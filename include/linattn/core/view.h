@@ -71,6 +71,21 @@ using CView2 = View<const float, 2>;
 using CView3 = View<const float, 3>;
 using CView4 = View<const float, 4>;
 
+// Whether the memory two views span, first to last element, meets: conservative for interleaved
+// views (two that share no element may still meet). Absent or empty views meet nothing.
+template <typename T, int R, typename U, int S>
+bool spans_meet(const View<T, R>& a, const View<U, S>& b) {
+  if (!a.present() || !b.present() || a.numel() == 0 || b.numel() == 0) return false;
+  auto range = [](const auto& v) {
+    int64_t last = 0;
+    for (int i = 0; i < v.rank; ++i) last += (v.shape[i] - 1) * v.stride[i];
+    const auto first = reinterpret_cast<uintptr_t>(v.data);
+    return std::array<uintptr_t, 2>{first, first + static_cast<uintptr_t>(last) * sizeof(*v.data)};
+  };
+  const auto x = range(a), y = range(b);
+  return x[0] <= y[1] && y[0] <= x[1];
+}
+
 // Valid lengths per batch entry; an empty span means every position is valid.
 using Lengths = std::span<const int64_t>;
 
