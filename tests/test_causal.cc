@@ -414,6 +414,16 @@ TEST(Causal, OutputsMayShareAnInputsBuffer) {
                                        o);
       EXPECT_LE(test::relative_error(buf.data, want_dv.data), 1e-6) << "dv over " << (which ? "dout" : "v");
     }
+    for (int which = 0; which < 4; ++which) {  // dq over q, dout; dk over k, dout
+      const bool over_q = which < 2, over_dout = which % 2 == 1;
+      Tensor<4> buf = over_dout ? dout : over_q ? x.q : x.k, other({B, H, T, d}), dv_({B, H, T, d});
+      const CView4 q = over_q && !over_dout ? buf.cview() : x.q.cview(), k = !over_q && !over_dout ? buf.cview() : x.k.cview();
+      causal_linear_attention_backward(q, k, x.v.cview(), over_dout ? buf.cview() : dout.cview(),
+                                       {.dq = over_q ? buf.view() : other.view(), .dk = over_q ? other.view() : buf.view(),
+                                        .dv = dv_.view(), .dper_channel = dlog},
+                                       decay, o);
+      EXPECT_LE(test::relative_error(buf.data, over_q ? gq.data : gk.data), 1e-6) << "gradient over input, case " << which;
+    }
   }
 }
 

@@ -94,8 +94,9 @@ TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
     simd::mul(c.data(), mu.data(), n);
     std::vector<float> sc(w);
     simd::scale(sc.data(), n, -2.f);
-    std::vector<float> ma(x), dv(static_cast<size_t>(n));
+    std::vector<float> ma(x), ms(x), dv(static_cast<size_t>(n));
     simd::mul_add(c.data(), w.data(), ma.data(), n);
+    simd::mul_sub(c.data(), w.data(), ms.data(), n);
     simd::div(c.data(), w.data(), dv.data(), n);
     for (int64_t i = 0; i < n; ++i) {
       EXPECT_FLOAT_EQ(ax[i], w[i] + 0.5f * c[i]);
@@ -103,6 +104,7 @@ TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
       EXPECT_FLOAT_EQ(sc[i], -2.f * w[i]);
       // Fused or not by target: within rounding of the two terms' size.
       EXPECT_NEAR(ma[i], double(x[i]) + double(c[i]) * w[i], 1e-6 * (std::abs(x[i]) + std::abs(c[i] * w[i]))) << n;
+      EXPECT_NEAR(ms[i], double(x[i]) - double(c[i]) * w[i], 1e-6 * (std::abs(x[i]) + std::abs(c[i] * w[i]))) << n;
       EXPECT_EQ(dv[i], c[i] / w[i]) << n << " " << i;
     }
   }

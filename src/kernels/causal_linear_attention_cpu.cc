@@ -447,11 +447,18 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
   const int64_t dva = dv + (a.normalize ? 1 : 0);
   const bool dout_in_place = !a.normalize && rows_in_place(dout);
   const bool dv_direct = !a.normalize && rows_in_place(g.dv) && disjoint_from_inputs(CView4(g.dv), a, dout);
+  // With the identity feature map the gradients of phi(q) and (without gates) of phi(k) are dq
+  // and dk themselves: the GEMMs write them in place where a chunk's rows are dense and no input
+  // shares their memory (no copies, as for dv).
+  auto dense_and_disjoint = [&](View4 grad) {
+    return a.phi == FeatureMap::identity && grad.stride[2] == dk && disjoint_from_inputs(CView4(grad), a, dout);
+  };
+  const bool dq_direct = dense_and_disjoint(g.dq), dk_direct = !a.gates.present() && dense_and_disjoint(g.dk);
   parallel_for(B * H, [&](int64_t job, int) {
     const int64_t b = job / H, h = job % H;
     const int64_t n = a.lengths.empty() ? T : a.lengths[static_cast<size_t>(b)];
     const int64_t chunks = (n + a.chunk - 1) / a.chunk;
-    thread_local std::vector<float> starts, dS, O, dO, dphi_q, du, dvp, dW, decay_terms, final_term;
+    thread_local std::vector<float> starts, dS, O, dO, dphi_q, du, dvp, dW, decay_acc;
     thread_local Chunk ch;
     // Zero every gradient of the padding.
     for (int64_t t = n; t < T; ++t) {
@@ -488,10 +495,10 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       if (dfinal_state.present()) std::copy_n(&dfinal_state(b, h, c, 0), dv, &dS[c * dva]);
       if (a.normalize && dfinal_normalizer.present()) dS[c * dva + dv] = dfinal_normalizer(b, h, c);
     }
-    // Decay gradient, final-state term: rowsum(S_T (*) dS_T) reaches every position.
-    final_term.assign(static_cast<size_t>(dk), 0.f);
-    for (int64_t c = 0; c < dk; ++c) final_term[c] = simd::dot(&S_final[c * dva], &dS[c * dva], dva);
-    if (g.dlog_decay.present()) decay_terms.assign(static_cast<size_t>(std::max<int64_t>(n, 1) * dk), 0.f);
+    // The decay gradient, d a_t = sum_(r >= t) (phi_q (*) dphi_q - u (*) du)_r + rowsum(S_T (*) dS_T):
+    // a running sum from the final-state term down, as the chunks come in reverse.
+    decay_acc.resize(static_cast<size_t>(dk));
+    for (int64_t c = 0; c < dk; ++c) decay_acc[c] = simd::dot(&S_final[c * dva], &dS[c * dva], dva);
 
     // Pass 2: chunks in reverse.
     for (int64_t c = chunks - 1; c >= 0; --c) {
@@ -540,13 +547,15 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       }
       dphi_q.resize(static_cast<size_t>(len * dk));
       du.resize(dphi_q.size());
+      float* dq_rows = dq_direct ? &g.dq(b, h, t0, 0) : dphi_q.data();
+      float* du_rows = dk_direct ? &g.dk(b, h, t0, 0) : du.data();
       dW.resize(static_cast<size_t>(len * len));
       // Through O = Qd S_prev:  dQd = dO S_prev^T
-      gemm(false, true, len, dk, dva, 1.f, dOr.p, dOr.ld, S_prev, dva, 0.f, dphi_q.data(), dk);
-      if (ch.decayed) simd::mul(ch.ea.data(), dphi_q.data(), len * dk);
+      gemm(false, true, len, dk, dva, 1.f, dOr.p, dOr.ld, S_prev, dva, 0.f, dq_rows, dk);
+      if (ch.decayed) simd::mul(ch.ea.data(), dq_rows, len * dk);
       // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
-      gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du.data(), dk);
-      if (ch.decayed) simd::mul(ch.eka.data(), du.data(), len * dk);
+      gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du_rows, dk);
+      if (ch.decayed) simd::mul(ch.eka.data(), du_rows, len * dk);
       gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp_out, ld_dvp);
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
       gemm(false, true, len, len, dva, 1.f, dOr.p, dOr.ld, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
@@ -554,53 +563,47 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
       if (!a.log_decay.per_channel) {
         ch.scalar_decay_mask(dW.data());
-        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dphi_q.data(), dk);
-        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du.data(), dk);
+        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dq_rows, dk);
+        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du_rows, dk);
       } else if (ch.ratios) {  // W = mask(Qd Ku^T), Ku = u / exp(A) (Chunk::intra_weights)
         ch.zero_above_diagonal(dW.data());
         ch.dtmp.resize(static_cast<size_t>(len * dk));
         float* d = ch.dtmp.data();
         // dQd = dW Ku: dphi_q += exp(A) (*) dQd;  dKu = dW^T Qd: du += dKu / exp(A)
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 0.f, d, dk);
-        simd::mul_add(ch.ea.data(), d, dphi_q.data(), len * dk);
+        simd::mul_add(ch.ea.data(), d, dq_rows, len * dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 0.f, d, dk);
         simd::div(d, ch.ea.data(), d, len * dk);
-        simd::axpy(1.f, d, du.data(), len * dk);
+        simd::axpy(1.f, d, du_rows, len * dk);
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
-                                         dphi_q.data(), du.data(), ch.scratch.data());
+                                         dq_rows, du_rows, ch.scratch.data());
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO, in place (every use of dS is above)
       if (ch.decayed)
         for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
       gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
-      // Per-position outputs.
+      // Per-position outputs: the decay gradient's rows last to first, then the rest.
+      for (int64_t r = len - 1; r >= 0 && g.dlog_decay.present(); --r) {
+        simd::mul_add(ch.phi_q.row(r), dq_rows + r * dk, decay_acc.data(), dk);
+        simd::mul_sub(ch.u.row(r), du_rows + r * dk, decay_acc.data(), dk);
+        std::copy_n(decay_acc.data(), dk, &g.dlog_decay(b, h, t0 + r, 0));
+      }
       for (int64_t r = 0; r < len; ++r) {
         const int64_t t = t0 + r;
         const float gt = a.gates.present() ? a.gates(b, h, t) : 1.f;
-        float* dur = &du[r * dk];
-        if (g.dlog_decay.present())
-          for (int64_t k2 = 0; k2 < dk; ++k2)
-            decay_terms[t * dk + k2] = ch.phi_q.row(r)[k2] * dphi_q[r * dk + k2] - ch.u.row(r)[k2] * dur[k2];
+        float* dur = du_rows + r * dk;
         if (g.dgates.present()) g.dgates(b, h, t) = simd::dot(ch.phi_k.row(r), dur, dk);
         if (a.gates.present()) simd::scale(dur, dk, gt);  // now d phi(k_t)
-        simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), &dphi_q[r * dk], &g.dq(b, h, t, 0), dk);
-        simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
+        if (!dq_direct) simd::feature_map_grad(a.phi, &a.q(b, h, t, 0), dq_rows + r * dk, &g.dq(b, h, t, 0), dk);
+        if (!dk_direct) simd::feature_map_grad(a.phi, &a.k(b, h, t, 0), dur, &g.dk(b, h, t, 0), dk);
         if (!dv_direct) std::copy_n(&dvp[r * dva], dv, &g.dv(b, h, t, 0));
       }
     }
     for (int64_t c = 0; c < dk; ++c) {
       if (g.dinitial_state.present()) std::copy_n(&dS[c * dva], dv, &g.dinitial_state(b, h, c, 0));
       if (g.dinitial_normalizer.present()) g.dinitial_normalizer(b, h, c) = a.normalize ? dS[c * dva + dv] : 0.f;
-    }
-    // d a_t = sum_{r >= t} (phi_q (*) dphi_q - u (*) du)_r + rowsum(S_T (*) dS_T)
-    if (g.dlog_decay.present()) {
-      std::vector<float> acc(final_term);
-      for (int64_t t = n - 1; t >= 0; --t) {
-        for (int64_t k2 = 0; k2 < dk; ++k2) acc[k2] += decay_terms[t * dk + k2];
-        std::copy_n(acc.data(), dk, &g.dlog_decay(b, h, t, 0));
-      }
     }
   });
 }

@@ -148,6 +148,15 @@ void StreamCopy(const float* x, float* y, int64_t n) {
   hwy::FlushStream();  // the stores are weakly ordered: visible to other threads after this fence
 }
 
+void MulSub(const float* a, const float* b, float* y, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    hn::StoreU(hn::NegMulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] -= a[i] * b[i];
+}
+
 void Div(const float* x, const float* y, float* out, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -993,6 +1002,7 @@ HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
 HWY_EXPORT(MulAdd);
 HWY_EXPORT(StreamCopy);
+HWY_EXPORT(MulSub);
 HWY_EXPORT(Div);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
@@ -1030,6 +1040,7 @@ void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, 
 void mul_add(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulAdd)(a, b, y, n); }
 void div(const float* x, const float* y, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(Div)(x, y, out, n); }
 void stream_copy(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(StreamCopy)(x, y, n); }
+void mul_sub(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulSub)(a, b, y, n); }
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {

@@ -26,6 +26,8 @@ void axpy(float a, const float* x, float* y, int64_t n);
 void mul(const float* x, float* y, int64_t n);
 // y[i] += a[i] * b[i].
 void mul_add(const float* a, const float* b, float* y, int64_t n);
+// y[i] -= a[i] * b[i].
+void mul_sub(const float* a, const float* b, float* y, int64_t n);
 // out[i] = x[i] / y[i] (out may be x or y).
 void div(const float* x, const float* y, float* out, int64_t n);
 // y[i] = x[i], with non-temporal stores for y: a write-once stream that is read back only much
