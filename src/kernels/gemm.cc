@@ -3,6 +3,7 @@
 #include <libxsmm.h>
 #include <oneapi/dnnl/dnnl.h>
 
+#include <array>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -28,10 +29,28 @@ bool small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, con
   const libxsmm_blasint second_ld = static_cast<libxsmm_blasint>(lda), out_ld = static_cast<libxsmm_blasint>(ldc);
   const int flags = trans_a ? LIBXSMM_GEMM_FLAG_TRANS_B : 0;
   const float alpha = 1.f;
-  // libxsmm caches its kernels: a repeated dispatch is a lookup.
-  const libxsmm_smmfunction kernel =
-      libxsmm_smmdispatch(static_cast<libxsmm_blasint>(n), static_cast<libxsmm_blasint>(m),
-                          static_cast<libxsmm_blasint>(k), &first_ld, &second_ld, &out_ld, &alpha, &beta, &flags, nullptr);
+  // libxsmm caches its kernels, but its lookup (a descriptor built and hashed per call) took
+  // about 2% of a chunked causal forward+backward, which calls ~10 products of a few shapes per
+  // chunk: the last few kernels are kept per thread and found by comparing their shapes.
+  struct Recent {
+    std::array<int64_t, 8> shape{};
+    libxsmm_smmfunction kernel = nullptr;
+  };
+  thread_local std::array<Recent, 16> recent;
+  thread_local size_t next = 0;
+  const std::array<int64_t, 8> shape = {m, n, k, first_ld, second_ld, out_ld, beta == 0.f ? 0 : 1, flags};
+  libxsmm_smmfunction kernel = nullptr;
+  for (const Recent& r : recent)
+    if (r.kernel && r.shape == shape) {
+      kernel = r.kernel;
+      break;
+    }
+  if (kernel == nullptr) {
+    kernel = libxsmm_smmdispatch(static_cast<libxsmm_blasint>(n), static_cast<libxsmm_blasint>(m),
+                                 static_cast<libxsmm_blasint>(k), &first_ld, &second_ld, &out_ld, &alpha, &beta, &flags,
+                                 nullptr);
+    if (kernel != nullptr) recent[next++ % recent.size()] = {shape, kernel};
+  }
   if (kernel == nullptr) return false;
   if (trans_b) {  // B stored [n, k]: B^T [k, n] with leading dimension n
     thread_local std::vector<float> bt;
