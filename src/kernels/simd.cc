@@ -128,14 +128,21 @@ void Mul(const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] *= x[i];
 }
 
-void MulAdd(const float* a, const float* b, float* y, int64_t n) {
+// y += a (*) b, or y -= a (*) b.
+template <bool kSubtract>
+HWY_INLINE void mul_accumulate(const float* a, const float* b, float* y, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
-  for (; i + lanes <= n; i += lanes)
-    hn::StoreU(hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), hn::LoadU(d, y + i)), d, y + i);
-  for (; i < n; ++i) y[i] += a[i] * b[i];
+  for (; i + lanes <= n; i += lanes) {
+    const V av = hn::LoadU(d, a + i), bv = hn::LoadU(d, b + i), yv = hn::LoadU(d, y + i);
+    hn::StoreU(kSubtract ? hn::NegMulAdd(av, bv, yv) : hn::MulAdd(av, bv, yv), d, y + i);
+  }
+  for (; i < n; ++i) y[i] += kSubtract ? -(a[i] * b[i]) : a[i] * b[i];
 }
+
+void MulAdd(const float* a, const float* b, float* y, int64_t n) { mul_accumulate<false>(a, b, y, n); }
+void MulSub(const float* a, const float* b, float* y, int64_t n) { mul_accumulate<true>(a, b, y, n); }
 
 void StreamCopy(const float* x, float* y, int64_t n) {
   const D d;
@@ -146,15 +153,6 @@ void StreamCopy(const float* x, float* y, int64_t n) {
   for (; i + lanes <= n; i += lanes) hn::Stream(hn::LoadU(d, x + i), d, y + i);
   for (; i < n; ++i) y[i] = x[i];
   hwy::FlushStream();  // the stores are weakly ordered: visible to other threads after this fence
-}
-
-void MulSub(const float* a, const float* b, float* y, int64_t n) {
-  const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
-  for (; i + lanes <= n; i += lanes)
-    hn::StoreU(hn::NegMulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), hn::LoadU(d, y + i)), d, y + i);
-  for (; i < n; ++i) y[i] -= a[i] * b[i];
 }
 
 void Div(const float* x, const float* y, float* out, int64_t n) {
