@@ -110,6 +110,19 @@ TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
   }
 }
 
+// Streamed copies: every destination offset from the vectors' alignment (the element-wise head),
+// every tail length, and nothing written past the end.
+TEST_P(SimdTest, StreamCopyCopiesExactlyTheRange) {
+  for (int64_t offset = 0; offset < 9; ++offset)
+    for (int64_t n : {0, 1, 3, 7, 8, 9, 16, 31, 64, 67}) {
+      const auto x = random_vector(n + 1);
+      std::vector<float> y(static_cast<size_t>(offset + n + 9), -7.f);
+      simd::stream_copy(x.data(), y.data() + offset, n);
+      for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
+        ASSERT_EQ(y[i], i >= offset && i < offset + n ? x[i - offset] : -7.f) << offset << " " << n << " " << i;
+    }
+}
+
 TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
   for (int64_t k : {1, 3, 17, 128})
     for (int64_t n = 1; n < 70; n += (n < 40 ? 1 : 13)) {

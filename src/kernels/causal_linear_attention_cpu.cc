@@ -504,7 +504,9 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
     for (int64_t c = chunks - 1; c >= 0; --c) {
       const int64_t t0 = c * a.chunk;
       const float* S_prev = state0 + c * ld_states;
-      if (chunk_states.present() && c > 0)  // the next chunk's saved state, from DRAM
+      // The next chunk's saved state, from DRAM (without: GLA forward+backward 1.05-1.11x the
+      // time, A/B min of 3, BM_Causal saved:1; without decay level).
+      if (chunk_states.present() && c > 0)
         for (int64_t i = 0; i < dk * dva; i += 16) __builtin_prefetch(S_prev - ld_states + i);
       ch.load(a, b, h, t0, n, a.chunk);
       Chunk::prefetch(a, b, h, t0 - a.chunk, n, a.chunk, dout);

@@ -811,10 +811,10 @@ void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const
 //   rounds: 1 - c would carry an error of up to 3e-8 / gamma relative to gamma M (2.5e-4 at
 //   gamma = e^-9), which an output normalised by a small denominator shows (measured: 1e-5
 //   relative to the recurrence in double, against 2.5e-7 in chunks).
-// Column tiles of 4 vectors keep b and the sums in registers, so
-// each row tile costs 4 loads, 4 stores and 8-16 FMA-pipe operations (the adds run on their own
-// pipes): with the state in L1 the loop runs near the FMA roof. The dots are summed per row as
-// vectors across column tiles (rows in blocks of kDotRows) and reduced once per row.
+// Column tiles of 4 vectors keep b and the sums in registers, so each row tile costs 4 loads, 4
+// stores and 8-16 FMA-pipe operations (the adds run on their own pipes): with the state in L1 the
+// loop runs near the FMA roof. The dots are summed per row as vectors across column tiles (rows in
+// blocks of kDotRows) and reduced once per row.
 constexpr int64_t kDotRows = 64;
 
 // How step_rows decays M: not at all, every row as M + (a b - c M), or each row in the form that
@@ -832,7 +832,8 @@ HWY_INLINE void step_rows(float* m, int64_t ldm, int64_t rows, int64_t dv, const
   // Row i of the tile: decay, rank-one update, store; returns the updated vector k of the row.
   auto update = [&](V mi, int64_t i, V bk) {
     if (kDecay == StepDecay::none) return hn::MulAdd(hn::Set(d, a[i]), bk, mi);
-    if (kDecay == StepDecay::per_row && complement[i] > 0.5f) return hn::MulAdd(hn::Set(d, gamma[i]), mi, hn::Mul(hn::Set(d, a[i]), bk));
+    if (kDecay == StepDecay::per_row && complement[i] > 0.5f)  // gamma < 1/2: gamma M + a b
+      return hn::MulAdd(hn::Set(d, gamma[i]), mi, hn::Mul(hn::Set(d, a[i]), bk));
     // One rounding at M's scale per step: M + (a b - c M). Rounding M - c M on its own would
     // err the same way at every step (c M is a near-constant few ulps of M) and drift linearly.
     return hn::Add(mi, hn::NegMulAdd(hn::Set(d, complement[i]), mi, hn::Mul(hn::Set(d, a[i]), bk)));
@@ -901,9 +902,8 @@ void recurrent_step_blocks(float* m, int64_t ldm, int64_t dk, int64_t dv, const 
   HWY_ALIGN float complement[kDotRows], gamma[kDotRows];
   for (int64_t i0 = 0; i0 < dk; i0 += block) {
     const int64_t rows = std::min(block, dk - i0);
-    if (log_decay) {
+    if (log_decay)
       map_inplace(log_decay + i0, complement, rows, 0.f, [](V v) { return hn::Neg(hn::Expm1(D(), v)); });
-    }
     // The decay's form a template argument: no branch per row unless some row decays below 1/2
     // (then gamma itself, one more exp per row; decays near 1, the common case, skip both).
     float* mb = m + i0 * ldm;
