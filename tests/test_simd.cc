@@ -284,6 +284,21 @@ TEST_P(SimdTest, GlaChunkDecaysMatchDoubleProducts) {
           }
           EXPECT_NEAR(end[static_cast<size_t>(c)], std::exp(sum), 1e-6 * std::exp(sum) * (1 + n) + 1e-37) << c;  // fp32 underflow
         }
+        // Without eka and kd nothing else changes, and gla_chunk_key_decays forms them from g alone.
+        std::vector<float> g2(g.size()), end2(end.size()), eka2(g.size(), -1.f), kd2(g.size(), -1.f), ea2(g.size()),
+            qd2(g.size());
+        simd::gla_chunk_decays(logs.data(), ldl, n, dk, qw.data(), ldl, uw.data(), ldl, g2.data(), with_queries ? ea2.data() : nullptr,
+                               nullptr, end2.data(), with_queries ? qd2.data() : nullptr, nullptr);
+        EXPECT_EQ(g2, g);
+        EXPECT_EQ(end2, end);
+        if (with_queries) {
+          EXPECT_EQ(ea2, ea);
+          EXPECT_EQ(qd2, qd);
+        }
+        EXPECT_EQ(eka2, std::vector<float>(g.size(), -1.f));
+        simd::gla_chunk_key_decays(n, dk, uw.data(), ldl, g2.data(), eka2.data(), kd2.data());
+        EXPECT_EQ(eka2, eka);
+        EXPECT_EQ(kd2, kd);
       }
 }
 

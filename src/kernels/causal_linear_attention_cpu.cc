@@ -48,9 +48,10 @@ struct Chunk {
   std::vector<float> scratch;                                   // per-channel: simd::gla_chunk_weights
   std::vector<float> G;                                         // per-channel: gamma_t = exp(log decay_t)
   // Per-channel, when every channel decays by at least kRatioMinDecay over the chunk: weights as
-  // ratios, W = mask(Qd Ku^T) with Ku = u / exp(A_t), one GEMM (see intra_weights).
+  // ratios, W = mask(Qd Ku^T) with Ku = u / exp(A_t), one GEMM (see intra_weights). Then also
+  // Kd = Ku (*) exp(A_last) per channel, so the state update needs neither Kd nor eka (advance).
   bool ratios = false;
-  std::vector<float> ku, dtmp;                                  // Ku; the backward's products
+  std::vector<float> ku;
   std::vector<float> decay_end;                                 // exp(A_last) per channel
 
   // Decayed queries and keys: without decay they are phi(q) and u themselves, never copied.
@@ -64,6 +65,7 @@ struct Chunk {
     const int64_t dv = a.v.shape[3];
     dva = dv + (a.normalize ? 1 : 0);
     decayed = a.log_decay.data != nullptr;
+    ratios = false;
     const bool per_channel = decayed && a.log_decay.per_channel;
     const size_t rows = static_cast<size_t>(len * dk);
     if (decayed) {
@@ -119,11 +121,22 @@ struct Chunk {
       // products of fp32 gammas near 1 carry a few percent of error in each log decay, which
       // the state would compound over a long sequence (measured: 6e-4 at T = 65,536 with
       // log gamma = -1e-6, against 1e-4 allowed).
-      simd::gla_chunk_decays(&a.log_decay.data[a.log_decay.offset(b, h, t0)], a.log_decay.stride_t, len, dk, phi_q.p,
-                             phi_q.ld, u.p, u.ld, G.data(), queries ? ea.data() : nullptr, eka.data(), decay_end.data(),
-                             queries ? qd_.data() : nullptr, kd_.data());
+      const float* logs = &a.log_decay.data[a.log_decay.offset(b, h, t0)];
+      if (!queries) {
+        simd::gla_chunk_decays(logs, a.log_decay.stride_t, len, dk, nullptr, 0, u.p, u.ld, G.data(), nullptr, eka.data(),
+                               decay_end.data(), nullptr, kd_.data());
+        return;
+      }
+      simd::gla_chunk_decays(logs, a.log_decay.stride_t, len, dk, phi_q.p, phi_q.ld, u.p, u.ld, G.data(), ea.data(), nullptr,
+                             decay_end.data(), qd_.data(), nullptr);
       // exp(A_t) is smallest at the chunk's last step (a product of factors <= 1).
-      ratios = queries && simd::all_within(&ea[(len - 1) * dk], dk, kRatioMinDecay, 1.f);
+      ratios = simd::all_within(&ea[(len - 1) * dk], dk, kRatioMinDecay, 1.f);
+      if (!ratios) {
+        simd::gla_chunk_key_decays(len, dk, u.p, u.ld, G.data(), eka.data(), kd_.data());
+        return;
+      }
+      ku.resize(rows);
+      for (int64_t r = 0; r < len; ++r) simd::div(u.row(r), &ea[r * dk], &ku[r * dk], dk);
       return;
     }
     // One decay per step: exps of the chunk-local sums, all exponents <= 0.
@@ -192,8 +205,6 @@ struct Chunk {
       // added), and with exp(A) >= kRatioMinDecay nothing can underflow or, for |u| < 1e23,
       // overflow. At L = 32, dk = 64 the GEMM takes 1.9 us (BM_Gemm) against 4.3 us for the
       // sub-blocks (BM_GlaChunkWeights); GLA forward 0.81x the time at d = 64 (A/B, T = 256).
-      ku.resize(static_cast<size_t>(len * dk));
-      for (int64_t r = 0; r < len; ++r) simd::div(u.row(r), &ea[r * dk], &ku[r * dk], dk);
       gemm(false, true, len, len, dk, 1.f, qd_.data(), dk, ku.data(), dk, 0.f, W.data(), len);
       zero_above_diagonal(W.data());
       return;
@@ -203,8 +214,14 @@ struct Chunk {
     simd::gla_chunk_weights(phi_q.p, phi_q.ld, u.p, u.ld, G.data(), len, dk, W.data(), len, scratch.data());
   }
 
-  // S = exp(A_last) (*)rows S + Kd^T Vp
+  // S = exp(A_last) (*)rows S + Kd^T Vp; with ratios, Kd = Ku (*) exp(A_last) per channel makes it
+  // exp(A_last) (*)rows (S + Ku^T Vp).
   void advance(float* S) const {
+    if (ratios) {
+      gemm(true, false, dk, dva, len, 1.f, ku.data(), dk, vp.p, vp.ld, 1.f, S, dva);
+      for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
+      return;
+    }
     if (decayed)
       for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
     gemm(true, false, dk, dva, len, 1.f, kd().p, kd().ld, vp.p, vp.ld, 1.f, S, dva);
@@ -554,11 +571,19 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       dW.resize(static_cast<size_t>(len * len));
       // Through O = Qd S_prev:  dQd = dO S_prev^T
       gemm(false, true, len, dk, dva, 1.f, dOr.p, dOr.ld, S_prev, dva, 0.f, dq_rows, dk);
-      if (ch.decayed) simd::mul(ch.ea.data(), dq_rows, len * dk);
-      // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS
-      gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du_rows, dk);
-      if (ch.decayed) simd::mul(ch.eka.data(), du_rows, len * dk);
-      gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp_out, ld_dvp);
+      if (ch.decayed && !ch.ratios) simd::mul(ch.ea.data(), dq_rows, len * dk);
+      // Through S = ... + Kd^T Vp:  dKd = Vp dS^T,  dVp = Kd dS. With ratios, Kd = Ku (*) exp(A_last)
+      // per channel: dKu = Vp dS'^T and dVp = Ku dS', dS' = exp(A_last) (*)rows dS being also
+      // dS_prev's first term (below), so it is formed here, in place.
+      if (ch.ratios) {
+        for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
+        gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du_rows, dk);
+        gemm(false, false, len, dva, dk, 1.f, ch.ku.data(), dk, dS.data(), dva, 0.f, dvp_out, ld_dvp);
+      } else {
+        gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du_rows, dk);
+        if (ch.decayed) simd::mul(ch.eka.data(), du_rows, len * dk);
+        gemm(false, false, len, dva, dk, 1.f, ch.kd().p, ch.kd().ld, dS.data(), dva, 0.f, dvp_out, ld_dvp);
+      }
       // Through O += W Vp:  dW = dO Vp^T (causal part),  dVp += W^T dO
       gemm(false, true, len, len, dva, 1.f, dOr.p, dOr.ld, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dOr.p, dOr.ld, 1.f, dvp_out, ld_dvp);
@@ -569,21 +594,18 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.phi_q.p, ch.phi_q.ld, 1.f, du_rows, dk);
       } else if (ch.ratios) {  // W = mask(Qd Ku^T), Ku = u / exp(A) (Chunk::intra_weights)
         ch.zero_above_diagonal(dW.data());
-        ch.dtmp.resize(static_cast<size_t>(len * dk));
-        float* d = ch.dtmp.data();
-        // dQd = dW Ku: dphi_q += exp(A) (*) dQd;  dKu = dW^T Qd: du += dKu / exp(A)
-        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 0.f, d, dk);
-        simd::mul_add(ch.ea.data(), d, dq_rows, len * dk);
-        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 0.f, d, dk);
-        simd::div(d, ch.ea.data(), d, len * dk);
-        simd::axpy(1.f, d, du_rows, len * dk);
+        // dQd = dO S_prev^T + dW Ku, dphi_q = exp(A) (*) dQd;  dKu = Vp dS'^T + dW^T Qd, du = dKu / exp(A)
+        gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 1.f, dq_rows, dk);
+        simd::mul(ch.ea.data(), dq_rows, len * dk);
+        gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 1.f, du_rows, dk);
+        simd::div(du_rows, ch.ea.data(), du_rows, len * dk);
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
                                          dq_rows, du_rows, ch.scratch.data());
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO, in place (every use of dS is above)
-      if (ch.decayed)
+      if (ch.decayed && !ch.ratios)
         for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
       gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
       // Per-position outputs: the decay gradient's rows last to first, then the rest.

@@ -779,6 +779,14 @@ HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1,
   }
 }
 
+void GlaChunkKeyDecays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
+  for (int64_t r = n - 1; r >= 0; --r) {
+    gla_decay_row_back<false>(r, n, 0, full, dk, u, ldu, g, eka, kd);
+    if (full < dk) gla_decay_row_back<true>(r, n, full, dk, dk, u, ldu, g, eka, kd);
+  }
+}
+
 void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
                     int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
@@ -795,10 +803,7 @@ void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const
     }
   }
   map_inplace(end, end, dk, 0.f, [](V x) { return hn::Exp(D(), x); });
-  for (int64_t r = n - 1; r >= 0; --r) {
-    gla_decay_row_back<false>(r, n, 0, full, dk, u, ldu, g, eka, kd);
-    if (full < dk) gla_decay_row_back<true>(r, n, full, dk, dk, u, ldu, g, eka, kd);
-  }
+  if (eka && kd) GlaChunkKeyDecays(n, dk, u, ldu, g, eka, kd);
 }
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), each number read and
@@ -1021,6 +1026,7 @@ HWY_EXPORT(GlaChunkWeights);
 HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(RecurrentStep);
 HWY_EXPORT(GlaChunkDecays);
+HWY_EXPORT(GlaChunkKeyDecays);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
@@ -1091,6 +1097,9 @@ void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* 
 void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
                       int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
   HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, eka, end, qd, kd);
+}
+void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkKeyDecays)(n, dk, u, ldu, g, eka, kd);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

@@ -100,13 +100,16 @@ void gla_chunk_weights_backward(const float* q, int64_t ldq, const float* u, int
 // channels, each <= 0), q and u rows with strides ldq and ldu, every other row [n, dk] dense:
 //   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (if ea and qd)
 //   eka[r] = prod_{k>r} g[k] (eka[n-1] = 1)  end = exp(sum_r logs[r])      ([dk])
-//   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]
+//   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]      (if eka and kd)
 // The products are flushed to 0 below 1e-30 (their terms are negligible, and denormals would slow
 // the loops that follow). `end` is the exp of the summed logs rather than a product: it is carried
 // from chunk to chunk, and products of fp32 gammas near 1 would compound their rounding over a
 // long sequence.
 void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
                       int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd);
+// gla_chunk_decays' eka and kd alone, from its g: for a caller that needs them only in some cases
+// (the chunked kernels, when a chunk's decays are too strong for ratios of exp(A)).
+void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
 //   M_i = gamma_i M_i + a_i b              (b [dv]; gamma_i = exp(log_decay_i), nullptr: no
