@@ -94,17 +94,12 @@ TEST_P(SimdTest, ElementwiseMatchScalarLoops) {
     simd::mul(c.data(), mu.data(), n);
     std::vector<float> sc(w);
     simd::scale(sc.data(), n, -2.f);
-    std::vector<float> ma(x), ms(x), dv(static_cast<size_t>(n));
-    simd::mul_add(c.data(), w.data(), ma.data(), n);
-    simd::mul_sub(c.data(), w.data(), ms.data(), n);
+    std::vector<float> dv(static_cast<size_t>(n));
     simd::div(c.data(), w.data(), dv.data(), n);
     for (int64_t i = 0; i < n; ++i) {
       EXPECT_FLOAT_EQ(ax[i], w[i] + 0.5f * c[i]);
       EXPECT_FLOAT_EQ(mu[i], w[i] * c[i]);
       EXPECT_FLOAT_EQ(sc[i], -2.f * w[i]);
-      // Fused or not by target: within rounding of the two terms' size.
-      EXPECT_NEAR(ma[i], double(x[i]) + double(c[i]) * w[i], 1e-6 * (std::abs(x[i]) + std::abs(c[i] * w[i]))) << n;
-      EXPECT_NEAR(ms[i], double(x[i]) - double(c[i]) * w[i], 1e-6 * (std::abs(x[i]) + std::abs(c[i] * w[i]))) << n;
       EXPECT_EQ(dv[i], c[i] / w[i]) << n << " " << i;
     }
   }
@@ -300,6 +295,54 @@ TEST_P(SimdTest, GlaChunkDecaysMatchDoubleProducts) {
         EXPECT_EQ(eka2, eka);
         EXPECT_EQ(kd2, kd);
       }
+}
+
+TEST_P(SimdTest, DecayGradientRowsAreRunningSumsFromTheLastRow) {
+  // Every tail width and the 4-vector blocks, each matrix at its own row stride (padding NaN:
+  // never read), n = 0 leaving acc as it is.
+  for (int64_t n : {0, 1, 7, 32})
+    for (int64_t dk : {1, 3, 8, 9, 19, 32, 33, 64, 70}) {
+      auto padded = [&](int64_t pad) {
+        std::vector<float> x = random_vector(n * (dk + pad));
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t c = dk; c < dk + pad; ++c) x[static_cast<size_t>(r * (dk + pad) + c)] = std::nanf("");
+        return x;
+      };
+      const auto q = padded(1), dq = padded(2), u = padded(3), du = padded(0);
+      const auto acc0 = random_vector(dk);
+      std::vector<float> acc = acc0, out(static_cast<size_t>(n * (dk + 5)), -7.f);
+      simd::decay_gradient_rows(q.data(), dk + 1, dq.data(), dk + 2, u.data(), dk + 3, du.data(), dk, n, dk, acc.data(),
+                                out.data(), dk + 5);
+      for (int64_t c = 0; c < dk; ++c) {
+        // Up to four fp32 roundings per row (two with FMA), each within 6e-8 of the magnitude so far.
+        double want = acc0[static_cast<size_t>(c)], mag = std::abs(want), tol = 0;
+        for (int64_t r = n - 1; r >= 0; --r) {
+          auto at = [&](const std::vector<float>& x, int64_t pad) { return double(x[static_cast<size_t>(r * (dk + pad) + c)]); };
+          want += at(q, 1) * at(dq, 2) - at(u, 3) * at(du, 0);
+          mag += std::abs(at(q, 1) * at(dq, 2)) + std::abs(at(u, 3) * at(du, 0));
+          tol += 4 * 6e-8 * mag;
+          EXPECT_NEAR(out[static_cast<size_t>(r * (dk + 5) + c)], want, tol) << "n=" << n << " dk=" << dk << " " << r << "," << c;
+        }
+        EXPECT_NEAR(acc[static_cast<size_t>(c)], want, tol) << "n=" << n << " dk=" << dk << " " << c;
+      }
+      for (int64_t r = 0; r < n; ++r)  // nothing past each output row
+        for (int64_t c = dk; c < dk + 5; ++c) EXPECT_EQ(out[static_cast<size_t>(r * (dk + 5) + c)], -7.f);
+    }
+}
+
+TEST_P(SimdTest, ScaleRowsScalesEachRowByItsFactor) {
+  for (int64_t rows : {0, 1, 5})
+    for (int64_t cols : {1, 7, 8, 17, 64}) {
+      const int64_t ld = cols + 2;
+      const auto x0 = random_vector(rows * ld), f = random_vector(rows);
+      auto x = x0;
+      simd::scale_rows(x.data(), rows, cols, ld, f.data());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < ld; ++c) {
+          const size_t i = static_cast<size_t>(r * ld + c);
+          EXPECT_EQ(x[i], c < cols ? x0[i] * f[static_cast<size_t>(r)] : x0[i]) << rows << "x" << cols << " " << r << "," << c;
+        }
+    }
 }
 
 TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {

@@ -219,11 +219,11 @@ struct Chunk {
   void advance(float* S) const {
     if (ratios) {
       gemm(true, false, dk, dva, len, 1.f, ku.data(), dk, vp.p, vp.ld, 1.f, S, dva);
-      for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
+      simd::scale_rows(S, dk, dva, dva, decay_end.data());
       return;
     }
     if (decayed)
-      for (int64_t c = 0; c < dk; ++c) simd::scale(S + c * dva, dva, decay_end[c]);
+      simd::scale_rows(S, dk, dva, dva, decay_end.data());
     gemm(true, false, dk, dva, len, 1.f, kd().p, kd().ld, vp.p, vp.ld, 1.f, S, dva);
   }
 
@@ -576,7 +576,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       // per channel: dKu = Vp dS'^T and dVp = Ku dS', dS' = exp(A_last) (*)rows dS being also
       // dS_prev's first term (below), so it is formed here, in place.
       if (ch.ratios) {
-        for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
+        simd::scale_rows(dS.data(), dk, dva, dva, ch.decay_end.data());
         gemm(false, true, len, dk, dva, 1.f, ch.vp.p, ch.vp.ld, dS.data(), dva, 0.f, du_rows, dk);
         gemm(false, false, len, dva, dk, 1.f, ch.ku.data(), dk, dS.data(), dva, 0.f, dvp_out, ld_dvp);
       } else {
@@ -605,15 +605,12 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
                                          dq_rows, du_rows, ch.scratch.data());
       }
       // dS_prev = exp(A_last) (*)rows dS + Qd^T dO, in place (every use of dS is above)
-      if (ch.decayed && !ch.ratios)
-        for (int64_t k2 = 0; k2 < dk; ++k2) simd::scale(&dS[k2 * dva], dva, ch.decay_end[k2]);
+      if (ch.decayed && !ch.ratios) simd::scale_rows(dS.data(), dk, dva, dva, ch.decay_end.data());
       gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
       // Per-position outputs: the decay gradient's rows last to first, then the rest.
-      for (int64_t r = len - 1; r >= 0 && g.dlog_decay.present(); --r) {
-        simd::mul_add(ch.phi_q.row(r), dq_rows + r * dk, decay_acc.data(), dk);
-        simd::mul_sub(ch.u.row(r), du_rows + r * dk, decay_acc.data(), dk);
-        std::copy_n(decay_acc.data(), dk, &g.dlog_decay(b, h, t0 + r, 0));
-      }
+      if (g.dlog_decay.present())
+        simd::decay_gradient_rows(ch.phi_q.p, ch.phi_q.ld, dq_rows, dk, ch.u.p, ch.u.ld, du_rows, dk, len, dk,
+                                  decay_acc.data(), &g.dlog_decay(b, h, t0, 0), g.dlog_decay.stride[2]);
       for (int64_t r = 0; r < len; ++r) {
         const int64_t t = t0 + r;
         const float gt = a.gates.present() ? a.gates(b, h, t) : 1.f;

@@ -128,21 +128,6 @@ void Mul(const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] *= x[i];
 }
 
-// y += a (*) b, or y -= a (*) b.
-template <bool kSubtract>
-HWY_INLINE void mul_accumulate(const float* a, const float* b, float* y, int64_t n) {
-  const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const V av = hn::LoadU(d, a + i), bv = hn::LoadU(d, b + i), yv = hn::LoadU(d, y + i);
-    hn::StoreU(kSubtract ? hn::NegMulAdd(av, bv, yv) : hn::MulAdd(av, bv, yv), d, y + i);
-  }
-  for (; i < n; ++i) y[i] += kSubtract ? -(a[i] * b[i]) : a[i] * b[i];
-}
-
-void MulAdd(const float* a, const float* b, float* y, int64_t n) { mul_accumulate<false>(a, b, y, n); }
-void MulSub(const float* a, const float* b, float* y, int64_t n) { mul_accumulate<true>(a, b, y, n); }
 
 void StreamCopy(const float* x, float* y, int64_t n) {
   const D d;
@@ -779,6 +764,40 @@ HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1,
   }
 }
 
+// kV vectors of columns from c of the decay gradient's running sum (see decay_gradient_rows): the
+// sums stay in registers down all n rows, kV independent chains to hide the FMA latency.
+template <int kV, bool kTail>
+HWY_INLINE void decay_gradient_cols(int64_t c, const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u,
+                                    int64_t ldu, const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc,
+                                    float* out, int64_t ldo) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D()));
+  const RowPart<kTail> io{dk};
+  V s[kV];
+  for (int j = 0; j < kV; ++j) s[j] = io.load(acc, c + j * lanes);
+  for (int64_t r = n - 1; r >= 0; --r)
+    for (int j = 0; j < kV; ++j) {
+      const int64_t cj = c + j * lanes;
+      s[j] = hn::MulAdd(io.load(q + r * ldq, cj), io.load(dq + r * lddq, cj), s[j]);
+      s[j] = hn::NegMulAdd(io.load(u + r * ldu, cj), io.load(du + r * lddu, cj), s[j]);
+      io.store(out + r * ldo, cj, s[j]);
+    }
+  for (int j = 0; j < kV; ++j) io.store(acc, c + j * lanes, s[j]);
+}
+
+void DecayGradientRows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
+                       const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
+  int64_t c = 0;
+  for (; c + 4 * lanes <= full; c += 4 * lanes)
+    decay_gradient_cols<4, false>(c, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
+  for (; c < full; c += lanes) decay_gradient_cols<1, false>(c, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
+  if (full < dk) decay_gradient_cols<1, true>(full, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
+}
+
+void ScaleRows(float* x, int64_t rows, int64_t cols, int64_t ld, const float* factors) {
+  for (int64_t r = 0; r < rows; ++r) Scale(x + r * ld, cols, factors[r]);
+}
+
 void GlaChunkKeyDecays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
   for (int64_t r = n - 1; r >= 0; --r) {
@@ -1003,9 +1022,7 @@ HWY_EXPORT(ExpShiftSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(Mul);
-HWY_EXPORT(MulAdd);
 HWY_EXPORT(StreamCopy);
-HWY_EXPORT(MulSub);
 HWY_EXPORT(Div);
 HWY_EXPORT(Dot);
 HWY_EXPORT(Sum);
@@ -1027,6 +1044,8 @@ HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(RecurrentStep);
 HWY_EXPORT(GlaChunkDecays);
 HWY_EXPORT(GlaChunkKeyDecays);
+HWY_EXPORT(DecayGradientRows);
+HWY_EXPORT(ScaleRows);
 HWY_EXPORT(SymPackedGemv);
 HWY_EXPORT(SymPackedGemvBf16);
 HWY_EXPORT(FeatureMapGrad);
@@ -1041,10 +1060,8 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
 void scale(float* x, int64_t n, float a) { HWY_DYNAMIC_DISPATCH(Scale)(x, n, a); }
 void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 void mul(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Mul)(x, y, n); }
-void mul_add(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulAdd)(a, b, y, n); }
 void div(const float* x, const float* y, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(Div)(x, y, out, n); }
 void stream_copy(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(StreamCopy)(x, y, n); }
-void mul_sub(const float* a, const float* b, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(MulSub)(a, b, y, n); }
 float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
 float sum(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Sum)(x, n); }
 void feature_map(FeatureMap phi, const float* x, float* y, int64_t n) {
@@ -1100,6 +1117,13 @@ void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, con
 }
 void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd) {
   HWY_DYNAMIC_DISPATCH(GlaChunkKeyDecays)(n, dk, u, ldu, g, eka, kd);
+}
+void decay_gradient_rows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
+                         const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+  HWY_DYNAMIC_DISPATCH(DecayGradientRows)(q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
+}
+void scale_rows(float* x, int64_t rows, int64_t cols, int64_t ld, const float* factors) {
+  HWY_DYNAMIC_DISPATCH(ScaleRows)(x, rows, cols, ld, factors);
 }
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(GemvN)(a, lda, x, m, n, y);

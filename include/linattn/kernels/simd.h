@@ -24,10 +24,6 @@ void scale(float* x, int64_t n, float a);
 void axpy(float a, const float* x, float* y, int64_t n);
 // y[i] *= x[i].
 void mul(const float* x, float* y, int64_t n);
-// y[i] += a[i] * b[i].
-void mul_add(const float* a, const float* b, float* y, int64_t n);
-// y[i] -= a[i] * b[i].
-void mul_sub(const float* a, const float* b, float* y, int64_t n);
 // out[i] = x[i] / y[i] (out may be x or y).
 void div(const float* x, const float* y, float* out, int64_t n);
 // y[i] = x[i], with non-temporal stores for y: a write-once stream that is read back only much
@@ -110,6 +106,15 @@ void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, con
 // gla_chunk_decays' eka and kd alone, from its g: for a caller that needs them only in some cases
 // (the chunked kernels, when a chunk's decays are too strong for ratios of exp(A)).
 void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd);
+
+// GLA's log-decay gradient for n rows of dk channels, as a running sum from the last row up:
+//   acc += q[r] (*) dq[r] - u[r] (*) du[r];  out[r] = acc      for r = n - 1, ..., 0
+// (each matrix at its own row stride; acc [dk] is the sum carried in and the sum after row 0 out).
+void decay_gradient_rows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
+                         const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo);
+
+// x[r * ld + c] *= factors[r] for r < rows, c < cols: one call for a matrix scaled row by row.
+void scale_rows(float* x, int64_t rows, int64_t cols, int64_t ld, const float* factors);
 
 // One token of the recurrence on a state M [dk, dv] (row stride ldm), M read and written once:
 //   M_i = gamma_i M_i + a_i b              (b [dv]; gamma_i = exp(log_decay_i), nullptr: no
