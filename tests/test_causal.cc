@@ -399,13 +399,15 @@ TEST(Causal, OutputsMayShareAnInputsBuffer) {
     causal_linear_attention_backward(x.q.cview(), x.k.cview(), x.v.cview(), dout.cview(),
                                      {.dq = gq.view(), .dk = gk.view(), .dv = want_dv.view(), .dper_channel = dlog}, decay,
                                      o);
-    for (int which = 0; which < 3; ++which) {  // out over q, k, v
-      Tensor<4> buf = which == 0 ? x.q : which == 1 ? x.k : x.v;
-      const CView4 q = which == 0 ? buf.cview() : x.q.cview(), k = which == 1 ? buf.cview() : x.k.cview(),
-                   v = which == 2 ? buf.cview() : x.v.cview();
-      causal_linear_attention(q, k, v, buf.view(), decay, o);
-      EXPECT_LE(test::relative_error(buf.data, want.data), 1e-6) << "out over input " << which;
-    }
+    for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent})
+      for (int which = 0; which < 4; ++which) {  // out over q, k, v; and a separate out
+        Tensor<4> buf = which == 0 ? x.q : which == 1 ? x.k : which == 2 ? x.v : Tensor<4>({B, H, T, d});
+        const CView4 q = which == 0 ? buf.cview() : x.q.cview(), k = which == 1 ? buf.cview() : x.k.cview(),
+                     v = which == 2 ? buf.cview() : x.v.cview();
+        causal_linear_attention(q, k, v, buf.view(), decay, {.chunk_size = 16, .algorithm = algorithm});
+        EXPECT_LE(test::relative_error(buf.data, want.data), 1e-6)
+            << "out over input " << which << (algorithm == CausalAlgorithm::recurrent ? ", token by token" : "");
+      }
     for (int which = 0; which < 2; ++which) {  // dv over v, dout
       Tensor<4> buf = which == 0 ? x.v : dout;
       causal_linear_attention_backward(x.q.cview(), x.k.cview(), which == 0 ? buf.cview() : x.v.cview(),

@@ -313,7 +313,9 @@ void save_state(View4 chunk_states, int64_t b, int64_t h, int64_t c, const float
 // Positions [0, n) of one (b, h) token by token: the recurrence itself, with the augmented state
 // S [dk, dva] (with normalisation its last column is z, and v is augmented with a 1). The state
 // before every chunk of a.chunk positions goes to chunk_states (when present), as in chunks.
-void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out, View4 chunk_states) {
+// direct: the step writes each output row itself (no normalisation, out shares no input's memory).
+void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float* S, View4 out, View4 chunk_states,
+                    bool direct) {
   thread_local Token x;
   thread_local std::vector<float> o;
   x.resize(a);
@@ -321,9 +323,10 @@ void recurrent_rows(const CausalArgs& a, int64_t b, int64_t h, int64_t n, float*
   for (int64_t t = 0; t < n; ++t) {
     if (chunk_states.present() && t % a.chunk == 0) save_state(chunk_states, b, h, t / a.chunk, S, x.dk * x.dva);
     x.load(a, b, h, t);
-    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.log_decays(a, b, h, t), nullptr, nullptr, x.pq,
-                         o.data());
     float* y = &out(b, h, t, 0);
+    simd::recurrent_step(S, x.dva, x.dk, x.dva, x.u, x.vp, x.log_decays(a, b, h, t), nullptr, nullptr, x.pq,
+                         direct ? y : o.data());
+    if (direct) continue;
     std::copy_n(o.data(), x.dv, y);
     if (a.normalize) simd::scale(y, x.dv, 1.f / (o[x.dv] + a.eps));
   }
@@ -427,7 +430,7 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
     load_initial(a, b, h, dk, dv, dva, S.data());
     for (int64_t t = n; t < T; ++t) std::fill_n(&out(b, h, t, 0), dv, 0.f);
     const bool recurrent = n <= a.recurrent_max_length;
-    if (recurrent) recurrent_rows(a, b, h, n, S.data(), out, chunk_states);
+    if (recurrent) recurrent_rows(a, b, h, n, S.data(), out, chunk_states, direct);
     for (int64_t t0 = 0; !recurrent && t0 < n; t0 += a.chunk) {
       save_state(chunk_states, b, h, t0 / a.chunk, S.data(), dk * dva);
       ch.load(a, b, h, t0, n, a.chunk);
