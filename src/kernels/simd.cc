@@ -128,7 +128,6 @@ void Mul(const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] *= x[i];
 }
 
-
 void StreamCopy(const float* x, float* y, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
