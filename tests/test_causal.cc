@@ -431,6 +431,19 @@ TEST(Causal, OutputsMayShareAnInputsBuffer) {
 
 // Inputs broadcast over the positions (row stride 0: one k, v and dout row for every t) give the
 // results of their dense copies: such rows cannot be a GEMM operand in place and are copied.
+// The overlap test behind every "shares memory" error: spans that only touch do not meet, one
+// shared element does, and absent or empty views meet nothing.
+TEST(View, SpansMeetOnlyWhereTheirRangesOverlap) {
+  std::vector<float> buf(64);
+  const CView2 rows = CView2(buf.data(), {4, 3}, {5, 1});  // elements 0 .. 17, with gaps
+  EXPECT_FALSE(spans_meet(rows, CView1(buf.data() + 18, {10}, {1})));
+  EXPECT_TRUE(spans_meet(rows, CView1(buf.data() + 17, {10}, {1})));
+  EXPECT_TRUE(spans_meet(CView1(buf.data() + 17, {10}, {1}), rows));
+  EXPECT_TRUE(spans_meet(rows, CView1(buf.data() + 4, {1}, {1})));  // a gap: conservative
+  EXPECT_FALSE(spans_meet(rows, CView1(buf.data(), {0}, {1})));
+  EXPECT_FALSE(spans_meet(rows, CView1{}));
+}
+
 TEST(Causal, InputsBroadcastOverPositions) {
   const int64_t B = 2, H = 2, T = 40, d = 5;
   const Inputs x = make_inputs(B, H, T, d, d, false);
@@ -548,6 +561,22 @@ TEST(Causal, BadArgumentsAreNamed) {
     } catch (const ArgumentError& e) {
       EXPECT_EQ(e.argument(), "grads.dq");
       EXPECT_NE(std::string(e.what()).find("shares memory with chunk_states"), std::string::npos) << e.what();
+    }
+    // Over an input (q) and over the initial state: named the same way.
+    const CView4 q_in_states = CView4::contiguous(shared.data() + 7, x.q.shape);
+    const CView4 initial_in_states = CView4::contiguous(shared.data() + 3, {1, 2, 3, 3});
+    Tensor<4> fresh_out(x.v.shape);
+    for (int which = 0; which < 2; ++which) {
+      try {
+        causal_linear_attention(which == 0 ? q_in_states : x.q.cview(), x.k.cview(), x.v.cview(), fresh_out.view(), {}, o,
+                                {}, {}, which == 1 ? initial_in_states : CView4{}, {}, {}, {}, states);
+        ADD_FAILURE() << "no error for chunk states over " << (which ? "initial_state" : "q");
+      } catch (const ArgumentError& e) {
+        EXPECT_EQ(e.argument(), "chunk_states");
+        EXPECT_NE(std::string(e.what()).find(which ? "shares memory with initial_state" : "shares memory with q"),
+                  std::string::npos)
+            << e.what();
+      }
     }
   }
   // Per-channel log decays: one value that is positive, NaN or infinite anywhere in a valid
