@@ -12,7 +12,7 @@ CMAKE_FLAGS ?=
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev libeigen3-dev libgtest-dev \
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
-                clang-14 libclang-rt-14-dev gnuplot-nox libtorch-dev
+                clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev
 
 .PHONY: all deps build test test-fast asan fuzz bench bench-micro bench-torch run clean
 

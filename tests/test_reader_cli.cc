@@ -96,6 +96,30 @@ TEST_F(ReaderCliTest, StudyRunsInParallelResumesAndReports) {
   EXPECT_TRUE(fs::exists(p("again/report.md")));
 }
 
+// `make run` on a clone without bAbI beside it: the MQAR comparison with the stored-memory
+// measurements, then where bAbI is read from and where to get it.
+TEST_F(ReaderCliTest, ReproduceWithoutBabiComparesOnMqar) {
+  fs::create_directories(p("empty"));
+  auto r = reader("reproduce --out " + p("repro") + " --data " + p("empty") +
+                  " --mechanisms none,linear,softmax --seeds 1 --mqar-pairs 3 --mqar-widths 8 --mqar-epochs 1"
+                  " --mqar-questions 60 --jobs 2 --no-plots");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("No bAbI data here"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 to run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| 8 | 3 |"), std::string::npos) << r.out;  // the MQAR table
+  // Every mechanism answered from its stored form, and the fixed-size memory equal to the graph.
+  EXPECT_NE(r.out.find("MQAR, 3 pairs, d = 8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bank"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("every hidden state"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tasks_1-20_v1-2.tar.gz"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("LINATTN_BABI_DIR"), std::string::npos) << r.out;
+  std::ifstream report(p("repro/report.md"));
+  std::stringstream md;
+  md << report.rdbuf();
+  EXPECT_NE(md.str().find("| MQAR, 3 pairs, d = 8 | linear |"), std::string::npos) << md.str();
+}
+
 TEST_F(ReaderCliTest, ErrorsAreOneLine) {
   expect_error("train --mechanism quadratic --mqar-pairs 2", "unknown attention mechanism 'quadratic'");
   expect_error("train --data /nonexistent", "no en/ or en-10k/ directory of bAbI files");

@@ -82,6 +82,12 @@ std::vector<json> read_results(const std::vector<std::string>& paths) {
   return out;
 }
 
+std::string serve_setting(const json& r) {
+  if (r.value("data", std::string("en")) == "mqar")
+    return "MQAR, " + std::to_string(r.value("pairs", int64_t{0})) + " pairs, d = " + std::to_string(r.value("hidden", int64_t{0}));
+  return "bAbI task " + std::to_string(r.value("task", 0)) + " (" + r.value("data", std::string("en")) + ")";
+}
+
 std::string write_report(const std::vector<json>& results, const std::string& out_dir, bool plots) {
   fs::create_directories(out_dir);
   std::ostringstream md;
@@ -140,32 +146,6 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
        << ".\n";
   }
 
-  // Stored memories and costs.
-  std::vector<json> serve;
-  for (const auto& r : results)
-    if (kind_of(r) == "serve") serve.push_back(r);
-  if (!serve.empty()) {
-    md << "\n## The comparison: accuracy, lookup cost, bytes per stored story\n\n"
-       << "Test questions answered one at a time from each mechanism's stored form of the test stories "
-          "(seed-1 model; accuracy over all seeds). Lookup: the read-out from the stored form; questions/s: "
-          "question encoder + read-out + output layer.\n\n"
-       << "| task | mechanism | test accuracy | stored per story | bytes per story | lookup (us/question) | "
-          "questions/s | answers equal to the in-graph pass |\n|---|---|---|---|---|---|---|---|\n";
-    for (const auto& r : serve) {
-      const std::string data = r.value("data", std::string("en")), m = r.value("mechanism", std::string());
-      const int task = r.value("task", 0);
-      std::string acc;
-      if (babi.count(data) && babi.at(data).count(task) && babi.at(data).at(task).count(m))
-        acc = babi.at(data).at(task).at(m).cell();
-      char buf[512];
-      std::snprintf(buf, sizeof buf, "| %d | %s | %s | %s | %.0f | %.2f | %.0f | %lld/%lld |\n", task, m.c_str(), acc.c_str(),
-                    r.value("store", std::string()).c_str(), r.value("bytes_per_story", 0.0), r.value("lookup_us", 0.0),
-                    r.value("questions_per_second", 0.0), static_cast<long long>(r.value("agree", 0)),
-                    static_cast<long long>(r.value("questions", 0)));
-      md << buf;
-    }
-  }
-
   // MQAR: (hidden) x pairs x mechanism.
   std::map<int64_t, std::map<int64_t, std::map<std::string, Stats>>> mqar;
   std::set<std::string> mqar_mechanisms;
@@ -176,6 +156,39 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     mqar_mechanisms.insert(m);
   }
   const auto mqar_mechs = present_mechanisms(mqar_mechanisms);
+
+  // Stored memories and costs.
+  std::vector<json> serve;
+  for (const auto& r : results)
+    if (kind_of(r) == "serve") serve.push_back(r);
+  if (!serve.empty()) {
+    md << "\n## The comparison: accuracy, lookup cost, bytes per stored story\n\n"
+       << "Test questions answered one at a time from each mechanism's stored form of the test stories "
+          "(seed-1 model; accuracy over all seeds). Lookup: the read-out from the stored form; questions/s: "
+          "question encoder + read-out + output layer.\n\n"
+       << "| setting | mechanism | test accuracy | stored per story | bytes per story | lookup (us/question) | "
+          "questions/s | answers equal to the in-graph pass |\n|---|---|---|---|---|---|---|---|\n";
+    for (const auto& r : serve) {
+      const std::string data = r.value("data", std::string("en")), m = r.value("mechanism", std::string());
+      std::string acc;
+      if (data == "mqar") {
+        const int64_t width = r.value("hidden", int64_t{0}), pairs = r.value("pairs", int64_t{0});
+        if (mqar.count(width) && mqar.at(width).count(pairs) && mqar.at(width).at(pairs).count(m))
+          acc = mqar.at(width).at(pairs).at(m).cell();
+      } else {
+        const int task = r.value("task", 0);
+        if (babi.count(data) && babi.at(data).count(task) && babi.at(data).at(task).count(m))
+          acc = babi.at(data).at(task).at(m).cell();
+      }
+      char buf[512];
+      std::snprintf(buf, sizeof buf, "| %s | %s | %s | %s | %.0f | %.2f | %.0f | %lld/%lld |\n", serve_setting(r).c_str(),
+                    m.c_str(), acc.c_str(), r.value("store", std::string()).c_str(), r.value("bytes_per_story", 0.0),
+                    r.value("lookup_us", 0.0), r.value("questions_per_second", 0.0),
+                    static_cast<long long>(r.value("agree", 0)), static_cast<long long>(r.value("questions", 0)));
+      md << buf;
+    }
+  }
+
   if (!mqar.empty()) {
     md << "\n## MQAR: test accuracy against the number of key-value pairs\n\n| width | pairs |";
     for (const auto& m : mqar_mechs) md << " " << m << " |";

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "commands.h"
 #include "linattn/core/error.h"
@@ -95,55 +96,88 @@ void study(const StudyArgs& a) {
   report_to(a.out, {collect(a.out)}, !a.no_plots);
 }
 
-// Stored-representation answering for the seed-1 model of every (task, mechanism): bytes per
-// story, lookup cost, questions per second, and agreement with the in-graph pass.
+// Stored-representation answering for the seed-1 model of every setting the plan trained: bytes
+// per story, lookup cost, questions per second, and agreement with the in-graph pass.
 void measure_serving(const StudyArgs& a) {
   std::printf("\nanswering the test questions from stored representations (seed-1 models):\n");
-  for (int task : a.tasks)
-    for (const auto& m : a.mechanisms) {
-      const std::string base = a.out + "/runs/" + std::string(a.ten_k ? "en-10k" : "en") + "-t" + std::to_string(task) + "-" + m;
-      const std::string result = base + "-serve.json";
-      Checkpoint c = Checkpoint::load(base + "-s1.ckpt");
-      const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
-      ServeReport r;
-      if (c.best->has_fixed_size_memory()) {
-        const std::string bank = base + "-s1.lamb";
-        fs::remove(bank);
-        encode_stories(c, data.test, bank);
-        r = answer_from_bank(c, data.test, bank);
-      } else {
-        r = answer_from_states(c.best, data.test, c.answers.size());
-      }
-      std::printf("  task %2d %-13s %-34s %8.0f bytes/story  lookup %7.2f us  %6.0f questions/s  equal to in-graph %lld/%lld\n",
-                  task, m.c_str(), r.store.c_str(), r.bytes_per_story, r.lookup_us, r.questions_per_second,
-                  static_cast<long long>(r.agree), static_cast<long long>(r.questions));
-      std::ofstream(result) << nlohmann::json{{"kind", "serve"},
-                                              {"task", task},
-                                              {"data", a.ten_k ? "en-10k" : "en"},
-                                              {"mechanism", m},
-                                              {"store", r.store},
-                                              {"questions", r.questions},
-                                              {"agree", r.agree},
-                                              {"bytes_per_story", r.bytes_per_story},
-                                              {"lookup_us", r.lookup_us},
-                                              {"questions_per_second", r.questions_per_second}}
-                                   .dump()
-                            << "\n";
+  const std::string suffix = "-s1";
+  for (const Job& job : plan(a)) {
+    if (!job.name.ends_with(suffix)) continue;
+    const std::string base = a.out + "/runs/" + job.name.substr(0, job.name.size() - suffix.size());
+    Checkpoint c = Checkpoint::load(base + suffix + ".ckpt");
+    const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+    const std::string mechanism = to_string(c.model_options.mechanism());
+    ServeReport r;
+    if (c.best->has_fixed_size_memory()) {
+      const std::string bank = base + suffix + ".lamb";
+      fs::remove(bank);
+      encode_stories(c, data.test, bank);
+      r = answer_from_bank(c, data.test, bank);
+    } else {
+      r = answer_from_states(c.best, data.test, c.answers.size());
     }
+    nlohmann::json line = {{"kind", "serve"},
+                           {"mechanism", mechanism},
+                           {"store", r.store},
+                           {"questions", r.questions},
+                           {"agree", r.agree},
+                           {"bytes_per_story", r.bytes_per_story},
+                           {"lookup_us", r.lookup_us},
+                           {"questions_per_second", r.questions_per_second}};
+    if (c.data.kind == "mqar") {
+      line["data"] = "mqar";
+      line["pairs"] = c.data.mqar.pairs;
+      line["hidden"] = c.model_options.hidden();
+    } else {
+      line["data"] = c.data.ten_k ? "en-10k" : "en";
+      line["task"] = c.data.task;
+    }
+    std::printf("  %-24s %-13s %-34s %8.0f bytes/story  lookup %7.2f us  %6.0f questions/s  equal to in-graph %lld/%lld\n",
+                serve_setting(line).c_str(), mechanism.c_str(), r.store.c_str(), r.bytes_per_story, r.lookup_us,
+                r.questions_per_second, static_cast<long long>(r.agree), static_cast<long long>(r.questions));
+    std::ofstream(base + "-serve.json") << line.dump() << "\n";
+  }
 }
 
+std::string list(const std::vector<int64_t>& values) {
+  std::string s;
+  for (int64_t v : values) s += (s.empty() ? "" : ", ") + std::to_string(v);
+  return s;
+}
+
+// The main job. With bAbI: every mechanism on a few tasks. Without it (a clone of the repository
+// alone): the MQAR comparison, which needs no files, then where bAbI is read from.
 void reproduce(StudyArgs a) {
-  std::printf("The paper's comparison, reproduced on bAbI (en, 1,000 training questions per task) standing in for\n"
-              "its CNN data: every mechanism on tasks %s, %d seeds, %d epochs, %d runs at a time.\n\n",
-              [&] {
-                std::string s;
-                for (int t : a.tasks) s += (s.empty() ? "" : ", ") + std::to_string(t);
-                return s;
-              }().c_str(),
-              a.seeds, a.epochs, a.jobs);
+  std::string babi_missing;
+  try {
+    find_babi_root(a.data_dir.empty() ? std::nullopt : std::optional<std::string>(a.data_dir));
+  } catch (const Error& e) {
+    babi_missing = e.what();
+  }
+  if (babi_missing.empty()) {
+    std::printf("The paper's comparison, reproduced on bAbI (en, 1,000 training questions per task) standing in for\n"
+                "its CNN data: every mechanism on tasks %s, %d seeds, %d epochs, %d runs at a time.\n\n",
+                list({a.tasks.begin(), a.tasks.end()}).c_str(), a.seeds, a.epochs, a.jobs);
+  } else {
+    a.no_babi = true;
+    a.mqar = true;
+    a.data_dir.clear();
+    std::printf("No bAbI data here (%s).\n\n"
+                "The comparison on MQAR instead, which needs no files: stories of n key-value pairs, each key asked\n"
+                "once; every mechanism at memory width %s, %s pairs, %d seeds, %d epochs, %d runs at a time.\n\n",
+                babi_missing.c_str(), list(a.mqar_widths).c_str(), list(a.mqar_pairs).c_str(), a.seeds, a.mqar_epochs,
+                a.jobs);
+  }
   run_jobs(plan(a), a.jobs);
   measure_serving(a);
   report_to(a.out, {collect(a.out)}, !a.no_plots);
+  if (!babi_missing.empty())
+    std::printf("\nbAbI was not found, so this was the MQAR comparison only. linattn reads bAbI from --data DIR, else\n"
+                "$LINATTN_BABI_DIR, else ../shared/data/babi beside the checkout (a folder holding en/ and en-10k/).\n"
+                "Get the bAbI tasks v1.2 (CC BY 3.0) from Facebook AI Research's bAbI page:\n"
+                "  %s\n"
+                "unpack it there and run this command again for the full comparison.\n",
+                kBabiDownload);
 }
 
 void add_study_options(CLI::App* cmd, StudyArgs& a) {
@@ -155,6 +189,16 @@ void add_study_options(CLI::App* cmd, StudyArgs& a) {
   cmd->add_option("--mechanisms", a.mechanisms, "mechanisms to compare")->delimiter(',');
   cmd->add_option("--tasks", a.tasks, "bAbI tasks, e.g. 1,2,3")->delimiter(',')->check(CLI::Range(1, 20));
   cmd->add_flag("--no-plots", a.no_plots, "Markdown only (no gnuplot)");
+}
+
+void add_mqar_options(CLI::App* cmd, StudyArgs& a) {
+  cmd->add_option("--mqar-pairs", a.mqar_pairs, "MQAR pair counts")->delimiter(',')->check(CLI::Range(1, 100000));
+  cmd->add_option("--mqar-widths", a.mqar_widths, "MQAR memory widths (GRU units)")->delimiter(',')->check(CLI::Range(1, 4096));
+  cmd->add_option("--mqar-epochs", a.mqar_epochs, "epochs per MQAR run")->check(CLI::Range(1, 10000));
+  cmd->add_option("--mqar-questions", a.mqar_questions,
+                  "MQAR training questions per run (sequences = questions / pairs: equal work per run)")
+      ->check(CLI::Range(1, 100000000));
+  cmd->add_option("--mqar-vocab", a.mqar_vocab, "MQAR vocabulary (keys below half, values above)")->check(CLI::Range(8, 1000000));
 }
 
 }  // namespace
@@ -182,13 +226,7 @@ void add_study_commands(CLI::App& app) {
     cmd->add_option("--hidden", a->hidden, "GRU units for bAbI runs")->check(CLI::Range(1, 4096));
     cmd->add_flag("--mqar", a->mqar, "add the MQAR sweep: accuracy against pairs, per mechanism and memory width");
     cmd->add_flag("--no-babi", a->no_babi, "MQAR only");
-    cmd->add_option("--mqar-pairs", a->mqar_pairs, "MQAR pair counts")->delimiter(',');
-    cmd->add_option("--mqar-widths", a->mqar_widths, "MQAR memory widths (GRU units)")->delimiter(',');
-    cmd->add_option("--mqar-epochs", a->mqar_epochs, "epochs per MQAR run")->check(CLI::Range(1, 10000));
-    cmd->add_option("--mqar-questions", a->mqar_questions,
-                    "MQAR training questions per run (sequences = questions / pairs: equal work per run)")
-        ->check(CLI::Range(1, 100000000));
-    cmd->add_option("--mqar-vocab", a->mqar_vocab, "MQAR vocabulary (keys below half, values above)")->check(CLI::Range(8, 1000000));
+    add_mqar_options(cmd, *a);
     cmd->callback([a] {
       StudyArgs args = *a;
       if (args.tasks.empty())
@@ -200,8 +238,14 @@ void add_study_commands(CLI::App& app) {
     auto a = std::make_shared<StudyArgs>();
     a->out = "reader-results";
     a->tasks = {1, 4};
-    CLI::App* cmd = app.add_subcommand("reproduce", "The main job: every mechanism on bAbI, compared (about 5 min on 2 cores)");
+    // Without bAbI: one width and two pair counts, one below the width's capacity and one at it
+    // (the full sweep's most telling columns), in about the bAbI comparison's time.
+    a->mqar_widths = {32};
+    a->mqar_pairs = {8, 32};
+    CLI::App* cmd = app.add_subcommand(
+        "reproduce", "The main job: every mechanism on bAbI compared (about 5 min on 2 cores); MQAR when there is no bAbI");
     add_study_options(cmd, *a);
+    add_mqar_options(cmd, *a);
     cmd->get_option("--out")->required(false)->default_val("reader-results");
     cmd->callback([a] { reproduce(*a); });
   }

@@ -42,4 +42,7 @@ BabiTask load_babi(const std::string& root, int task, bool ten_k, double valid_f
 // exists, the error says where the data comes from and how to point to it.
 std::string find_babi_root(const std::optional<std::string>& explicit_path = std::nullopt);
 
+// Where a user obtains the bAbI tasks v1.2 (the archive unpacks to tasks_1-20_v1-2/en, en-10k, ...).
+inline constexpr const char* kBabiDownload = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz";
+
 }  // namespace linattn::reader
