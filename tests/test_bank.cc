@@ -1,9 +1,14 @@
 // Banks: many memories in one file, safe appends, one query against all or some.
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "linattn/linattn.h"
 #include "test_util.h"
@@ -127,17 +132,115 @@ TEST_F(BankTest, InterruptedAppendLosesNothingCommitted) {
   }
 }
 
-TEST_F(BankTest, TornHeaderSlotFallsBackToThePreviousCommit) {
+TEST_F(BankTest, CorruptedCurrentSlotIsAnErrorNamingIt) {
   Bank::create(path_);
   Bank bank = Bank::open(path_);
   bank.append("a", document(3));
   bank.append("b", document(4));  // sequence 3: written to slot 1
   auto bytes = read_file();
-  bytes[64 + 20] ^= 0x55;  // corrupt the newest slot
+  for (int at : {20, 0, 63}) {  // a field, the magic, the checksum
+    auto corrupted = bytes;
+    corrupted[static_cast<size_t>(64 + at)] ^= 0x55;
+    write_file(corrupted);
+    // Entry "b" lies past slot 0's committed end: falling back to slot 0 would drop it.
+    try {
+      Bank::open(path_);
+      FAIL() << "a corrupted current slot was taken for an interrupted append";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("header slot 1 is corrupted"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
+    }
+    // An append refuses too, and leaves the file as it was.
+    EXPECT_THROW(bank.append("c", document(2)), FormatError);
+    EXPECT_EQ(read_file(), corrupted);
+  }
+}
+
+TEST_F(BankTest, CorruptedOlderSlotLosesNothing) {
+  Bank::create(path_);
+  Bank bank = Bank::open(path_);
+  bank.append("a", document(3));  // sequence 2, slot 0
+  bank.append("b", document(4));  // sequence 3, slot 1: current
+  auto bytes = read_file();
+  bytes[20] ^= 0x55;  // slot 0, the older commit; the file ends at slot 1's committed end
   write_file(bytes);
-  const Bank b = Bank::open(path_);
-  EXPECT_EQ(b.size(), 1);  // the previous commit, intact
-  EXPECT_EQ(b.name(0), "a");
+  Bank b = Bank::open(path_);
+  ASSERT_EQ(b.size(), 2);
+  b.append("c", document(5));  // rewrites slot 0
+  EXPECT_EQ(Bank::open(path_).size(), 3);
+}
+
+TEST_F(BankTest, NewBankUsesSlotOneSoTheFirstAppendNeverOverwritesTheOnlyValidSlot) {
+  Bank::create(path_);
+  auto bytes = read_file();
+  ASSERT_EQ(bytes.size(), 128u);
+  EXPECT_TRUE(std::all_of(bytes.begin(), bytes.begin() + 64, [](char x) { return x == 0; }));
+  Bank bank = Bank::open(path_);
+  bank.append("a", document(3));
+  bytes = read_file();
+  bytes[20] ^= 0x55;  // the first commit, in slot 0, corrupted
+  write_file(bytes);
+  EXPECT_THROW(Bank::open(path_), FormatError);
+}
+
+TEST_F(BankTest, HugeDeclaredSizesAreRefusedBeforeAnyArithmetic) {
+  Bank::create(path_);
+  auto bytes = read_file();
+  // Slot 1 with a committed end near 2^64 (and a valid checksum): an offset that overflows.
+  for (uint64_t end : {~uint64_t{63}, (uint64_t{1} << 63) + 64, (uint64_t{1} << 62) + 64}) {
+    auto crafted = bytes;
+    std::memcpy(crafted.data() + 64 + 24, &end, 8);
+    const uint64_t sum = XXH3_64bits(crafted.data() + 64, 56);
+    std::memcpy(crafted.data() + 64 + 56, &sum, 8);
+    write_file(crafted);
+    EXPECT_THROW(Bank::open(path_), FormatError) << end;
+  }
+}
+
+TEST_F(BankTest, CreateIsExclusiveAndRaceFreeAgainstAppends) {
+  Bank::create(path_);
+  Bank::open(path_).append("kept", document(3));
+  const auto before = read_file();
+  try {
+    Bank::create(path_);
+    FAIL() << "create replaced an existing bank";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_file(), before);
+
+  // Creates racing with appends, from the start: every append that returned is in the bank.
+  std::filesystem::remove(path_);
+  const std::vector<std::byte> doc = serialize(document(2));
+  std::atomic<int> creates{0};
+  std::vector<std::vector<std::string>> appended(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 40; ++i) try {
+          Bank::create(path_);
+          ++creates;
+        } catch (const FormatError&) {
+        }
+    });
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) try {
+          const std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+          Bank::open(path_, false).append(name, doc);
+          appended[static_cast<size_t>(t)].push_back(name);
+        } catch (const FormatError&) {  // no bank yet
+        }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(creates.load(), 1);
+  const Bank bank = Bank::open(path_);
+  size_t total = 0;
+  for (const auto& names : appended) {
+    total += names.size();
+    for (const auto& name : names) EXPECT_TRUE(bank.find(name)) << name;
+  }
+  EXPECT_EQ(static_cast<size_t>(bank.size()), total);
 }
 
 TEST_F(BankTest, CorruptedCommittedEntryIsNamedNotDropped) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <set>
@@ -35,6 +36,7 @@ template <typename T>
 T get(const std::byte* p) { T v; std::memcpy(&v, p, sizeof(T)); return v; }
 
 struct Slot {
+  int position = 1;  // 0 or 1: where the slot lies (at position * kSlotBytes)
   uint64_t sequence = 0, end = kFirstRecord, count = 0;
   int64_t dk = 0, dv = 0;
   uint8_t feature_map = 0, flags = 0;
@@ -56,15 +58,19 @@ std::array<std::byte, kSlotBytes> encode_slot(const Slot& s) {
   return b;
 }
 
-std::optional<Slot> decode_slot(const std::byte* b, std::string& why) {
-  if (std::memcmp(b, kBankMagic, 8) != 0) { why = "not a linattn bank (wrong magic)"; return std::nullopt; }
-  if (get<uint64_t>(b + 56) != XXH3_64bits(b, 56)) { why = "header checksum mismatch"; return std::nullopt; }
+// A header slot is in one of three states. Empty (every byte zero): never written, as slot 1 of
+// a new bank. Valid: magic, checksum and fields check out. Corrupted: anything else.
+enum class SlotState { empty, valid, corrupted };
+
+SlotState decode_slot(const std::byte* b, Slot& s, std::string& why) {
+  if (std::all_of(b, b + kSlotBytes, [](std::byte x) { return x == std::byte{0}; })) return SlotState::empty;
+  if (std::memcmp(b, kBankMagic, 8) != 0) { why = "not a linattn bank (wrong magic)"; return SlotState::corrupted; }
+  if (get<uint64_t>(b + 56) != XXH3_64bits(b, 56)) { why = "header checksum mismatch"; return SlotState::corrupted; }
   if (get<uint32_t>(b + 8) != kBankVersion) {
     why = "bank format version " + std::to_string(get<uint32_t>(b + 8)) + " is not supported";
-    return std::nullopt;
+    return SlotState::corrupted;
   }
-  if (get<uint32_t>(b + 12) != kByteOrderMark) { why = "wrong byte order mark"; return std::nullopt; }
-  Slot s;
+  if (get<uint32_t>(b + 12) != kByteOrderMark) { why = "wrong byte order mark"; return SlotState::corrupted; }
   s.sequence = get<uint64_t>(b + 16);
   s.end = get<uint64_t>(b + 24);
   s.count = get<uint64_t>(b + 32);
@@ -72,24 +78,45 @@ std::optional<Slot> decode_slot(const std::byte* b, std::string& why) {
   s.dv = get<uint32_t>(b + 44);
   s.feature_map = static_cast<uint8_t>(b[48]);
   s.flags = static_cast<uint8_t>(b[49]);
-  if (s.dk < 0 || s.dv < 0 || s.dk > (1 << 20) || s.dv > (1 << 20) || s.feature_map > 2 || s.flags > 1 ||
-      s.end < static_cast<uint64_t>(kFirstRecord) || s.end % 64 != 0) {
+  // end and count stay far below 2^62, so that every offset computed from them fits in int64_t.
+  if (s.sequence == 0 || s.dk > (1 << 20) || s.dv > (1 << 20) || s.feature_map > 2 || s.flags > 1 ||
+      s.end < static_cast<uint64_t>(kFirstRecord) || s.end % 64 != 0 || s.end > (uint64_t{1} << 62) ||
+      s.count > s.end / 64) {
     why = "implausible header fields";
-    return std::nullopt;
+    return SlotState::corrupted;
   }
-  return s;
+  return SlotState::valid;
 }
 
-// The current slot of a bank file's first 128 bytes.
+// The current slot of a bank file. An append writes its records past the committed end, then
+// commits them in the other slot; a later append first truncates the file to the committed end.
+// So when one slot is corrupted, the other slot is current only if it provably loses nothing:
+// the file ends at its committed end (a newer commit would have left its records past that
+// end). Otherwise the corrupted slot may hold the newest commit, and opening fails, naming it.
 Slot current_slot(std::span<const std::byte> file, const std::string& path) {
   if (static_cast<int64_t>(file.size()) < kFirstRecord)
     throw FormatError(path + ": truncated: " + std::to_string(file.size()) + " bytes, a bank header has " +
                       std::to_string(kFirstRecord));
-  std::string why0, why1;
-  auto a = decode_slot(file.data(), why0), b = decode_slot(file.data() + kSlotBytes, why1);
-  if (!a && !b) throw FormatError(path + ": " + why0);
-  if (a && b) return a->sequence >= b->sequence ? *a : *b;
-  return a ? *a : *b;
+  Slot slot[2];
+  std::string why[2];
+  const SlotState state[2] = {decode_slot(file.data(), slot[0], why[0]),
+                              decode_slot(file.data() + kSlotBytes, slot[1], why[1])};
+  slot[0].position = 0;
+  slot[1].position = 1;
+  if (state[0] != SlotState::valid && state[1] != SlotState::valid) {
+    if (state[0] == SlotState::corrupted && std::memcmp(file.data(), kBankMagic, 8) != 0)
+      throw FormatError(path + ": not a linattn bank (wrong magic)");
+    throw FormatError(path + ": no valid header slot (slot 0: " + (state[0] == SlotState::empty ? "empty" : why[0]) +
+                      ", slot 1: " + (state[1] == SlotState::empty ? "empty" : why[1]) + ")");
+  }
+  if (state[0] == SlotState::valid && state[1] == SlotState::valid)
+    return slot[0].sequence >= slot[1].sequence ? slot[0] : slot[1];
+  const int good = state[0] == SlotState::valid ? 0 : 1, bad = 1 - good;
+  if (state[bad] == SlotState::corrupted && file.size() != slot[good].end)
+    throw FormatError(path + ": header slot " + std::to_string(bad) + " is corrupted (" + why[bad] + ") and " +
+                      std::to_string(file.size() - slot[good].end) + " bytes lie past slot " + std::to_string(good) +
+                      "'s committed end: they may hold the newest committed entries, so the bank is not opened");
+  return slot[good];
 }
 
 struct RecordSpan {
@@ -123,36 +150,24 @@ RecordSpan read_record(std::span<const std::byte> file, int64_t off, int64_t end
   return rec;
 }
 
-void pwrite_all(int fd, const void* data, size_t n, int64_t offset, const std::string& path) {
-  const auto* p = static_cast<const std::byte*>(data);
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::pwrite(fd, p + done, n - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw FormatError(detail::system_error_text("cannot write", path));
-    }
-    done += static_cast<size_t>(w);
-  }
-}
-
 }  // namespace
 
 void Bank::create(const std::string& path) {
-  if (::access(path.c_str(), F_OK) == 0) throw FormatError("'" + path + "' already exists");
+  // Slot 1 holds the first commit and slot 0 stays empty, so the first append writes slot 0
+  // and never the bank's only valid slot.
   std::vector<std::byte> buf(kFirstRecord, std::byte{0});
   Slot s;
   s.sequence = 1;
   const auto slot = encode_slot(s);
-  std::memcpy(buf.data(), slot.data(), kSlotBytes);
-  detail::write_file_atomic(path, buf);
+  std::memcpy(buf.data() + kSlotBytes, slot.data(), kSlotBytes);
+  detail::write_file_exclusive(path, buf);
 }
 
 Bank Bank::open(const std::string& path, bool verify) {
   detail::MappedFile file = detail::map_file(path);
   const Slot s = current_slot(file.bytes, path);
   const auto size = static_cast<int64_t>(file.bytes.size());
-  if (static_cast<int64_t>(s.end) > size)
+  if (s.end > file.bytes.size())
     throw FormatError(path + ": truncated: the header commits " + std::to_string(s.end) + " bytes, the file has " +
                       std::to_string(size));
   Bank bank;
@@ -161,7 +176,6 @@ Bank Bank::open(const std::string& path, bool verify) {
   bank.dk_ = s.dk;
   bank.dv_ = s.dv;
   bank.uncommitted_ = size - static_cast<int64_t>(s.end);
-  if (s.count > static_cast<uint64_t>(s.end / 64)) throw FormatError(path + ": implausible entry count");
   std::unordered_set<std::string> names;
   int64_t off = kFirstRecord;
   for (uint64_t i = 0; i < s.count; ++i) {
@@ -245,17 +259,17 @@ void Bank::append_all(const std::vector<std::pair<std::string, std::vector<std::
     off = next;
     ++n.count;
   }
-  if (::ftruncate(fd, static_cast<off_t>(start)) != 0)  // drop any uncommitted tail first
-    throw FormatError(detail::system_error_text("cannot truncate", path_));
-  pwrite_all(fd, records.data(), records.size(), start, path_);
-  if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));
+  detail::truncate_file(fd, start, path_);  // drop any uncommitted tail first
+  detail::pwrite_all(fd, records, start, path_);
+  detail::fsync_file(fd, path_);
 
   // Commit every record at once: the other slot, one sequence further.
   n.sequence = s.sequence + 1;
   n.end = static_cast<uint64_t>(off);
+  n.position = 1 - s.position;
   const auto slot = encode_slot(n);
-  pwrite_all(fd, slot.data(), slot.size(), (n.sequence % 2) * kSlotBytes, path_);
-  if (::fsync(fd) != 0) throw FormatError(detail::system_error_text("cannot fsync", path_));
+  detail::pwrite_all(fd, slot, n.position * kSlotBytes, path_);
+  detail::fsync_file(fd, path_);
   *this = open(path_, true);
 }
 

@@ -1,7 +1,11 @@
-// File primitives for the memory layer: atomic replacement and read-only mappings.
+// File primitives for the memory layer: atomic replacement, exclusive creation, positioned
+// writes, fsync and read-only mappings. Every write, truncate, fsync, rename and link of the
+// memory layer's files goes through here, so that a test can stop any of them as a crash would
+// (set_fault_hook).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -11,7 +15,16 @@ namespace linattn::detail {
 // Replaces `path` with `bytes`: temporary file in the same directory, fsync, rename, fsync dir.
 void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
 
-// A read-only mapping of a whole file, unmapped when the last owner lets go.
+// Creates `path` holding `bytes`, failing with FormatError "... already exists" if it exists:
+// temporary file, fsync, link(2) to the name (atomic and exclusive: no existing file is ever
+// replaced, however many processes race), unlink the temporary, fsync dir.
+void write_file_exclusive(const std::string& path, std::span<const std::byte> bytes);
+
+void pwrite_all(int fd, std::span<const std::byte> bytes, int64_t offset, const std::string& path);
+void fsync_file(int fd, const std::string& path);
+void truncate_file(int fd, int64_t size, const std::string& path);
+
+// A read-only mapping of a whole regular file, unmapped when the last owner lets go.
 struct MappedFile {
   std::shared_ptr<const void> owner;  // keeps the mapping alive
   std::span<const std::byte> bytes;
@@ -20,5 +33,12 @@ MappedFile map_file(const std::string& path);
 
 // errno as text, with the operation and path: "cannot open 'x.lam': No such file or directory".
 std::string system_error_text(const std::string& what, const std::string& path);
+
+// For crash-consistency tests: called before every write, truncate, fsync, rename, link and
+// unlink above with the operation ("write", "truncate", "fsync", "rename", "link",
+// "fsync-dir") and its path. A hook that throws stops the operation there, before it happens,
+// as a crash at that point would. Process-wide; null (the default) turns it off.
+using FaultHook = void (*)(const char* operation, const std::string& path);
+void set_fault_hook(FaultHook hook);
 
 }  // namespace linattn::detail
