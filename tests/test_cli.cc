@@ -148,6 +148,68 @@ TEST_F(CliTest, EveryErrorIsOneLine) {
   expect_error("lookup " + p("flip.lam") + " --queries " + p("Q3.npy") + " -o " + p("r.npy"), "checksum");
 }
 
+// Inputs that used to be lost, hang or be taken silently.
+TEST_F(CliTest, NothingStoredIsLostNoInputHangs) {
+  save("K.npy", test::random_tensor<2>({5, 4}));
+  save("Q.npy", test::random_tensor<2>({2, 4}));
+  ASSERT_EQ(run("encode --keys " + p("K.npy") + " -o " + p("k.lam")).code, 0);
+  ASSERT_EQ(run("bank create " + p("b.lamb")).code, 0);
+  ASSERT_EQ(run("bank append " + p("b.lamb") + " doc " + p("k.lam")).code, 0);
+  auto slurp = [&](const std::string& name) {
+    std::ifstream in(p(name), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string memory = slurp("k.lam"), bank = slurp("b.lamb");
+  // An output naming an input, by the same or another path (a hard link), is refused.
+  std::filesystem::create_hard_link(p("k.lam"), p("alias.lam"));
+  expect_error("lookup " + p("k.lam") + " --queries " + p("Q.npy") + " -o " + p("k.lam"), "is the input");
+  expect_error("lookup " + p("k.lam") + " --queries " + p("Q.npy") + " -o " + p("alias.lam"), "is the input");
+  expect_error("lookup " + p("k.lam") + " --queries " + p("Q.npy") + " -o " + p("Q.npy"), "is the input");
+  expect_error("bank query " + p("b.lamb") + " --queries " + p("Q.npy") + " -o " + p("b.lamb"), "is the input");
+  expect_error("encode --keys " + p("K.npy") + " -o " + p("K.npy"), "is the input");
+  expect_error("merge " + p("k.lam") + " " + p("alias.lam") + " -o " + p("k.lam"), "is the input");
+  EXPECT_EQ(slurp("k.lam"), memory);
+  EXPECT_EQ(slurp("b.lamb"), bank);
+  // bank create never replaces a bank.
+  expect_error("bank create " + p("b.lamb"), "already exists");
+  EXPECT_EQ(slurp("b.lamb"), bank);
+  // Special files are refused at once, not read to their end.
+  expect_error("lookup " + p("k.lam") + " --queries /dev/zero -o " + p("r.npy"), "wrong magic");
+  expect_error("lookup " + p("k.lam") + " --queries /dev/null -o " + p("r.npy"), "wrong magic");
+  expect_error("lookup " + p("k.lam") + " --queries " + dir_.string() + " -o " + p("r.npy"), "directory");
+  // Finite inputs whose products overflow float32: refused, never stored or answered as Inf.
+  test::Tensor<2> big({3, 4});
+  for (float& x : big.data) x = 3e19f;
+  save("big.npy", big);
+  expect_error("encode --keys " + p("big.npy") + " -o " + p("big.lam"), "float32's range");
+  EXPECT_FALSE(std::filesystem::exists(p("big.lam")));
+  save("bigq.npy", big);
+  test::Tensor<2> keys({3, 4});
+  for (float& x : keys.data) x = 1e15f;
+  save("k15.npy", keys);
+  ASSERT_EQ(run("encode --keys " + p("k15.npy") + " -o " + p("k15.lam")).code, 0);
+  expect_error("lookup " + p("k15.lam") + " --queries " + p("bigq.npy") + " -o " + p("r.npy"), "overflow float32");
+  // Names: not UTF-8, or with control characters.
+  expect_error("bank append " + p("b.lamb") + " \"$(printf '\\377\\376')\" " + p("k.lam"), "UTF-8");
+  expect_error("bank append " + p("b.lamb") + " \"$(printf 'a\\033[2Jb')\" " + p("k.lam"), "control characters");
+  const CliRun listed = run("bank list --json " + p("b.lamb"));
+  EXPECT_EQ(listed.code, 0) << listed.err;
+  EXPECT_TRUE(nlohmann::json::accept(listed.out)) << listed.out;
+  // Numbers: an empty value is not 0; ranges are stated plainly.
+  expect_error("lookup " + p("k.lam") + " --queries " + p("Q.npy") + " -o " + p("r.npy") + " --scale ''", "empty");
+  expect_error("compress " + p("k.lam") + " --rank 0 -o " + p("c.lam"), "greater than 0");
+  const CliRun rank = run("compress " + p("k.lam") + " --rank 0 -o " + p("c.lam"));
+  EXPECT_EQ(rank.err.find("e+308"), std::string::npos) << rank.err;
+  // A mistyped command is named, with the commands there are.
+  expect_error("lokup " + p("k.lam"), "unknown command 'lokup'");
+  expect_error("bank lst " + p("b.lamb"), "unknown command 'lst'");
+  // The demo at widths below 4, and at a size that cannot be allocated.
+  const CliRun small = run("demo -d 2 -T 8 -m 3");
+  EXPECT_EQ(small.code, 0) << small.err;
+  EXPECT_NE(small.out.find("first 2 outputs"), std::string::npos) << small.out;
+  expect_error("demo -T 4194304 -d 4096", "GiB");
+}
+
 // --only runs the named sections and nothing else; unknown names and plots without their data
 // are refused before anything runs.
 TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 
@@ -237,6 +238,50 @@ TEST(Compress, ErrorMatchesTheTruncatedSpectrumAndLookupsFollow) {
   const MemoryView back = view_of_bytes(compress_to_bytes(full, {.rank = 8}), "c");
   EXPECT_EQ(lookup_all(back, q), lookup_all(r8, q));
   EXPECT_THROW(back.to_memory(), ArgumentError);
+}
+
+}  // namespace
+}  // namespace linattn
+
+namespace linattn {
+namespace {
+
+// Finite inputs whose products pass float32's range: refused, and the memory keeps its state.
+TEST(MemoryOverflow, WritesAndMergesThatWouldOverflowLeaveTheMemoryUnchanged) {
+  for (const bool normalize : {false, true}) {
+    Memory m({.key_dim = 3, .value_dim = 5, .normalize = normalize});
+    test::Tensor<2> k({2, 3}, 1.f), v({2, 5}, 2.f);
+    m.write(k.cview(), v.cview());
+    const Memory before = m.snapshot();
+    test::Tensor<2> big_k({4, 3}, 2e19f), big_v({4, 5}, 3e19f);
+    try {
+      m.write(big_k.cview(), big_v.cview());
+      FAIL() << "an overflowing write was accepted";
+    } catch (const ArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find("float32's range"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(m.tokens(), before.tokens());
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 5; ++j) EXPECT_EQ(m.state()(i, j), before.state()(i, j));
+    // Large but representable: accepted (the checked path keeps a finite result).
+    test::Tensor<2> large_k({1, 3}, 1e18f), large_v({1, 5}, 1e18f);
+    Memory large({.key_dim = 3, .value_dim = 5, .normalize = normalize});
+    large.write(large_k.cview(), large_v.cview());
+    EXPECT_FLOAT_EQ(large.state()(0, 0), 1e36f);
+    // Merging it with itself over and over: refused once the sum would be Inf.
+    int merges = 0;
+    try {
+      for (; merges < 10; ++merges) large.merge(large);
+      FAIL() << "an overflowing merge was accepted";
+    } catch (const ArgumentError&) {
+    }
+    EXPECT_EQ(merges, 8);  // 1e36 * 2^8 = 2.56e38 fits; 2^9 does not
+    EXPECT_TRUE(std::isfinite(large.state()(0, 0)));
+    // Non-finite inputs are refused the same way.
+    test::Tensor<2> nan_k({1, 3}, std::numeric_limits<float>::quiet_NaN()), one_v({1, 5}, 1.f);
+    EXPECT_THROW(m.write(nan_k.cview(), one_v.cview()), ArgumentError);
+    EXPECT_EQ(m.tokens(), before.tokens());
+  }
 }
 
 }  // namespace

@@ -128,6 +128,27 @@ TEST_F(ReaderCliTest, ErrorsAreOneLine) {
   std::ofstream(p("junk.ckpt")) << "junk";
   expect_error("eval --model " + p("junk.ckpt"), "not a readable linattn-reader checkpoint");
   expect_error("report " + p("none.jsonl"), "none.jsonl");
+  expect_error("trian --task 1", "unknown command 'trian'");
+  auto v = reader("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("linattn-reader"), std::string::npos) << v.out;
+  expect_error("train --mqar-pairs 2 --lr ''", "greater than 0, not ''");
+  expect_error("train --mqar-pairs 2 --lr 0", "greater than 0");
+}
+
+// Data that holds no questions is an error, never "accuracy 0.000 on 0 questions".
+TEST_F(ReaderCliTest, EmptyOrSpecialDataIsRefused) {
+  auto r = reader("train " + kSmall + " --mechanism linear --epochs 1 --checkpoint " + p("m.ckpt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ofstream(p("empty.txt")).flush();
+  fs::create_directories(p("dir"));
+  expect_error("eval --model " + p("m.ckpt") + " --file " + p("empty.txt"), "no questions");
+  expect_error("eval --model " + p("m.ckpt") + " --file /dev/null", "not a regular file");
+  expect_error("eval --model " + p("m.ckpt") + " --file " + p("dir"), "is a directory");
+  expect_error("answer --model " + p("m.ckpt") + " --story " + p("empty.txt") + " --question 3", "is empty");
+  std::ofstream(p("story.txt")) << "1 3 20 5 30\n";
+  r = reader("answer --model " + p("m.ckpt") + " --story " + p("story.txt") + " --question 3");
+  EXPECT_EQ(r.code, 0) << r.err;
 }
 
 TEST_F(ReaderCliTest, LinattnRunsTheReader) {

@@ -16,6 +16,22 @@
 namespace linattn::cli {
 namespace {
 
+// A name as it can be shown on a terminal: control bytes as \xNN (banks written before names
+// were checked may hold them).
+std::string printable(const std::string& name) {
+  std::string out;
+  for (const unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 struct QueryArgs {
   std::string bank, queries, out, names;
   bool mean = false;
@@ -23,6 +39,7 @@ struct QueryArgs {
 };
 
 void run_query(const QueryArgs& a) {
+  refuse_output_over_inputs("--output", a.out, {a.bank, a.queries});
   const Bank bank = Bank::open(a.bank);
   const npy::Matrix Q = npy::load(a.queries);
   require_finite<2>("linattn", "--queries (" + a.queries + ")", CView2::contiguous(Q.data.data(), {Q.rows, Q.cols}));
@@ -41,6 +58,8 @@ void run_query(const QueryArgs& a) {
   std::vector<float> R(static_cast<size_t>(n * Q.rows * dv));
   bank.lookup(CView2::contiguous(Q.data.data(), {Q.rows, Q.cols}), View3::contiguous(R.data(), {n, Q.rows, dv}),
               selection, {.mean = a.mean, .scale = a.scale});
+  require_finite<2>("linattn", "the results (they overflow float32: scale the queries or --scale down)",
+                    CView2::contiguous(R.data(), {n * Q.rows, dv}));
   npy::save(a.out, R.data(), n * Q.rows, dv);
 }
 
@@ -88,13 +107,15 @@ void add_bank_commands(CLI::App& app) {
       }
       if (*json) {
         std::printf("%s\n", nlohmann::json{{"path", *path}, {"key_dim", b.key_dim()}, {"value_dim", b.value_dim()},
-                                           {"memories", j}, {"uncommitted_bytes", b.uncommitted_bytes()}}.dump(2).c_str());
+                                           {"memories", j}, {"uncommitted_bytes", b.uncommitted_bytes()}}
+                                  .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                                  .c_str());
         return;
       }
       std::printf("%s: %lld memories, dk %lld, dv %lld\n", path->c_str(), static_cast<long long>(b.size()),
                   static_cast<long long>(b.key_dim()), static_cast<long long>(b.value_dim()));
       for (const auto& e : j)
-        std::printf("  %-24s %8lld tokens  %-5s %-16s %8lld bytes\n", e["name"].get<std::string>().c_str(),
+        std::printf("  %-24s %8lld tokens  %-5s %-16s %8lld bytes\n", printable(e["name"].get<std::string>()).c_str(),
                     static_cast<long long>(e["tokens"].get<int64_t>()), e["dtype"].get<std::string>().c_str(),
                     e["layout"].get<std::string>().c_str(), static_cast<long long>(e["bytes"].get<int64_t>()));
       if (b.uncommitted_bytes() > 0)

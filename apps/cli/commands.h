@@ -3,7 +3,24 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "linattn/core/error.h"
+
 namespace linattn::cli {
+
+// Refuses an output that is one of the command's inputs, by any path (links included): the
+// atomic write of the output would replace the input.
+inline void refuse_output_over_inputs(const std::string& option, const std::string& output,
+                                      const std::vector<std::string>& inputs) {
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    if (!input.empty() && std::filesystem::equivalent(output, input, ec))
+      throw Error(option + " " + output + " is the input " + input + ": write the results to another file");
+  }
+}
 
 void add_demo_command(CLI::App& app);
 void add_memory_commands(CLI::App& app);

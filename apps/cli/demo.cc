@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "commands.h"
 #include "linattn/linattn.h"
@@ -37,6 +40,13 @@ struct DemoOptions {
 
 void run_demo(const DemoOptions& o) {
   const int64_t T = o.tokens, d = o.dim, m = o.queries;
+  // The document, the queries, two sets of results and the memory, as float32.
+  const double need = 4.0 * static_cast<double>(T * d + 3 * m * d + d * d);
+  const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  if (need > 0.5 * have)
+    throw Error("T = " + std::to_string(T) + ", d = " + std::to_string(d) + ", m = " + std::to_string(m) + " needs " +
+                std::to_string(static_cast<int64_t>(need / (1 << 30))) + " GiB, more than half of this machine's " +
+                std::to_string(static_cast<int64_t>(have / (1 << 30))) + " GiB: choose smaller sizes");
   std::mt19937 rng(o.seed);
   std::normal_distribution<float> normal(0.f, 1.f / std::sqrt(static_cast<float>(d)));
   std::vector<float> h(static_cast<size_t>(T * d)), q(static_cast<size_t>(m * d));
@@ -75,12 +85,22 @@ void run_demo(const DemoOptions& o) {
   std::printf("%-28s %14.1f %16.3f %14.3f\n", "linear attention (d x d)", d * d * 4 / kib,
               t_lookup / m * 1e6, t_encode * 1e3);
   std::printf("%-28s %14.1f\n\n", "  symmetric storage", d * (d + 1) / 2 * 4 / kib);
-  std::printf("first query, first 4 outputs: linear [%.4f %.4f %.4f %.4f]\n", r_linear[0],
-              r_linear[1], r_linear[2], r_linear[3]);
-  std::printf("                              softmax [%.4f %.4f %.4f %.4f]\n", r_softmax[0],
-              r_softmax[1], r_softmax[2], r_softmax[3]);
+  // The first outputs of the first query (at most 4: d may be smaller).
+  const int64_t shown = std::min<int64_t>(4, d);
+  auto first_outputs = [shown](const std::vector<float>& r) {
+    std::string s;
+    for (int64_t i = 0; i < shown; ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.4f", i ? " " : "", static_cast<double>(r[static_cast<size_t>(i)]));
+      s += buf;
+    }
+    return s;
+  };
+  std::printf("first query, first %lld outputs: linear  [%s]\n", static_cast<long long>(shown),
+              first_outputs(r_linear).c_str());
+  std::printf("                               softmax [%s]\n", first_outputs(r_softmax).c_str());
   std::printf("\nlinear lookups were %.1fx faster per query than softmax at T = %lld; the memory\n"
-              "costs the same to query whatever T is (BRIEF section 2, cost comparison).\n",
+              "costs the same to query whatever T is (O(d^2) per query, against O(T d) for softmax).\n",
               t_softmax / t_lookup, static_cast<long long>(T));
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/run_app.h"
 #include "commands.h"
 #include "linattn/linattn.h"
 #include "npy.h"
@@ -28,6 +29,7 @@ struct EncodeArgs {
 };
 
 void run_encode(const EncodeArgs& a) {
+  refuse_output_over_inputs("--output", a.out, {a.keys, a.values, a.gates});
   const npy::Matrix K = load_finite(a.keys, "--keys");
   npy::Matrix V, G;
   if (!a.values.empty()) V = load_finite(a.values, "--values");
@@ -63,11 +65,15 @@ struct LookupArgs {
 };
 
 void run_lookup(const LookupArgs& a) {
+  refuse_output_over_inputs("--output", a.out, {a.memory, a.queries});
   const MemoryView m = open_memory(a.memory);
   const npy::Matrix Q = load_finite(a.queries, "--queries");
   std::vector<float> R(static_cast<size_t>(Q.rows * m.info().config.value_dim));
   m.lookup(rows_of(Q), View2::contiguous(R.data(), {Q.rows, m.info().config.value_dim}),
            {.mean = a.mean, .scale = a.scale});
+  // Finite memories and queries can still have products past float32's range.
+  require_finite<2>("linattn", "the results (they overflow float32: scale the queries or --scale down)",
+                    CView2::contiguous(R.data(), {Q.rows, m.info().config.value_dim}));
   npy::save(a.out, R.data(), Q.rows, m.info().config.value_dim);
 }
 
@@ -134,6 +140,7 @@ void add_memory_commands(CLI::App& app) {
     cmd->add_option("memories", *inputs, "memory files")->required()->expected(2, -1)->check(CLI::ExistingFile);
     cmd->add_option("-o,--output", *out, "memory file to write")->required();
     cmd->callback([inputs, out] {
+      refuse_output_over_inputs("--output", *out, *inputs);
       const MemoryView first = open_memory(inputs->front());
       Memory sum = first.to_memory();
       for (size_t i = 1; i < inputs->size(); ++i) sum.merge(open_memory((*inputs)[i]).to_memory());
@@ -146,13 +153,14 @@ void add_memory_commands(CLI::App& app) {
     auto opts = std::make_shared<CompressOptions>();
     CLI::App* cmd = app.add_subcommand("compress", "Rank-r approximation of a symmetric memory");
     cmd->add_option("memory", *in, "memory file")->required()->check(CLI::ExistingFile);
-    auto* rank = cmd->add_option("--rank", opts->rank, "eigenpairs to keep")->check(CLI::PositiveNumber);
+    auto* rank = cmd->add_option("--rank", opts->rank, "eigenpairs to keep")->check(linattn::apps::positive());
     auto* err = cmd->add_option("--max-error", opts->max_error, "smallest rank with relative error at most this")
                     ->check(CLI::Range(0.0, 1.0));
     rank->excludes(err);
     cmd->add_option("-o,--output", *out, "memory file to write")->required();
     cmd->callback([in, out, opts, rank, err] {
       if (rank->count() + err->count() != 1) throw Error("give --rank or --max-error");
+      refuse_output_over_inputs("--output", *out, {*in});
       const std::vector<std::byte> bytes = compress_to_bytes(open_memory(*in), *opts);
       const MemoryView c = parse_memory(bytes, nullptr, "compressed memory");
       write_file_atomic(*out, bytes);

@@ -1,6 +1,8 @@
 #include "npy.h"
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -91,7 +93,15 @@ class HeaderParser {
 
 }  // namespace
 
-Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
+namespace {
+
+struct Header {
+  int64_t rows = 0, cols = 0;
+  int64_t data_start = 0;  // offset of the first data byte
+};
+
+// Everything before the data, from bytes that may stop anywhere after it.
+Header parse_header(std::span<const std::byte> bytes, const std::string& source) {
   if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0)
     bad(source, "not a .npy file (wrong magic)");
   const auto major = static_cast<uint8_t>(bytes[6]);
@@ -120,12 +130,29 @@ Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
   if (fortran) bad(source, "Fortran order is not supported: save a C-order array (np.ascontiguousarray)");
   if (shape.size() != 2)
     bad(source, std::to_string(shape.size()) + "-D array: linattn reads 2-D arrays whose rows are vectors");
+  const int64_t rows = shape[0], cols = shape[1];
+  if (rows > kMaxElements || cols > kMaxElements || (cols > 0 && rows > kMaxElements / cols)) bad(source, "absurd shape");
+  return {rows, cols, offset + header_len};
+}
+
+// Reads from `in` until `buf` holds `size` bytes or the input ends.
+void read_up_to(std::istream& in, std::vector<char>& buf, int64_t size, const std::string& path) {
+  const size_t had = buf.size();
+  if (static_cast<int64_t>(had) >= size) return;
+  buf.resize(static_cast<size_t>(size));
+  in.read(buf.data() + had, static_cast<std::streamsize>(static_cast<size_t>(size) - had));
+  if (in.bad()) throw FormatError("cannot read '" + path + "'");
+  buf.resize(had + static_cast<size_t>(in.gcount()));
+}
+
+}  // namespace
+
+Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
+  const Header h = parse_header(bytes, source);
   Matrix m;
-  m.rows = shape[0];
-  m.cols = shape[1];
-  if (m.rows > kMaxElements || m.cols > kMaxElements || (m.cols > 0 && m.rows > kMaxElements / m.cols))
-    bad(source, "absurd shape");
-  const int64_t data_bytes = m.rows * m.cols * 4, start = offset + header_len;
+  m.rows = h.rows;
+  m.cols = h.cols;
+  const int64_t data_bytes = m.rows * m.cols * 4, start = h.data_start;
   const int64_t have = static_cast<int64_t>(bytes.size()) - start;
   if (have < data_bytes)
     bad(source, "truncated: " + std::to_string(have) + " data bytes for a " + std::to_string(m.rows) + " x " +
@@ -136,12 +163,27 @@ Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
   return m;
 }
 
+// Reads in stages, never more than the header declares (and one byte to see that nothing
+// follows), so that a device or FIFO (/dev/zero) is refused at once instead of read to its end.
 Matrix load(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw FormatError("'" + path + "' is a directory, not a .npy file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw FormatError("cannot open '" + path + "'");
-  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw FormatError("cannot read '" + path + "'");
-  return parse(std::as_bytes(std::span<const char>(buf)), path);
+  std::vector<char> buf;
+  auto bytes = [&] { return std::as_bytes(std::span<const char>(buf)); };
+  read_up_to(in, buf, 12, path);
+  int64_t need = 10;
+  if (buf.size() >= 10 && std::memcmp(buf.data(), kMagic, 6) == 0) {
+    const auto major = static_cast<uint8_t>(buf[6]);
+    uint32_t len = 0;
+    if (major == 1) len = static_cast<uint8_t>(buf[8]) | (static_cast<uint32_t>(static_cast<uint8_t>(buf[9])) << 8);
+    if ((major == 2 || major == 3) && buf.size() >= 12) std::memcpy(&len, buf.data() + 8, 4);
+    need = (major == 1 ? 10 : 12) + std::min<int64_t>(len, kMaxHeader + 1);
+  }
+  read_up_to(in, buf, need, path);
+  const Header h = parse_header(bytes(), path);  // refuses wrong magic, versions, headers, shapes
+  read_up_to(in, buf, h.data_start + h.rows * h.cols * 4 + 1, path);
+  return parse(bytes(), path);
 }
 
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {

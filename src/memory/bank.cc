@@ -30,6 +30,32 @@ constexpr int64_t kSlotBytes = 64, kFirstRecord = 128, kRecordHeader = 40, kMaxN
 
 int64_t align64(int64_t x) { return (x + 63) / 64 * 64; }
 
+// Why `name` cannot name a bank entry, or empty: names are printed and listed as JSON, so they
+// must be valid UTF-8 (shortest forms, no surrogates) without control characters.
+std::string name_problem(const std::string& name) {
+  if (name.empty() || static_cast<int64_t>(name.size()) > kMaxName)
+    return "must have 1 to " + std::to_string(kMaxName) + " bytes";
+  const auto* p = reinterpret_cast<const unsigned char*>(name.data());
+  const size_t n = name.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c < 0x20 || c == 0x7f) return "must not contain control characters (byte " + std::to_string(i) + ")";
+    if (c < 0x80) { ++i; continue; }
+    const size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    uint32_t cp = len == 4 ? c & 0x07 : len == 3 ? c & 0x0f : c & 0x1f;
+    bool ok = len != 0 && c <= 0xf4 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (p[i + k] & 0xc0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    const uint32_t smallest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (!ok || cp < smallest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+      return "is not valid UTF-8 text (byte " + std::to_string(i) + ")";
+    i += len;
+  }
+  return "";
+}
+
 template <typename T>
 void put(std::byte* p, T v) { std::memcpy(p, &v, sizeof(T)); }
 template <typename T>
@@ -211,9 +237,7 @@ void Bank::append_all(const std::vector<std::pair<std::string, std::vector<std::
   if (entries.empty()) return;
   std::set<std::string> names;
   for (const auto& [name, memory_bytes] : entries) {
-    if (name.empty() || static_cast<int64_t>(name.size()) > kMaxName)
-      c.fail("name", "must have 1 to " + std::to_string(kMaxName) + " bytes");
-    if (name.find('\0') != std::string::npos) c.fail("name", "must not contain NUL");
+    if (const std::string why = name_problem(name); !why.empty()) c.fail("name", why);
     if (!names.insert(name).second) c.fail("name", "'" + name + "' appears twice in one append");
     parse_memory(memory_bytes, nullptr, "memory to append '" + name + "'");
   }

@@ -1,6 +1,8 @@
 #include "linattn/memory/memory.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "core/checks.h"
@@ -63,6 +65,54 @@ Memory::Memory(const MemoryConfig& config) : config_(config) {
   if (config.normalize) normalizer_.assign(static_cast<size_t>(config.key_dim), 0.f);
 }
 
+namespace {
+
+// Well inside float32's range (3.4e38): sums of numbers bounded by it cannot overflow.
+constexpr double kSafeMagnitude = 1e37;
+
+// The largest |x|, NaN when any is NaN (so that every bound built on it fails its check).
+double larger(double a, double b) { return std::isnan(a) || a >= b ? a : b; }
+
+double max_abs(const float* x, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = larger(m, std::fabs(static_cast<double>(x[i])));
+  return m;
+}
+
+template <int R>
+double max_abs_view(const View<const float, R>& v) {
+  if (!v.present() || v.numel() == 0) return 0;
+  double m = 0;
+  if constexpr (R == 1) {
+    for (int64_t i = 0; i < v.shape[0]; ++i) m = larger(m, max_abs(&v(i), 1));
+  } else {
+    for (int64_t i = 0; i < v.shape[0]; ++i) m = larger(m, max_abs(&v(i, 0), static_cast<size_t>(v.shape[1])));
+  }
+  return m;
+}
+
+}  // namespace
+
+template <class Change>
+void Memory::change_checked(double added, const char* op, const char* argument, Change&& change) {
+  const double bound = magnitude_ + added;
+  if (bound < kSafeMagnitude) {  // also false for NaN and Inf
+    change();
+    magnitude_ = bound;
+    return;
+  }
+  const AlignedVector<float> state = state_, normalizer = normalizer_;
+  change();
+  const double now = larger(max_abs(state_.data(), state_.size()), max_abs(normalizer_.data(), normalizer_.size()));
+  if (!(now <= std::numeric_limits<float>::max())) {
+    state_ = state;
+    normalizer_ = normalizer;
+    throw ArgumentError(op, argument,
+                        "would take the memory past float32's range (Inf or NaN); the memory is unchanged");
+  }
+  magnitude_ = now;
+}
+
 Memory Memory::from_state(const MemoryConfig& config, std::vector<float> state,
                           std::vector<float> normalizer, int64_t tokens) {
   Memory m(config);
@@ -71,6 +121,7 @@ Memory Memory::from_state(const MemoryConfig& config, std::vector<float> state,
   m.state_.assign(state.begin(), state.end());
   m.normalizer_.assign(normalizer.begin(), normalizer.end());
   m.tokens_ = tokens;
+  m.magnitude_ = larger(max_abs(m.state_.data(), m.state_.size()), max_abs(m.normalizer_.data(), m.normalizer_.size()));
   return m;
 }
 
@@ -98,8 +149,14 @@ void Memory::write(CView2 keys, CView2 values, CView1 gates) {
   View4 state = View4::contiguous(state_.data(), {1, 1, config_.key_dim, config_.value_dim});
   View3 z = config_.normalize ? View3::contiguous(normalizer_.data(), {1, 1, config_.key_dim}) : View3{};
   const CView3 g = gates.present() ? CView3(gates.data, {1, 1, T}, {0, 0, gates.stride[0]}) : CView3{};
-  linear_attention_encode(as_batch(keys), as_batch(values), state, z,
-                          {.feature_map = config_.feature_map, .accumulate = true}, {}, g);
+  // |phi(k)| <= |k| + 1 for every feature map; each entry grows by at most T |phi(k)| |v| |g|
+  // (z by T |phi(k)| |g|).
+  const double added = static_cast<double>(T) * (max_abs_view(keys) + 1) * std::max(max_abs_view(values), 1.0) *
+                       (gates.present() ? max_abs_view(gates) : 1.0);
+  change_checked(added, "linattn::Memory::write", "keys", [&] {
+    linear_attention_encode(as_batch(keys), as_batch(values), state, z,
+                            {.feature_map = config_.feature_map, .accumulate = true}, {}, g);
+  });
   tokens_ += T;
 }
 
@@ -125,14 +182,16 @@ void Memory::merge(const Memory& other) {
   const detail::Checks c("linattn::Memory::merge");
   if (!compatible(config_, other.config_))
     c.fail("other", "has a different configuration (widths, feature map, normalisation, gating or symmetry)");
-  if (&other == this) {  // merging with itself doubles it
-    kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), 2.f);
-    kernels::simd::scale(normalizer_.data(), static_cast<int64_t>(normalizer_.size()), 2.f);
-  } else {
-    kernels::simd::axpy(1.f, other.state_.data(), state_.data(), static_cast<int64_t>(state_.size()));
-    kernels::simd::axpy(1.f, other.normalizer_.data(), normalizer_.data(),
-                        static_cast<int64_t>(normalizer_.size()));
-  }
+  change_checked(other.magnitude_, "linattn::Memory::merge", "other", [&] {
+    if (&other == this) {  // merging with itself doubles it
+      kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), 2.f);
+      kernels::simd::scale(normalizer_.data(), static_cast<int64_t>(normalizer_.size()), 2.f);
+    } else {
+      kernels::simd::axpy(1.f, other.state_.data(), state_.data(), static_cast<int64_t>(state_.size()));
+      kernels::simd::axpy(1.f, other.normalizer_.data(), normalizer_.data(),
+                          static_cast<int64_t>(normalizer_.size()));
+    }
+  });
   tokens_ += other.tokens_;
 }
 
@@ -141,6 +200,7 @@ void Memory::decay(float gamma) {
     throw ArgumentError("linattn::Memory::decay", "gamma", "must be in [0, 1], got " + std::to_string(gamma));
   kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), gamma);
   kernels::simd::scale(normalizer_.data(), static_cast<int64_t>(normalizer_.size()), gamma);
+  magnitude_ *= gamma;
 }
 
 void Memory::restore(const Memory& snapshot) {
@@ -149,12 +209,14 @@ void Memory::restore(const Memory& snapshot) {
   state_ = snapshot.state_;
   normalizer_ = snapshot.normalizer_;
   tokens_ = snapshot.tokens_;
+  magnitude_ = snapshot.magnitude_;
 }
 
 void Memory::reset() {
   std::fill(state_.begin(), state_.end(), 0.f);
   std::fill(normalizer_.begin(), normalizer_.end(), 0.f);
   tokens_ = 0;
+  magnitude_ = 0;
 }
 
 MemoryView::MemoryView(const MemoryInfo& info, const void* state, const float* normalizer,

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
       "linattn-reader: the paper's reader with no, softmax, linear and gated linear attention, on bAbI\n"
       "(Weston et al. 2015, CC BY 3.0) and MQAR. `linattn-reader COMMAND --help` for each command."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "linattn-reader 0.1.0");
   linattn::reader::cli::add_train_command(app);
   linattn::reader::cli::add_use_commands(app);
   linattn::reader::cli::add_study_commands(app);

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../../common/run_app.h"
 #include "commands.h"
 #include "linattn/core/error.h"
 #include "linattn/kernels/parallel.h"
@@ -153,11 +154,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--output-size", a->output, "the output layer's width")->check(CLI::Range(1, 4096));
   cmd->add_option("--dropout", a->dropout, "dropout on embeddings and read-out")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--linear-scale", a->linear_scale, "r = scale C q / n for (gated) linear attention (authors: 1000)")
-      ->check(CLI::PositiveNumber);
+      ->check(linattn::apps::positive());
   cmd->add_option("--epochs", a->settings.epochs, "training epochs (when resuming: extends the run)")->check(CLI::Range(1, 100000));
   cmd->add_option("--batch", a->settings.batch, "batch size")->check(CLI::Range(1, 4096));
-  cmd->add_option("--lr", a->settings.lr, "Adam learning rate")->check(CLI::PositiveNumber);
-  cmd->add_option("--clip", a->settings.clip, "gradient norm clipping")->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", a->settings.lr, "Adam learning rate")->check(linattn::apps::positive());
+  cmd->add_option("--clip", a->settings.clip, "gradient norm clipping")->check(linattn::apps::positive());
   cmd->add_option("--seed", a->settings.seed, "seed of initialisation, batch order, dropout and the validation split");
   cmd->add_option("--checkpoint", a->checkpoint, "save the run here (atomically) after every epoch");
   cmd->add_option("--checkpoint-every", a->settings.checkpoint_every, "also checkpoint every N steps")->check(CLI::Range(0, 1 << 30));

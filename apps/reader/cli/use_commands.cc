@@ -9,6 +9,7 @@
 #include "linattn/core/error.h"
 #include "linattn/memory/bank.h"
 #include "serve.h"
+#include "text_file.h"
 #include "training.h"
 
 namespace linattn::reader::cli {
@@ -59,18 +60,15 @@ void eval(const UseArgs& a) {
   Dataset data;
   std::string what = a.split;
   if (!a.file.empty()) {  // any file in the bAbI format, read through the model's vocabularies
-    std::ifstream in(a.file, std::ios::binary);
-    if (!in) throw Error("cannot open '" + a.file + "'");
-    std::stringstream text;
-    text << in.rdbuf();
     BabiTask task;
-    task.test = parse_babi(text.str(), a.file);
+    task.test = parse_babi(read_text_file(a.file), a.file);
     data = babi_dataset(task, c.words, c.answers);
     what = a.file;
   } else {
     data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
   }
   const auto& examples = a.file.empty() ? split_of(data, a.split) : data.test;
+  if (examples.empty()) throw Error("no questions in " + what + " to evaluate on");
   std::printf("%s, %s attention (best validation epoch %d of %d): accuracy %.3f on %zu questions of %s\n",
               c.data.describe().c_str(), to_string(c.model_options.mechanism()).c_str(), c.progress.best_epoch,
               c.progress.epochs_done, accuracy(c.best, examples, c.answers.size()), examples.size(), what.c_str());
@@ -110,8 +108,7 @@ void encode(const UseArgs& a) {
 // A story file: one statement per line; bAbI's leading line numbers and question lines (with a
 // TAB) are accepted and skipped, so a bAbI story can be pasted as it is.
 std::vector<std::string> read_story(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open story file '" + path + "'");
+  std::istringstream in(read_text_file(path));
   std::vector<std::string> tokens;
   std::string line;
   while (std::getline(in, line)) {
@@ -132,7 +129,10 @@ void answer(const UseArgs& a) {
   Example e;
   e.question = to_ids(c.words, tokenize(a.question), &unknown);
   if (e.question.empty()) throw Error("the question is empty");
-  if (!a.story.empty()) e.story = to_ids(c.words, read_story(a.story), &unknown);
+  if (!a.story.empty()) {
+    e.story = to_ids(c.words, read_story(a.story), &unknown);
+    if (e.story.empty()) throw Error("the story in " + a.story + " is empty: there is nothing to answer from");
+  }
   if (unknown > 0)
     std::fprintf(stderr, "note: %lld word(s) never seen in training are read as <unk>\n", static_cast<long long>(unknown));
   torch::NoGradGuard no_grad;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "linattn/core/error.h"
+#include "text_file.h"
 
 namespace linattn::reader {
 namespace fs = std::filesystem;
@@ -41,13 +42,7 @@ namespace {
   throw FormatError(source + ":" + std::to_string(line) + ": " + problem);
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FormatError("cannot open '" + path.string() + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_file(const fs::path& path) { return read_text_file(path.string()); }
 
 // qa<task>_<name>_<split>.txt in dir, or nullopt.
 std::optional<fs::path> task_file(const fs::path& dir, int task, const std::string& split, std::string* name) {
@@ -123,6 +118,9 @@ std::vector<BabiExample> parse_babi(const std::string& text, const std::string& 
     statement_of_line.push_back(-1);
     out.push_back(std::move(ex));
   }
+  if (out.empty())
+    throw FormatError(source + ": no questions (the file is empty or has no question lines, "
+                      "'<n> <question>\\t<answer>\\t<supporting facts>')");
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include "babi.h"
 #include "linattn/core/error.h"
+#include "text_file.h"
 
 namespace linattn::reader {
 namespace {
@@ -67,11 +68,7 @@ CnnExample parse_cnn_question(const std::string& text, const std::string& source
 }
 
 CnnExample load_cnn_question(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FormatError("cannot open '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_cnn_question(ss.str(), path);
+  return parse_cnn_question(read_text_file(path), path);
 }
 
 }  // namespace linattn::reader

@@ -36,7 +36,8 @@ class Bank {
   // Opens and validates a bank (every record's checksum when verify is set).
   static Bank open(const std::string& path, bool verify = true);
 
-  // Appends a memory under a new, unique, non-empty name (at most 1024 bytes). All memories of
+  // Appends a memory under a new, unique name: 1 to 1024 bytes of UTF-8 text without control
+  // characters (ArgumentError otherwise). All memories of
   // a bank share dk, dv, the feature map and normalisation; dtype and layout may differ.
   // Reopens the bank afterwards so that this object sees the new entry.
   void append(const std::string& name, std::span<const std::byte> memory_bytes);

@@ -1,5 +1,5 @@
 // linattn::Memory: a sequence encoded once into a fixed-size state, queried any number of
-// times at a cost that does not depend on its length (BRIEF section 2).
+// times at a cost that does not depend on its length (docs/math.md).
 //
 //   M = sum_t g_t phi(k_t) v_t^T   [dk x dv]     z = sum_t g_t phi(k_t)   [dk]   n = tokens
 //   lookup(q) = scale * M^T phi(q) [/ n with mean] [/ (z . phi(q) + eps) when normalising]
@@ -64,7 +64,9 @@ class Memory {
   int64_t tokens() const { return tokens_; }
 
   // Adds T tokens: keys [T, dk], values [T, dv] (omitted when symmetric), gates [T] (exactly
-  // when gated). Writing in chunks equals writing at once, to rounding.
+  // when gated). Writing in chunks equals writing at once, to rounding. Inputs whose products
+  // would overflow float32 (or that are not finite) throw ArgumentError and leave the memory as
+  // it was: a memory never holds Inf or NaN.
   void write(CView2 keys, CView2 values = {}, CView1 gates = {});
 
   // queries [m, dk] -> out [m, dv].
@@ -72,7 +74,8 @@ class Memory {
   // One query: returns dv numbers.
   std::vector<float> lookup(std::span<const float> query, const LookupOptions& options = {}) const;
 
-  // Adds a memory encoded apart (same configuration): shards merged equal the whole.
+  // Adds a memory encoded apart (same configuration): shards merged equal the whole. A sum that
+  // would overflow float32 throws ArgumentError and leaves the memory as it was.
   void merge(const Memory& other);
   // Exponential forgetting: M, z *= gamma (0 <= gamma <= 1). The token count is unchanged.
   void decay(float gamma);
@@ -96,6 +99,14 @@ class Memory {
   AlignedVector<float> state_;       // [dk, dv], fp32, full even when stored packed
   AlignedVector<float> normalizer_;  // [dk] when normalising
   int64_t tokens_ = 0;
+  // An upper bound on every |entry| of the state and normaliser. While it stays far below
+  // float32's range, writes and merges cannot overflow and take the fast path; near it they
+  // are checked against a copy (which costs dk*dv numbers).
+  double magnitude_ = 0;
+  // Applies `change` to the state; if the bound says it might overflow, on a copy that is kept
+  // only when every number is finite.
+  template <class Change>
+  void change_checked(double added_magnitude, const char* op, const char* argument, Change&& change);
 };
 
 // A read-only stored memory: lookups straight from its bytes, in any layout and dtype.
