@@ -240,6 +240,34 @@ TEST(Compress, ErrorMatchesTheTruncatedSpectrumAndLookupsFollow) {
   EXPECT_THROW(back.to_memory(), ArgumentError);
 }
 
+// bf16 memories store bf16 factors: the reported error includes their rounding, and a target
+// below what bf16 can reach is refused instead of reported as met.
+TEST(Compress, Bf16ErrorIncludesTheFactorsRounding) {
+  const int64_t T = 300, d = 48;
+  auto H = test::random_tensor<2>({T, d});
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < d; ++j) H(i, j) *= std::pow(0.9f, static_cast<float>(j));
+  Memory m({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = DType::bf16});
+  m.write(H.cview());
+  const MemoryView full = m.view();  // the fp32 state
+  const MemoryView stored_bf16 = view_of_bytes(serialize(m), "bf16 memory");
+  Tensor<2> eye({d, d});
+  for (int64_t i = 0; i < d; ++i) eye(i, i) = 1.f;
+  const auto m_full = lookup_all(full, eye);
+  for (double target : {0.05, 0.01}) {
+    const MemoryView c = compress(stored_bf16, {.max_error = target});
+    ASSERT_EQ(c.info().config.dtype, DType::bf16);
+    const auto rebuilt = lookup_all(c, eye);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < rebuilt.size(); ++i)
+      num += std::pow(rebuilt[i] - m_full[i], 2), den += std::pow(m_full[i], 2);
+    const double actual = std::sqrt(num / den);
+    EXPECT_LE(actual, target * 1.05) << target;  // the stored memory meets the target...
+    EXPECT_NEAR(c.info().compression_error, actual, 0.1 * actual + 1e-3) << target;  // ...and says so
+  }
+  EXPECT_THROW(compress(stored_bf16, {.max_error = 1e-5}), ArgumentError);
+}
+
 }  // namespace
 }  // namespace linattn
 
