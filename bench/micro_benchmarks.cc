@@ -246,7 +246,7 @@ BENCHMARK(BM_CausalForward)
     ->Unit(benchmark::kMicrosecond);
 
 // The backward alone (B = 4, H = 8), in chunks or token by token, against the length and the
-// width: where CausalAlgorithm::automatic switches for the backward. FLOPs: 2F, BRIEF's way.
+// width: where CausalAlgorithm::automatic switches for the backward. FLOPs: 2F (docs/math.md).
 void BM_CausalBackward(benchmark::State& state) {
   const int64_t d = state.range(0), T = state.range(1), B = 4, H = 8;
   const char* threads = std::getenv("LINATTN_THREADS");
@@ -270,7 +270,7 @@ BENCHMARK(BM_CausalBackward)
 // forward+backward, no decay or per-channel (GLA) decay; with saved, the forward saves its
 // chunk-start states (causal_chunk_states_shape) and the backward reads them instead of
 // recomputing them. Threads: LINATTN_THREADS (default 1).
-// FLOPs as BRIEF section 3 counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
+// FLOPs as docs/math.md counts them: F = 2 B H T (64 d + 2 d^2), 3F with the backward.
 void BM_Causal(benchmark::State& state) {
   const int64_t d = state.range(0), B = 4, H = 8, T = 4096;
   const bool backward = state.range(2) != 0, saved = state.range(3) != 0;

@@ -1,5 +1,5 @@
 // Plain double-precision reference implementations, written for clarity, not speed:
-// the definitions of BRIEF section 2 transcribed loop by loop.
+// the definitions of docs/math.md transcribed loop by loop.
 #pragma once
 
 #include <cmath>

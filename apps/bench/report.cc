@@ -193,8 +193,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
     report["kernels"] = kernels;
   }
 
-  // Causal linear attention (BRIEF section 3's set-up): B = 4, H = 8, T = 4,096, chunked kernels
-  // against the token-by-token recurrence. FLOPs as the BRIEF counts them: F = 2 B H T (64 d +
+  // Causal linear attention (the peers' common set-up, docs/benchmarks.md): B = 4, H = 8, T = 4,096, chunked kernels
+  // against the token-by-token recurrence. FLOPs as docs/math.md counts them: F = 2 B H T (64 d +
   // 2 d^2) forward, 3F forward+backward.
   if (opt.runs("causal")) {
     const int64_t Bc = 4, Hc = 8, Tc = opt.quick ? 512 : 4096;

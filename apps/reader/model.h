@@ -1,4 +1,4 @@
-// The authors' reader (BRIEF section 2): shared word embeddings, a GRU over the story and one
+// The authors' reader (docs/math.md, docs/reader.md): shared word embeddings, a GRU over the story and one
 // over the question, attention over the story states with the question encoding as the query,
 // and an output layer softmax over candidates of W_o tanh(W_r r + W_q q).
 #pragma once

@@ -33,7 +33,7 @@ Dataset babi_dataset(const BabiTask& task);
 Dataset babi_dataset(const BabiTask& task, const Vocabulary& words, const Vocabulary& answers);
 
 // MQAR as reading comprehension: the story is the n key-value pairs k1 v1 ... kn vn, and each
-// key is asked once, answered by its value (BRIEF section 5; generate_mqar for the key and value
+// key is asked once, answered by its value (Arora et al. 2023, docs/math.md; generate_mqar for the key and value
 // draws). Words are the decimal token numbers; answers are values only.
 struct MqarReaderOptions {
   int64_t pairs = 8;

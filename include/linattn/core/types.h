@@ -7,7 +7,7 @@
 
 namespace linattn {
 
-// phi in r = M^T phi(q), M = sum_t g_t phi(k_t) v_t^T (BRIEF section 2).
+// phi in r = M^T phi(q), M = sum_t g_t phi(k_t) v_t^T (docs/math.md).
 enum class FeatureMap : uint8_t {
   identity = 0,      // phi(x) = x: the paper's linear attention
   elu_plus_one = 1,  // phi(x) = elu(x) + 1 > 0: Katharopoulos et al. 2020

@@ -1,5 +1,5 @@
-// CPU kernels of causal linear attention with decay (BRIEF section 2, "Recurrent and causal
-// forms"): o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
+// CPU kernels of causal linear attention with decay (docs/math.md):
+// o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
 // by chunk or token by token (sequences up to CausalArgs::recurrent_max_length, and
 // backward_recurrent_max_length for the backward).
 // Arguments are validated, and the algorithm chosen, by ops/causal_linear_attention.h.

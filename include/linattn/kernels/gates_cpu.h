@@ -1,4 +1,4 @@
-// CPU kernels of the paper's gates (BRIEF section 2, "Gated linear attention").
+// CPU kernels of the paper's gates (docs/math.md, "Gated linear attention").
 // Arguments are validated by ops/gates.h. Rows of h are vectors: [N, d], last dim contiguous.
 #pragma once
 

@@ -9,12 +9,18 @@
 //   record: "LAMENTRY" | u32 name length | u32 reserved | u64 memory bytes |
 //           u64 XXH3-64 of those 24 bytes and the name | 8 reserved | name |
 //           (at the next multiple of 64) a memory in the .lam format (memory_file.h)
-// The slot with the highest valid sequence is current. An append writes its record past the
-// committed end, fsyncs, then commits by writing the *other* slot (sequence + 1, new end) and
-// fsyncing. A crash at any point leaves the previous commit intact: an unfinished record lies
-// beyond the committed end and is overwritten by the next append. Records before the committed
-// end must all verify, or opening fails naming the entry: stored data is never silently dropped.
-// Appends take an exclusive lock (flock) on the file.
+// A slot is empty (all zero bytes: never written), valid, or corrupted. A new bank has its
+// first commit (sequence 1) in slot 1 and slot 0 empty. An append truncates the file to the
+// committed end, writes its records there, fsyncs, then commits by writing the slot that is not
+// current (sequence + 1, new end) and fsyncing. A crash at any point leaves the previous commit
+// intact: an unfinished record lies beyond the committed end and is dropped by the next append.
+// Of two valid slots the higher sequence is current. When one slot is corrupted, the other is
+// used only if the file ends exactly at its committed end: a newer commit would have left its
+// records past that end, so nothing committed can be lost. Otherwise opening (and appending)
+// fails, naming the corrupted slot: a corrupted commit is never taken for an interrupted one.
+// Records before the committed end must all verify, or opening fails naming the entry. Appends
+// take an exclusive lock (flock) on the file; create links a complete file into place, so it
+// never replaces an existing bank.
 #pragma once
 
 #include <cstdint>

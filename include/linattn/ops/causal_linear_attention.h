@@ -1,4 +1,4 @@
-// Causal linear attention with decay (BRIEF section 2, "Recurrent and causal forms"):
+// Causal linear attention with decay (docs/math.md):
 //   M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T,   o_t = M_t^T phi(q_t)
 //   [normalised: z_t = gamma_t (*) z_(t-1) + g_t phi(k_t),  o_t = M_t^T phi(q_t) / (z_t . phi(q_t) + eps)]
 // computed chunk by chunk (inside a chunk of L positions masked L x L products, across chunks

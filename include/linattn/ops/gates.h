@@ -1,4 +1,4 @@
-// The paper's gates (BRIEF section 2): they choose what enters the fixed-size memory.
+// The paper's gates (docs/math.md): they choose what enters the fixed-size memory.
 // Rows are vectors: h [N, d] holds N hidden states (flatten batch and time into N).
 //
 //   scalar gate: g_n = sigmoid(w . h_n + b); the gated state is g_n h_n, so with keys = values

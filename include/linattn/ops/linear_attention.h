@@ -1,4 +1,4 @@
-// Linear attention (BRIEF section 2): drop the softmax and attention becomes a fixed-size state.
+// Linear attention (docs/math.md): drop the softmax and attention becomes a fixed-size state.
 //   r = sum_t (q . k_t) v_t = (sum_t v_t k_t^T) q = M^T q
 // Encode builds M (and the normaliser z) once per sequence, in O(T dk dv); every lookup then
 // costs O(dk dv) whatever T is. The kernelised form of Katharopoulos et al. (2020) replaces

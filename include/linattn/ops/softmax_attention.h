@@ -1,4 +1,4 @@
-// Softmax attention, the baseline (BRIEF section 2): scaled dot-product and additive (MLP)
+// Softmax attention, the baseline (docs/math.md): scaled dot-product and additive (MLP)
 // scorers, per-sequence lengths, causal or not, computed in one pass with a running max.
 //
 // Shapes ([batch B, heads H, positions T, features d]; the last dimension contiguous):

@@ -1,4 +1,4 @@
-// torch::nn modules for the paper's reader (BRIEF section 2). Every module takes the document's
+// torch::nn modules for the paper's reader (docs/math.md). Every module takes the document's
 // hidden states h [B, T, d], a query q [B, dq] (the question encoding) and lengths [B] (int64;
 // positions t >= lengths[b] are padding), and returns one vector per document, r [B, d].
 #pragma once
