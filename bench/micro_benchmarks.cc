@@ -12,8 +12,8 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "linattn/linattn.h"
-#include "linattn/kernels/gemm.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/gemm.h"
+#include "kernels/simd.h"
 
 namespace {
 using namespace linattn;
@@ -235,7 +235,7 @@ void BM_CausalForward(benchmark::State& state) {
   std::vector<float> st(static_cast<size_t>(B * H * d * d));
   const View4 S = View4::contiguous(st.data(), {B, H, d, d});
   for (auto _ : state) {
-    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), opt, {}, {}, S, S);
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), opt, {.initial_state = S}, {.final_state = S});
     benchmark::DoNotOptimize(c.o.data());
   }
   set_flops(state, 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));
@@ -282,10 +282,10 @@ void BM_Causal(benchmark::State& state) {
   std::vector<float> states(saved ? static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) : 0);
   const View4 S = saved ? View4::contiguous(states.data(), shape) : View4{};
   for (auto _ : state) {
-    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), {}, {}, {}, {}, {}, {}, {}, S);
+    causal_linear_attention(c.in(c.q), c.in(c.k), c.in(c.v), c.out(c.o), c.decay_arg(), {}, {}, {.chunk_states = S});
     if (backward)
-      causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg(), {}, {}, {},
-                                       {}, {}, {}, {}, S);
+      causal_linear_attention_backward(c.in(c.q), c.in(c.k), c.in(c.v), c.in(c.dout), grads, c.decay_arg(), {}, {},
+                                       {.chunk_states = S});
     benchmark::DoNotOptimize(c.o.data());
   }
   set_flops(state, (backward ? 3.0 : 1.0) * 2.0 * B * H * T * (64.0 * d + 2.0 * d * d));

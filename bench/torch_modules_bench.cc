@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "../apps/common/openblas_core.h"
-#include "linattn/kernels/parallel.h"
+#include "linattn/core/threads.h"
 #include "linattn/torch/modules.h"
 #include "naive_attention.h"
 

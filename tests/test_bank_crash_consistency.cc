@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "linattn/linattn.h"
-#include "memory/file_io.h"
+#include "core/file_io.h"
 #include "scratch_dir.h"
 #include "test_util.h"
 

@@ -9,7 +9,7 @@
 #include <tuple>
 #include <vector>
 
-#include "linattn/kernels/gemm.h"
+#include "kernels/gemm.h"
 
 namespace linattn {
 namespace {

@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "linattn/kernels/simd.h"
+#include "kernels/simd.h"
 #include "test_util.h"
 
 namespace linattn {
@@ -379,7 +379,7 @@ TEST_P(SimdTest, RecurrentStepMatchesScalarLoops) {
         }
   // The decay alone (a = 0) keeps its digits whatever gamma: M gamma within 1e-6 of itself.
   // (Through 1 - c, with c = 1 - gamma rounded near 1, a gamma of e^-9 would be off by 2.5e-4;
-  // gammas near 1 are covered over 65,536 steps by Causal.LongSequencesStayAccurate.)
+  // gammas near 1 are covered over 65,536 steps by CausalLinearAttention.LongSequencesStayAccurate.)
   const std::vector<float> logs = {0.f, -1e-7f, -1e-3f, -0.5f, -0.69f, -0.7f, -9.f, -20.f, -80.f};
   const int64_t rows = static_cast<int64_t>(logs.size()), dv = 9;
   auto m = random_vector(rows * dv, 0.5f, 1.f);

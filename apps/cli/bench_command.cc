@@ -1,4 +1,4 @@
-// `linattn bench`: the cost model measured on this machine (apps/bench/report.h).
+// `linattn bench`: the cost model measured on this machine (bench/report.h).
 #include <memory>
 
 #include "commands.h"

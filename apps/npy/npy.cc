@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "linattn/core/error.h"
-#include "linattn/memory/memory_file.h"
+#include "linattn/core/file_io.h"
 
 namespace linattn::npy {
 namespace {

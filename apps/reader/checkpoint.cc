@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "linattn/core/error.h"
+#include "linattn/core/file_io.h"
 #include "linattn/memory/memory_file.h"
 
 namespace linattn::reader {

@@ -3,9 +3,10 @@
 #pragma once
 
 #include "linattn/core/error.h"
+#include "linattn/core/file_io.h"
 #include "linattn/core/types.h"
+#include "linattn/core/threads.h"
 #include "linattn/core/view.h"
-#include "linattn/kernels/parallel.h"
 #include "linattn/memory/bank.h"
 #include "linattn/memory/compress.h"
 #include "linattn/memory/memory.h"

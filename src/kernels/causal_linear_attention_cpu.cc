@@ -1,12 +1,12 @@
-#include "linattn/kernels/causal_linear_attention_cpu.h"
+#include "kernels/causal_linear_attention_cpu.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "linattn/kernels/gemm.h"
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::kernels {
 namespace {
@@ -429,7 +429,7 @@ void causal_linear_attention_cpu(const CausalArgs& a, View4 out, View4 final_sta
     S.resize(static_cast<size_t>(dk * dva));
     load_initial(a, b, h, dk, dv, dva, S.data());
     for (int64_t t = n; t < T; ++t) std::fill_n(&out(b, h, t, 0), dv, 0.f);
-    const bool recurrent = n <= a.recurrent_max_length;
+    const bool recurrent = a.token_by_token[static_cast<size_t>(b)] != 0;
     if (recurrent) recurrent_rows(a, b, h, n, S.data(), out, chunk_states, direct);
     for (int64_t t0 = 0; !recurrent && t0 < n; t0 += a.chunk) {
       save_state(chunk_states, b, h, t0 / a.chunk, S.data(), dk * dva);
@@ -488,7 +488,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       if (g.dgates.present()) g.dgates(b, h, t) = 0.f;
       if (g.dlog_decay.present()) std::fill_n(&g.dlog_decay(b, h, t, 0), dk, 0.f);
     }
-    if (n <= a.backward_recurrent_max_length) {
+    if (a.token_by_token[static_cast<size_t>(b)]) {
       recurrent_backward_rows(a, b, h, n, dout, dfinal_state, dfinal_normalizer, g);
       return;
     }

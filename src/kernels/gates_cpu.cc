@@ -1,11 +1,11 @@
-#include "linattn/kernels/gates_cpu.h"
+#include "kernels/gates_cpu.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "linattn/kernels/gemm.h"
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::kernels {
 namespace {

@@ -1,4 +1,4 @@
-#include "linattn/kernels/gemm.h"
+#include "kernels/gemm.h"
 
 #include <libxsmm.h>
 #include <oneapi/dnnl/dnnl.h>

@@ -1,11 +1,11 @@
-#include "linattn/kernels/linear_attention_cpu.h"
+#include "kernels/linear_attention_cpu.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "linattn/kernels/gemm.h"
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::kernels {
 namespace {

@@ -1,4 +1,4 @@
-#include "linattn/kernels/parallel.h"
+#include "kernels/parallel.h"
 
 #include <omp.h>
 

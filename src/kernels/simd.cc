@@ -1,7 +1,7 @@
 // Highway compiles this file once per x86 target (foreach_target.h re-includes it) and
 // HWY_DYNAMIC_DISPATCH picks the best one the CPU supports.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd.cc"
+#define HWY_TARGET_INCLUDE "kernels/simd.cc"
 #include <hwy/foreach_target.h>  // must come before highway.h
 
 #include <hwy/contrib/math/math-inl.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <limits>
 
-#include "linattn/kernels/simd.h"
+#include "kernels/simd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace linattn::kernels::simd {

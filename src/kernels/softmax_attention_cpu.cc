@@ -1,13 +1,13 @@
-#include "linattn/kernels/softmax_attention_cpu.h"
+#include "kernels/softmax_attention_cpu.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "linattn/kernels/gemm.h"
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/gemm.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::kernels {
 namespace {

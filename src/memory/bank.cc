@@ -14,9 +14,9 @@
 #include <unordered_set>
 
 #include "core/checks.h"
-#include "file_io.h"
+#include "core/file_io.h"
 #include "linattn/core/error.h"
-#include "linattn/kernels/parallel.h"
+#include "kernels/parallel.h"
 #include "linattn/memory/memory_file.h"
 
 namespace linattn {

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "core/checks.h"
-#include "linattn/kernels/memory_lookup_cpu.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/memory_lookup_cpu.h"
+#include "kernels/simd.h"
 #include "linattn/ops/linear_attention.h"
 
 namespace linattn {

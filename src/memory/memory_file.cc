@@ -9,9 +9,9 @@
 #include <new>
 #include <string>
 
-#include "file_io.h"
+#include "core/file_io.h"
 #include "linattn/core/error.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/simd.h"
 
 namespace linattn {
 namespace {
@@ -249,11 +249,7 @@ MemoryView view_of_bytes(std::vector<std::byte> bytes, const std::string& source
   return parse_memory(std::span<const std::byte>(owner.get(), n), owner, source);
 }
 
-void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
-  detail::write_file_atomic(path, bytes);
-}
-
-void save_memory(const Memory& memory, const std::string& path) { write_file_atomic(path, serialize(memory)); }
+void save_memory(const Memory& memory, const std::string& path) { detail::write_file_atomic(path, serialize(memory)); }
 
 MemoryView open_memory(const std::string& path) {
   detail::MappedFile file = detail::map_file(path);

@@ -8,17 +8,29 @@
 #include <type_traits>
 
 #include "core/checks.h"
-#include "linattn/kernels/causal_linear_attention_cpu.h"
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/causal_linear_attention_cpu.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn {
 namespace {
 
-// Checks every input and builds the kernel's arguments. `logs` owns the per-head log decays.
-kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 v, const Decay& decay,
-                            const CausalLinearAttentionOptions& o, Lengths lengths, CView3 gates,
-                            CView4 initial_state, CView3 initial_normalizer, std::vector<float>& logs) {
+// What prepare() builds beyond the kernel's arguments, owned here for as long as they run.
+struct Prepared {
+  kernels::CausalArgs args;
+  std::vector<float> logs;             // the per-head log decays
+  std::vector<uint8_t> token_by_token;  // the algorithm, per sequence
+};
+
+// Checks every input of either pass, chooses the algorithm of every sequence (the only place
+// it is chosen) and builds the kernel's arguments.
+void prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 v, const Decay& decay,
+             const CausalLinearAttentionOptions& o, const CausalInputs& in, bool backward, Prepared& out) {
+  const Lengths lengths = in.lengths;
+  const CView3 gates = in.gates;
+  const CView4 initial_state = in.initial_state;
+  const CView3 initial_normalizer = in.initial_normalizer;
+  std::vector<float>& logs = out.logs;
   c.view("q", q, false);
   c.view("k", k, false);
   c.view("v", v, false);
@@ -43,20 +55,24 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
     c.same_shape("initial_normalizer", initial_normalizer, "[B, H, dk]", CView3(nullptr, {B, H, dk}, {}), false);
   }
 
-  constexpr int64_t any_length = std::numeric_limits<int64_t>::max();
+  // Token by token for sequences up to max_length, in chunks beyond.
   const bool small_state = dk * (dv + (o.normalize ? 1 : 0)) <= kCausalRecurrentMaxState;
-  int64_t forward_max = 0, backward_max = 0;  // token by token up to these lengths
+  int64_t max_length = 0;
   switch (o.algorithm) {
     case CausalAlgorithm::automatic:
-      forward_max = small_state ? kCausalRecurrentSmallStateMaxLength : kCausalRecurrentMaxLength;
-      backward_max = kCausalRecurrentBackwardMaxLength;
+      max_length = backward ? kCausalRecurrentBackwardMaxLength
+                            : (small_state ? kCausalRecurrentSmallStateMaxLength : kCausalRecurrentMaxLength);
       break;
     case CausalAlgorithm::chunked: break;
-    case CausalAlgorithm::recurrent: forward_max = backward_max = any_length; break;
+    case CausalAlgorithm::recurrent: max_length = std::numeric_limits<int64_t>::max(); break;
     default: c.fail("options.algorithm", "unknown algorithm");
   }
-  kernels::CausalArgs a{q, k, v, gates, {}, lengths, o.feature_map, o.normalize, o.eps, o.chunk_size,
-                        forward_max, backward_max, initial_state, initial_normalizer};
+  out.token_by_token.resize(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b)
+    out.token_by_token[static_cast<size_t>(b)] = (lengths.empty() ? T : lengths[static_cast<size_t>(b)]) <= max_length;
+  out.args = kernels::CausalArgs{q, k, v, gates, {}, lengths, o.feature_map, o.normalize, o.eps, o.chunk_size,
+                                 out.token_by_token, initial_state, initial_normalizer};
+  kernels::CausalArgs& a = out.args;
   auto check_logs = [&](const char* name, const float* p, int64_t count, int64_t stride) {
     for (int64_t i = 0; i < count; ++i) {
       const float x = p[i * stride];
@@ -120,7 +136,6 @@ kernels::CausalArgs prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 
     default:
       c.fail("decay.kind", "unknown decay kind");
   }
-  return a;
 }
 
 // chunk_states, when present, must have causal_chunk_states_shape.
@@ -147,12 +162,17 @@ std::vector<float> retnet_decays(int64_t heads) {
 }
 
 void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay,
-                             const CausalLinearAttentionOptions& options, Lengths lengths, CView3 gates,
-                             CView4 initial_state, View4 final_state, CView3 initial_normalizer,
-                             View3 final_normalizer, View4 chunk_states) {
+                             const CausalLinearAttentionOptions& options, const CausalInputs& in,
+                             const CausalForwardOutputs& outputs) {
   const detail::Checks c("linattn::causal_linear_attention");
-  std::vector<float> logs;
-  const kernels::CausalArgs a = prepare(c, q, k, v, decay, options, lengths, gates, initial_state, initial_normalizer, logs);
+  Prepared p;
+  prepare(c, q, k, v, decay, options, in, /*backward=*/false, p);
+  const kernels::CausalArgs& a = p.args;
+  const CView3 gates = in.gates;
+  const CView4 initial_state = in.initial_state;
+  const CView3 initial_normalizer = in.initial_normalizer;
+  const View4 final_state = outputs.final_state, chunk_states = outputs.chunk_states;
+  const View3 final_normalizer = outputs.final_normalizer;
   c.same_shape("out", out, "v", v, true);
   const int64_t B = q.shape[0], H = q.shape[1], dk = q.shape[3], dv = v.shape[3];
   if (final_state.present()) c.same_shape("final_state", final_state, "[B, H, dk, dv]", CView4(nullptr, {B, H, dk, dv}, {}), true);
@@ -178,12 +198,15 @@ void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Deca
 }
 
 void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout, const CausalLinearAttentionGrads& g,
-                                      const Decay& decay, const CausalLinearAttentionOptions& options, Lengths lengths,
-                                      CView3 gates, CView4 initial_state, CView3 initial_normalizer,
-                                      CView4 dfinal_state, CView3 dfinal_normalizer, CView4 chunk_states) {
+                                      const Decay& decay, const CausalLinearAttentionOptions& options,
+                                      const CausalInputs& in, const CausalBackwardInputs& extra) {
   const detail::Checks c("linattn::causal_linear_attention_backward");
-  std::vector<float> logs;
-  const kernels::CausalArgs a = prepare(c, q, k, v, decay, options, lengths, gates, initial_state, initial_normalizer, logs);
+  Prepared p;
+  prepare(c, q, k, v, decay, options, in, /*backward=*/true, p);
+  const kernels::CausalArgs& a = p.args;
+  const CView3 gates = in.gates;
+  const CView4 dfinal_state = extra.dfinal_state, chunk_states = extra.chunk_states;
+  const CView3 dfinal_normalizer = extra.dfinal_normalizer;
   const int64_t B = q.shape[0], H = q.shape[1], T = q.shape[2], dk = q.shape[3], dv = v.shape[3];
   c.same_shape("dout", dout, "v", v, false);
   c.same_shape("grads.dq", g.dq, "q", q, true);
@@ -242,7 +265,9 @@ void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, Vie
   };
   const CView4 s_in = state;
   const CView3 z_in = normalizer;
-  causal_linear_attention(seq(q), seq(k), seq(v), seq(out), decay, options, {}, gates, s_in, state, z_in, normalizer);
+  causal_linear_attention(seq(q), seq(k), seq(v), seq(out), decay, options,
+                          {.gates = gates, .initial_state = s_in, .initial_normalizer = z_in},
+                          {.final_state = state, .final_normalizer = normalizer});
 }
 
 }  // namespace linattn

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/checks.h"
-#include "linattn/kernels/gates_cpu.h"
+#include "kernels/gates_cpu.h"
 
 namespace linattn {
 

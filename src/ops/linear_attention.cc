@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/checks.h"
-#include "linattn/kernels/linear_attention_cpu.h"
+#include "kernels/linear_attention_cpu.h"
 
 namespace linattn {
 namespace {

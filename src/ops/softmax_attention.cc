@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/checks.h"
-#include "linattn/kernels/softmax_attention_cpu.h"
+#include "kernels/softmax_attention_cpu.h"
 
 namespace linattn {
 namespace {

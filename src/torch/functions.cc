@@ -238,8 +238,8 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
       states = torch::empty({shape[0], shape[1], shape[2], shape[3]});
     }
     linattn::causal_linear_attention(cview<4>(q), cview<4>(k), cview<4>(v), view<4>(out), decay_of(decay), o,
-                                     span_of(lengths), gates.defined() ? cview<3>(gates) : CView3{}, {}, {}, {}, {},
-                                     states.defined() ? view<4>(states) : View4{});
+                                     {.lengths = span_of(lengths), .gates = gates.defined() ? cview<3>(gates) : CView3{}},
+                                     {.chunk_states = states.defined() ? view<4>(states) : View4{}});
     ctx->save_for_backward({q, k, v, decay, gates, lengths, states});
     ctx->saved_data["phi"] = phi;
     ctx->saved_data["normalize"] = normalize;
@@ -259,9 +259,10 @@ struct CausalFn : torch::autograd::Function<CausalFn> {
     if (decay.kind == DecayKind::per_step) g.dper_step = view<3>(ddecay = torch::empty_like(s[3]));
     if (decay.kind == DecayKind::per_channel) g.dper_channel = view<4>(ddecay = torch::empty_like(s[3]));
     if (s[4].defined()) g.dgates = view<3>(dgates = torch::empty_like(s[4]));
-    linattn::causal_linear_attention_backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(dout), g, decay,
-                                              o, span_of(s[5]), s[4].defined() ? cview<3>(s[4]) : CView3{}, {}, {}, {}, {},
-                                              s[6].defined() ? cview<4>(s[6]) : CView4{});
+    linattn::causal_linear_attention_backward(
+        cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(dout), g, decay, o,
+        {.lengths = span_of(s[5]), .gates = s[4].defined() ? cview<3>(s[4]) : CView3{}},
+        {.chunk_states = s[6].defined() ? cview<4>(s[6]) : CView4{}});
     return {dq, dk, dv, ddecay, dgates, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor()};
   }

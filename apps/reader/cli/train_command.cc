@@ -6,7 +6,7 @@
 #include "../../common/run_app.h"
 #include "commands.h"
 #include "linattn/core/error.h"
-#include "linattn/kernels/parallel.h"
+#include "linattn/core/threads.h"
 #include "training.h"
 
 namespace linattn::reader::cli {

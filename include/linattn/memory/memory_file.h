@@ -59,9 +59,8 @@ MemoryView view_of_bytes(std::vector<std::byte> bytes, const std::string& source
 
 // Writes atomically: a temporary file beside `path`, fsync, rename, fsync of the directory. A
 // crash leaves either the old file or the new one, never a half-written one.
+// (linattn/core/file_io.h does the same for any bytes.)
 void save_memory(const Memory& memory, const std::string& path);
-// The same atomic replacement for any bytes (a compressed memory, an .npy file).
-void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
 
 // Maps the file read-only and validates it; lookups read the mapped bytes.
 MemoryView open_memory(const std::string& path);

@@ -2,8 +2,8 @@
 //   M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T,   o_t = M_t^T phi(q_t)
 //   [normalised: z_t = gamma_t (*) z_(t-1) + g_t phi(k_t),  o_t = M_t^T phi(q_t) / (z_t . phi(q_t) + eps)]
 // computed chunk by chunk (inside a chunk of L positions masked L x L products, across chunks
-// the state carried forward; cumulative decays kept in log space so that nothing overflows) or,
-// for the forward, token by token (CausalAlgorithm below).
+// the state carried forward; cumulative decays kept in log space so that nothing overflows) or
+// token by token (CausalAlgorithm below).
 //
 // Shapes ([batch B, heads H, positions T, features d]; last dimension contiguous):
 //   q, k [B, H, T, dk]   v [B, H, T, dv]   out [B, H, T, dv]   gates [B, H, T] (optional)
@@ -42,33 +42,22 @@ std::vector<float> retnet_decays(int64_t heads);
 // token (the backward: a forward sweep for dq, a reverse sweep for dk and dv); in chunks, the
 // work is matrix products with decays in log space.
 enum class CausalAlgorithm : uint8_t {
-  automatic,  // token by token up to 4 positions (8 with a small state), chunks otherwise
+  automatic,  // per sequence: token by token while short (the limits below), chunks otherwise
   chunked,
   recurrent,  // token by token at any length
 };
-// `automatic`, forward: token by token up to kCausalRecurrentMaxLength positions, or up to
-// kCausalRecurrentSmallStateMaxLength with a state of at most kCausalRecurrentMaxState numbers
-// (it stays in L1); chunks otherwise. Measured on this machine (B = 4, H = 8, one thread,
-// BM_CausalForward, minimum of 3 runs, chunks of 32 with GLA weights as decay ratios): token by
-// token is 1.4-2.1x faster at T = 1 and 1.05-1.4x at T = 4; at T = 8 it is still 1.08-1.3x
-// faster at d = 64 while chunks are 1.1-1.3x faster at d = 128; from T = 16 on chunks are faster
-// (d = 64: 1.1-1.3x at T = 16, 1.06-1.36x with GLA at T = 64-1,024). Both stay within 1e-4 of
-// the double recurrence at T = 65,536 with decays near 1 (worst of 12 seeds, log gamma = -1e-6:
-// 1.0e-5 token by token, 1.8e-5 in chunks).
-// `automatic`, backward: token by token up to kCausalRecurrentBackwardMaxLength positions.
-// Measured (BM_CausalBackward): token by token is 2.4-4.8x faster at T = 1 and 1.03-1.3x at
-// T = 8; at T = 16 they are within 1.1x of each other without decay and chunks are 1.14-1.27x
-// faster with GLA.
+// `automatic` runs a sequence token by token when its length is at most
+// kCausalRecurrentMaxLength (forward), kCausalRecurrentSmallStateMaxLength (forward, with a state
+// of at most kCausalRecurrentMaxState numbers, which stays in L1) or
+// kCausalRecurrentBackwardMaxLength (backward), and in chunks otherwise. docs/causal.md gives
+// the measurements behind these limits.
 inline constexpr int64_t kCausalRecurrentMaxLength = 4;
 inline constexpr int64_t kCausalRecurrentSmallStateMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentBackwardMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentMaxState = 64 * 65;
 
-// The default chunk size L. Chunks cost 2 L d + 4 d^2 FLOPs per position forward, so a smaller
-// L does less work in smaller products. Measured at B = 4, H = 8, T = 4,096, one thread, L = 32
-// against 64 (BM_CausalChunkSize, minimum of 3-4 runs): 4-23% faster at d = 64 (forward+backward
-// 199 vs 229 ms without decay, 302 vs 314 ms with GLA), 0-10% at d = 128; never slower beyond
-// this machine's noise. L = 16 is slower again (its products are too small).
+// The default chunk size L: chunks cost 2 L d + 4 d^2 FLOPs per position forward, so a smaller L
+// does less work in smaller products; 32 measured fastest (docs/causal.md).
 inline constexpr int64_t kCausalChunkSize = 32;
 
 struct CausalLinearAttentionOptions {
@@ -80,27 +69,42 @@ struct CausalLinearAttentionOptions {
 };
 
 // The chunk-start states a training forward can save for its backward, so that the backward
-// need not recompute them (the backward's first pass: 12-29% of its time, measured at B = 4,
-// H = 8, d = 64 and 128, T = 256 and 4,096; the most with GLA). Shape [B, H, C + 1, dk * dva],
-// C = ceil(T / options.chunk_size), dva = dv + 1 with normalisation (the normaliser is the last
+// need not recompute them (its first pass). Shape [B, H, C + 1, dk * dva], C =
+// ceil(T / options.chunk_size), dva = dv + 1 with normalisation (the normaliser is the last
 // column); per (b, h), row c is the state [dk, dva] before position c L (row 0 the initial
-// state), row ceil(n_b / L) the final state, and any later row 0. That is (C + 1) dk dva floats
-// per head: 2 MiB at d = 64, T = 4,096, L = 32, against 1 MiB for each of q, k and v.
+// state), row ceil(n_b / L) the final state, and any later row 0: (C + 1) dk dva floats per head.
 std::array<int64_t, 4> causal_chunk_states_shape(CView4 q, CView4 v, const CausalLinearAttentionOptions& options = {});
 
-// The chunked forward. initial_* (optional, default 0) start the recurrence; final_* (optional)
-// receive the state after each sequence's last valid token, so a long sequence can be processed
-// in pieces: piece 2 with initial = piece 1's final equals processing both at once.
-// chunk_states (optional, causal_chunk_states_shape) receives the chunk-start states for
-// causal_linear_attention_backward.
-void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay = {},
-                             const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
-                             CView3 gates = {}, CView4 initial_state = {}, View4 final_state = {},
-                             CView3 initial_normalizer = {}, View3 final_normalizer = {},
-                             View4 chunk_states = {});
+// The optional inputs of both passes (absent views are not used).
+struct CausalInputs {
+  Lengths lengths;            // [B]: positions t >= n_b are padding (default: every sequence is T long)
+  CView3 gates;               // [B, H, T]: g_t (default 1)
+  CView4 initial_state;       // [B, H, dk, dv]: M before the first position (default 0)
+  CView3 initial_normalizer;  // [B, H, dk]: z before the first position (normalised only; default 0)
+};
 
+// The optional outputs of the forward.
+struct CausalForwardOutputs {
+  View4 final_state;       // [B, H, dk, dv]: M after each sequence's last valid token; may be initial_state
+  View3 final_normalizer;  // [B, H, dk] (normalised only); may be initial_normalizer
+  View4 chunk_states;      // causal_chunk_states_shape: the chunk-start states, for the backward;
+                           // must share no memory with any other argument
+};
+
+// The forward: out [B, H, T, dv] = o_t for every position. A long sequence can be processed in
+// pieces: piece 2 with initial = piece 1's final equals processing both at once. out may share
+// memory with q, k or v (the results equal those of separate buffers).
+// Cost: O(B H T (L d + d^2)) in chunks, O(B H T dk dv) token by token; no allocation beyond a
+// chunk's working set per thread. ArgumentError for any shape, option or decay out of its
+// contract (log decays must be finite and <= 0), naming the argument.
+void causal_linear_attention(CView4 q, CView4 k, CView4 v, View4 out, const Decay& decay = {},
+                             const CausalLinearAttentionOptions& options = {}, const CausalInputs& inputs = {},
+                             const CausalForwardOutputs& outputs = {});
+
+// The gradients the backward writes (dq, dk, dv required; the others exactly when their input is
+// given, or optional where marked).
 struct CausalLinearAttentionGrads {
-  View4 dq, dk, dv;             // required, shapes of q, k, v
+  View4 dq, dk, dv;             // shapes of q, k, v
   View3 dgates;                 // with gates
   View3 dper_step;              // with DecayKind::per_step
   View4 dper_channel;           // with DecayKind::per_channel
@@ -108,18 +112,22 @@ struct CausalLinearAttentionGrads {
   View3 dinitial_normalizer;    // optional (normalised)
 };
 
-// The backward: in chunks, one reverse pass over chunks from the chunk-start states (the
-// forward's chunk_states when given, else recomputed); token by token, a forward and a reverse
-// sweep (options.algorithm).
-// dout [B,H,T,dv]; dfinal_state / dfinal_normalizer (optional) are the gradients reaching the
-// final state. A fixed per-head decay gets no gradient. chunk_states must come from the forward
-// of these same inputs and options (only its shape can be checked).
+// The optional inputs of the backward beyond the forward's.
+struct CausalBackwardInputs {
+  CView4 dfinal_state;       // [B, H, dk, dv]: the gradient reaching the final state (default 0)
+  CView3 dfinal_normalizer;  // [B, H, dk]
+  CView4 chunk_states;       // the forward's, for these same inputs and options (only the shape is
+                             // checked); when absent the backward recomputes them
+};
+
+// The backward: in chunks, one reverse pass over chunks from the chunk-start states; token by
+// token, a forward and a reverse sweep (options.algorithm). dout [B, H, T, dv]. A fixed per-head
+// decay gets no gradient. Cost: about twice the forward's. The gradients must not share memory
+// with chunk_states.
 void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
                                       const CausalLinearAttentionGrads& grads, const Decay& decay = {},
-                                      const CausalLinearAttentionOptions& options = {}, Lengths lengths = {},
-                                      CView3 gates = {}, CView4 initial_state = {},
-                                      CView3 initial_normalizer = {}, CView4 dfinal_state = {},
-                                      CView3 dfinal_normalizer = {}, CView4 chunk_states = {});
+                                      const CausalLinearAttentionOptions& options = {},
+                                      const CausalInputs& inputs = {}, const CausalBackwardInputs& extra = {});
 
 // One token per sequence, for token-by-token inference: q, k [B, H, dk], v [B, H, dv],
 // state [B, H, dk, dv] updated in place, out [B, H, dv]. The decay, when not none or per_head,

@@ -236,12 +236,12 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
       std::vector<float> states(static_cast<size_t>(states_shape[0] * states_shape[1] * states_shape[2] * states_shape[3]));
       const View4 Sc = View4::contiguous(states.data(), states_shape);
       row("chunked fwd+bwd, saved states, no decay", 3 * F, [&] {
-        causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks, {}, {}, {}, {}, {}, {}, Sc);
-        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads, {}, chunks, {}, {}, {}, {}, {}, {}, Sc);
+        causal_linear_attention(Qc, Kc, Vc, Oc, {}, chunks, {}, {.chunk_states = Sc});
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads, {}, chunks, {}, {.chunk_states = Sc});
       });
       row("chunked fwd+bwd, saved states, GLA", 3 * F, [&] {
-        causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks, {}, {}, {}, {}, {}, {}, Sc);
-        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel, chunks, {}, {}, {}, {}, {}, {}, Sc);
+        causal_linear_attention(Qc, Kc, Vc, Oc, channel, chunks, {}, {.chunk_states = Sc});
+        causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel, chunks, {}, {.chunk_states = Sc});
       });
       // The library's defaults: the forward picks its algorithm (CausalAlgorithm::automatic) and
       // saves nothing, so the backward recomputes the chunk-start states.

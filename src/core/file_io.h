@@ -1,4 +1,4 @@
-// File primitives for the memory layer: atomic replacement, exclusive creation, positioned
+// File primitives (private; linattn/core/file_io.h is the public part): atomic replacement, exclusive creation, positioned
 // writes, fsync and read-only mappings. Every write, truncate, fsync, rename and link of the
 // memory layer's files goes through here, so that a test can stop any of them as a crash would
 // (set_fault_hook).

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::bench {
 namespace simd = kernels::simd;

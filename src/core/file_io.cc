@@ -1,4 +1,6 @@
-#include "file_io.h"
+#include "core/file_io.h"
+
+#include "linattn/core/file_io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -144,3 +146,11 @@ MappedFile map_file(const std::string& path) {
 }
 
 }  // namespace linattn::detail
+
+namespace linattn {
+
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
+  detail::write_file_atomic(path, bytes);
+}
+
+}  // namespace linattn

@@ -7,8 +7,8 @@
 
 #include <sys/utsname.h>
 
-#include "linattn/kernels/parallel.h"
-#include "linattn/kernels/simd.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
 
 namespace linattn::bench {
 

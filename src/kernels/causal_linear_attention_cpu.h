@@ -1,8 +1,7 @@
 // CPU kernels of causal linear attention with decay (docs/math.md):
 // o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T, computed chunk
-// by chunk or token by token (sequences up to CausalArgs::recurrent_max_length, and
-// backward_recurrent_max_length for the backward).
-// Arguments are validated, and the algorithm chosen, by ops/causal_linear_attention.h.
+// by chunk or token by token, as CausalArgs::token_by_token says for each sequence.
+// Arguments are validated, and the algorithm chosen, by ops/causal_linear_attention.cc.
 //
 // Decay is given in log space, a_t = log gamma_t <= 0, one value per key channel: every decay
 // kind reduces to this (none: 0; per head or per step: the same value on every channel).
@@ -41,8 +40,7 @@ struct CausalArgs {
   bool normalize = false;
   float eps = 1e-6f;
   int64_t chunk = 32;               // L, the operator's CausalLinearAttentionOptions::chunk_size
-  int64_t recurrent_max_length = 0;           // the forward runs sequences up to this length token by token
-  int64_t backward_recurrent_max_length = 0;  // the same, for the backward
+  std::span<const uint8_t> token_by_token;  // [B]: sequence b runs token by token (else in chunks)
   CView4 initial_state;           // [B,H,dk,dv] or absent (zeros)
   CView3 initial_normalizer;      // [B,H,dk] or absent (zeros)
 };
