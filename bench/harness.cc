@@ -9,6 +9,7 @@
 
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
+#include "kernels/simd_probe.h"
 
 namespace linattn::bench {
 

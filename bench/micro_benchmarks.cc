@@ -13,6 +13,7 @@
 
 #include "linattn/linattn.h"
 #include "kernels/gemm.h"
+#include "kernels/causal_linear_attention_simd.h"
 #include "kernels/simd.h"
 
 namespace {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/parallel.h"
+#include "kernels/causal_linear_attention_simd.h"
 #include "kernels/simd.h"
 
 namespace linattn::bench {

@@ -7,7 +7,9 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/causal_linear_attention_simd.h"
 #include "kernels/simd.h"
+#include "kernels/simd_probe.h"
 #include "test_util.h"
 
 namespace linattn {

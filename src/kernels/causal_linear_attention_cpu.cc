@@ -6,6 +6,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
+#include "kernels/causal_linear_attention_simd.h"
 #include "kernels/simd.h"
 
 namespace linattn::kernels {
