@@ -80,4 +80,4 @@ run: build
 	./$(BUILD)/bin/linattn reader reproduce --out reader-results --jobs $(JOBS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

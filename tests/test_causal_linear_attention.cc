@@ -615,3 +615,67 @@ TEST(CausalLinearAttention, BadArgumentsAreNamed) {
 
 }  // namespace
 }  // namespace linattn
+
+namespace linattn {
+namespace {
+
+// Lightning Attention (Qin et al. 2024) is linear attention with a fixed decay lambda per head,
+// computed tile by tile: within a tile of b positions O_intra = [(Q K^T) (*) D] V with
+// D_ij = lambda^(i-j) for i >= j; across tiles O_inter = Lambda Q KV with
+// Lambda = diag(lambda^1 .. lambda^b), and KV = lambda^b KV + (lambda^b Lambda^-1 K)^T V. That is
+// the per-head decay of causal_linear_attention: its own tiled formulation, in double, here.
+std::vector<double> lightning_attention(const Tensor<4>& q, const Tensor<4>& k, const Tensor<4>& v,
+                                        const std::vector<float>& lambdas, int64_t tile) {
+  const int64_t B = q.shape[0], H = q.shape[1], T = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+  std::vector<double> out(static_cast<size_t>(B * H * T * dv), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const double lambda = lambdas[static_cast<size_t>(h)];
+      std::vector<double> kv(static_cast<size_t>(dk * dv), 0.0);
+      for (int64_t t0 = 0; t0 < T; t0 += tile) {
+        const int64_t n = std::min(tile, T - t0);
+        for (int64_t i = 0; i < n; ++i) {
+          double* o = &out[static_cast<size_t>(((b * H + h) * T + t0 + i) * dv)];
+          for (int64_t j = 0; j <= i; ++j) {  // intra-tile, masked and decayed
+            double s = 0;
+            for (int64_t c = 0; c < dk; ++c) s += double(q.at(b, h, t0 + i, c)) * k.at(b, h, t0 + j, c);
+            s *= std::pow(lambda, static_cast<double>(i - j));
+            for (int64_t e = 0; e < dv; ++e) o[e] += s * v.at(b, h, t0 + j, e);
+          }
+          const double li = std::pow(lambda, static_cast<double>(i + 1));  // inter-tile: Lambda Q KV
+          for (int64_t c = 0; c < dk; ++c)
+            for (int64_t e = 0; e < dv; ++e) o[e] += li * q.at(b, h, t0 + i, c) * kv[static_cast<size_t>(c * dv + e)];
+        }
+        const double ln = std::pow(lambda, static_cast<double>(n));  // the tile's decay on KV
+        for (double& x : kv) x *= ln;
+        for (int64_t j = 0; j < n; ++j) {
+          const double w = std::pow(lambda, static_cast<double>(n - 1 - j));  // lambda^n Lambda^-1
+          for (int64_t c = 0; c < dk; ++c)
+            for (int64_t e = 0; e < dv; ++e)
+              kv[static_cast<size_t>(c * dv + e)] += w * k.at(b, h, t0 + j, c) * v.at(b, h, t0 + j, e);
+        }
+      }
+    }
+  return out;
+}
+
+TEST(CausalLinearAttention, PerHeadDecayIsLightningAttention) {
+  const int64_t B = 2, H = 4, T = 100, dk = 12, dv = 10;  // T not a multiple of either tile
+  const auto q = test::random_tensor<4>({B, H, T, dk}), k = test::random_tensor<4>({B, H, T, dk});
+  const auto v = test::random_tensor<4>({B, H, T, dv});
+  const std::vector<float> lambdas = retnet_decays(H);
+  Tensor<1> gammas({H});
+  for (int64_t h = 0; h < H; ++h) gammas(h) = lambdas[static_cast<size_t>(h)];
+  const Decay decay{.kind = DecayKind::per_head, .per_head = gammas.cview()};
+  for (int64_t tile : {16, 64}) {
+    const std::vector<double> want = lightning_attention(q, k, v, lambdas, tile);
+    for (CausalAlgorithm algorithm : {CausalAlgorithm::chunked, CausalAlgorithm::recurrent}) {
+      Tensor<4> out({B, H, T, dv});
+      causal_linear_attention(q.cview(), k.cview(), v.cview(), out.view(), decay, {.algorithm = algorithm});
+      EXPECT_LE(test::relative_error(out.data, want), 1e-5) << "tile " << tile << ", algorithm " << static_cast<int>(algorithm);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace linattn

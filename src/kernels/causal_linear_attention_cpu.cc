@@ -238,7 +238,7 @@ struct Chunk {
 
 // Whether an output may be written while the inputs are still being read: only if it shares no
 // memory with any of them (an output that is an input's own buffer, say out = v, is written
-// through a buffer after the chunk's last read instead, as it always was).
+// through a buffer after the chunk's last read instead).
 template <int R>
 bool disjoint_from_inputs(const View<const float, R>& output, const CausalArgs& a, CView4 dout = {}) {
   if (spans_meet(output, a.q) || spans_meet(output, a.k) || spans_meet(output, a.v) || spans_meet(output, a.gates) ||
