@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/simd.h"
 #include "kernels/simd-inl.h"
@@ -118,38 +119,55 @@ void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float*
   }
 }
 
-// y = M x with M symmetric, stored as its packed upper triangle (row i: M[i, i..d)). Row i adds
-// M[i, i..d) . x[i..d) to y_i and x_i M[i, i+1..d) to y[i+1..d): each stored number is read once,
-// for two FMAs, all in one pass. Measured 652 ns at d = 64 (12.5 GFLOP/s): every row's y update
-// waits for the previous row's (a load-FMA-store chain per y vector); aligning the y vectors
-// did not help (751 ns). Summing blocks of rows in registers before touching y would shorten
-// the chain.
+// y = M x with M symmetric, stored as its packed upper triangle (row i: M[i, i..n) from
+// row_start(i) = i n - i (i - 1) / 2). Each stored number M_ic (c >= i) feeds two FMAs:
+// y_c += x_i M_ic (the column sums) and y_i += M_ic x_c (the row dots, c > i). Columns go in
+// blocks of one vector whose sums stay in a register while the rows down to the block's own
+// stream by; each row's dot is a vector accumulator in `dots` (its own lanes, so no store waits
+// on a differently aligned load), summed across lanes once at the end. Rows inside a block read
+// a whole vector and mask the columns left of the diagonal (they are the row before's last
+// numbers, in bounds). Only the columns past the last whole vector run scalar. Every number is
+// read once.
 template <class Load, class LoadScalar>
 HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const Load& load, const LoadScalar& at) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  std::fill_n(y, n, 0.f);
-  int64_t off = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t len = n - i;
-    const float xi = x[i];
-    const V vxi = hn::Set(d, xi);
-    V acc = hn::Zero(d);
-    int64_t j = 0;
-    for (; j + lanes <= len; j += lanes) {
-      const V m = load(off + j);
-      acc = hn::MulAdd(m, hn::LoadU(d, x + i + j), acc);
-      hn::StoreU(hn::MulAdd(vxi, m, hn::LoadU(d, y + i + j)), d, y + i + j);
+  auto row_start = [n](int64_t i) { return i * n - i * (i - 1) / 2; };
+  thread_local std::vector<float> dots;
+  const int64_t full = n / lanes * lanes;  // columns [0, full) in vector blocks
+  dots.assign(static_cast<size_t>(full * lanes), 0.f);
+  std::fill(y + full, y + n, 0.f);
+  for (int64_t j0 = 0; j0 < full; j0 += lanes) {
+    const V xj = hn::LoadU(d, x + j0);
+    V sums = hn::Zero(d);
+    int64_t at_ij = j0;  // the packed position of (i, j0), from row 0 down
+    for (int64_t i = 0; i < j0; ++i) {
+      const V m = load(at_ij);
+      sums = hn::MulAdd(hn::Set(d, x[i]), m, sums);
+      float* di = dots.data() + i * lanes;
+      hn::StoreU(hn::MulAdd(m, xj, hn::LoadU(d, di)), d, di);
+      at_ij += n - i - 1;  // (i + 1, j0)
     }
-    float dot = hn::GetLane(hn::SumOfLanes(d, acc));
-    for (; j < len; ++j) {
-      const float m = at(off + j);
-      dot += m * x[i + j];
-      y[i + j] += xi * m;
+    for (int64_t i = j0; i < j0 + lanes; ++i) {  // the block's own rows: columns c >= i
+      const size_t left = static_cast<size_t>(i - j0);
+      const V m = hn::IfThenZeroElse(hn::FirstN(d, left), load(row_start(i) - i + j0));
+      sums = hn::MulAdd(hn::Set(d, x[i]), m, sums);
+      float* di = dots.data() + i * lanes;  // the dot takes c > i only: the diagonal is in sums
+      hn::StoreU(hn::MulAdd(hn::IfThenZeroElse(hn::FirstN(d, left + 1), m), xj, hn::LoadU(d, di)), d, di);
     }
-    y[i] += dot - xi * at(off);  // the loop also added x_i M_ii to y_i, which the dot holds
-    off += len;
+    hn::StoreU(sums, d, y + j0);
   }
+  for (int64_t i = 0; i < n && full < n; ++i) {  // the columns past the last whole vector
+    const int64_t start = row_start(i) - i;
+    float dot = 0.f;
+    for (int64_t c = std::max(i, full); c < n; ++c) {
+      const float m = at(start + c);
+      y[c] += x[i] * m;
+      if (c > i) dot += m * x[c];
+    }
+    y[i] += dot;
+  }
+  for (int64_t i = 0; i < full; ++i) y[i] += hn::GetLane(hn::SumOfLanes(d, hn::LoadU(d, dots.data() + i * lanes)));
 }
 
 float bf16_at(const uint16_t* x, int64_t i) {
