@@ -12,9 +12,14 @@ CMAKE_FLAGS ?=
 # Debian 12 packages the build needs (see README "Dependencies").
 APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev libeigen3-dev libgtest-dev \
                 libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libxxhash-dev \
-                clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev
+                clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev \
+                python3-dev pybind11-dev python3-numpy python3-torch python3-pytest
+# The Python package is built and tested for Debian's interpreter, not whichever python3 comes
+# first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
+PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build test test-fast asan fuzz bench bench-micro bench-torch run clean
+.PHONY: all deps build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python \
+        run clean
 
 all: build
 
@@ -29,8 +34,18 @@ deps:
 	fi
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON -DLINATTN_PYTHON=$(PYTHON) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The Python package alone, importable with PYTHONPATH=$(BUILD)/python (docs/python.md).
+python: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON -DLINATTN_PYTHON=$(PYTHON) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS) --target linattn_python
+
+# Installs `linattn` into $(PYTHON)'s site directory for local packages (Debian:
+# /usr/local/lib/python3.11/dist-packages); DESTDIR=DIR stages the install under DIR.
+python-install: python
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --component python
 
 # Every test: the optimised build, the core tests again under ASan+UBSan, then every loader
 # fuzzed for FUZZ_SECONDS each (four loaders: about a minute in all).
@@ -41,7 +56,7 @@ test-fast: build
 
 asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLINATTN_SANITIZE=ON \
-	  -DLINATTN_WERROR=ON -DLINATTN_BUILD_APPS=OFF -DLINATTN_BUILD_TORCH=OFF
+	  -DLINATTN_WERROR=ON -DLINATTN_BUILD_APPS=OFF -DLINATTN_BUILD_TORCH=OFF -DLINATTN_BUILD_PYTHON=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L core --output-on-failure -j $(JOBS)
@@ -50,7 +65,7 @@ asan: deps
 #   make fuzz FUZZ_SECONDS=3600
 fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF \
+	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF -DLINATTN_BUILD_PYTHON=OFF \
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data
@@ -70,6 +85,11 @@ bench: build
 # The reader's attention modules, forward+backward, against naive LibTorch (a few minutes).
 bench-torch: build
 	./$(BUILD)/bin/linattn_torch_bench --json docs/bench/torch_modules.json
+
+# The Python bindings' per-call overhead over the C++ call, and causal forward+backward through
+# linattn.torch against plain PyTorch (docs/bench/python.{json,md}; a few minutes).
+bench-python: build
+	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/python/bench_python.py --out docs/bench/python
 
 bench-micro: build
 	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

@@ -1,0 +1,252 @@
+"""The operators from NumPy, against the formulas written out in float64 NumPy."""
+import numpy as np
+import pytest
+
+import linattn
+from conftest import rows
+
+
+def softmax_ref(q, k, v, scale=None, causal=False, kv_lengths=None):
+    B, H, Tq, d = q.shape
+    scale = 1 / np.sqrt(d) if scale is None else scale
+    out = np.zeros((B, H, Tq, v.shape[-1]))
+    for b in range(B):
+        n = k.shape[2] if kv_lengths is None else kv_lengths[b]
+        for i in range(Tq):
+            m = min(n, i + 1) if causal else n
+            if m == 0 or (causal and i >= n):  # causal: the lengths apply to the queries too
+                continue
+            s = scale * q[b, :, i, None, :].astype(np.float64) @ k[b, :, :m].transpose(0, 2, 1)  # [H, 1, m]
+            p = np.exp(s - s.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            out[b, :, i] = (p @ v[b, :, :m])[:, 0]
+    return out
+
+
+def phi_ref(x, feature_map):
+    x = x.astype(np.float64)
+    return {"identity": x, "relu": np.maximum(x, 0), "elu+1": np.where(x > 0, x + 1, np.exp(x))}[feature_map]
+
+
+def causal_ref(q, k, v, log_decay=None, gates=None, s0=None, normalize=False, eps=1e-6, lengths=None):
+    """The recurrence token by token; log_decay broadcastable to [B, H, T, dk]."""
+    B, H, T, dk = q.shape
+    dv = v.shape[-1]
+    out = np.zeros((B, H, T, dv))
+    S = np.zeros((B, H, dk, dv)) if s0 is None else s0.astype(np.float64).copy()
+    z = np.zeros((B, H, dk))
+    for b in range(B):
+        n = T if lengths is None else lengths[b]
+        for t in range(n):
+            g = 1.0 if gates is None else gates[b, :, t, None, None]
+            if log_decay is not None:
+                gam = np.exp(np.broadcast_to(log_decay, (B, H, T, dk))[b, :, t])  # [H, dk]
+                S[b] *= gam[:, :, None]
+                z[b] *= gam
+            S[b] += g * k[b, :, t, :, None] * v[b, :, t, None, :]
+            z[b] += (g if gates is None else gates[b, :, t, None]) * k[b, :, t]
+            o = np.einsum("hk,hkv->hv", q[b, :, t], S[b])
+            if normalize:
+                o /= (np.einsum("hk,hk->h", q[b, :, t], z[b]) + eps)[:, None]
+            out[b, :, t] = o
+    return out, S, z
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_attention(rng, causal):
+    q, k, v = rows(rng, 2, 3, 9, 5), rows(rng, 2, 3, 9, 5), rows(rng, 2, 3, 9, 7)
+    lens = np.array([9, 4])
+    out, lse = linattn.softmax_attention(q, k, v, causal=causal, kv_lengths=lens, return_lse=True)
+    np.testing.assert_allclose(out, softmax_ref(q, k, v, causal=causal, kv_lengths=lens), rtol=1e-4, atol=1e-5)
+    assert lse.shape == (2, 3, 9)
+
+
+def test_softmax_attention_zero_length_answers_zero(rng):
+    q, k, v = rows(rng, 1, 1, 2, 4), rows(rng, 1, 1, 3, 4), rows(rng, 1, 1, 3, 4)
+    out, lse = linattn.softmax_attention(q, k, v, kv_lengths=[0], return_lse=True)
+    assert not out.any() and np.isneginf(lse).all()
+
+
+def test_additive_attention(rng):
+    A = 6
+    q, k, v = rows(rng, 2, 1, 3, 4), rows(rng, 2, 1, 8, 5), rows(rng, 2, 1, 8, 5)
+    w_k, w_q, bias, w = rows(rng, A, 5), rows(rng, A, 4), rows(rng, A), rows(rng, A)
+    out = linattn.additive_attention(q, k, v, w_k, w_q, bias, w, kv_lengths=[8, 5])
+    for b, n in enumerate([8, 5]):
+        for i in range(3):
+            s = np.tanh(k[b, 0, :n] @ w_k.T + q[b, 0, i] @ w_q.T + bias) @ w
+            p = np.exp(s - s.max())
+            np.testing.assert_allclose(out[b, 0, i], (p / p.sum()) @ v[b, 0, :n], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("feature_map", ["identity", "relu", "elu+1"])
+def test_linear_encode_and_lookup(rng, feature_map):
+    k, v, q = rows(rng, 2, 2, 11, 5), rows(rng, 2, 2, 11, 3), rows(rng, 2, 2, 4, 5)
+    g = rng.random((2, 2, 11)).astype(np.float32)
+    lens = np.array([11, 6])
+    M, z = linattn.linear_attention_encode(k, v, gates=g, lengths=lens, feature_map=feature_map, normalize=True)
+    for b in range(2):
+        n = lens[b]
+        pk = phi_ref(k[b, :, :n], feature_map) * g[b, :, :n, None]
+        np.testing.assert_allclose(M[b], pk.transpose(0, 2, 1) @ v[b, :, :n], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(z[b], pk.sum(1), rtol=1e-4, atol=1e-5)
+    r = linattn.linear_attention_lookup(q, M, feature_map=feature_map, mean=True, scale=10, counts=lens)
+    expected = 10 * phi_ref(q, feature_map) @ M.astype(np.float64) / lens[:, None, None, None]
+    np.testing.assert_allclose(r, expected, rtol=1e-4, atol=1e-5)
+    rn = linattn.linear_attention_lookup(q, M, normalizer=z, normalize=True, feature_map=feature_map)
+    pq = phi_ref(q, feature_map)
+    expected = (pq @ M) / (np.einsum("bhtk,bhk->bht", pq, z) + 1e-6)[..., None]
+    np.testing.assert_allclose(rn, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_gates(rng):
+    h, w = rows(rng, 7, 5), rows(rng, 5)
+    np.testing.assert_allclose(linattn.scalar_gate(h, w, 0.5), 1 / (1 + np.exp(-(h @ w + 0.5))), rtol=1e-5)
+    W, b = rows(rng, 5, 5), rows(rng, 5)
+    out, gate = linattn.vector_gate(h, W, b, return_gate=True)
+    ref_gate = 1 / (1 + np.exp(-(h @ W.T + b)))
+    np.testing.assert_allclose(gate, ref_gate, rtol=1e-5)
+    np.testing.assert_allclose(out, ref_gate * h, rtol=1e-5, atol=1e-6)
+
+
+DECAYS = ["none", "per_head", "per_step", "per_channel"]
+
+
+def decay_of(kind, rng, B, H, T, dk):
+    """(the operator's decay argument, the log decay the reference applies)"""
+    if kind == "none":
+        return None, None
+    if kind == "per_head":
+        g = np.array(linattn.retnet_decays(H), np.float32)
+        return g, np.log(g.astype(np.float64))[None, :, None, None]
+    if kind == "per_step":
+        a = -rng.random((B, H, T)).astype(np.float32) * 0.3
+        return a, a[..., None]
+    a = -rng.random((B, H, T, dk)).astype(np.float32) * 0.3
+    return a, a
+
+
+@pytest.mark.parametrize("kind", DECAYS)
+@pytest.mark.parametrize("algorithm", ["chunked", "recurrent", "automatic"])
+def test_causal_linear_attention_every_decay(rng, kind, algorithm):
+    B, H, T, dk, dv = 2, 3, 37, 6, 5  # T not a multiple of the chunk, widths not of the SIMD width
+    q, k, v = rows(rng, B, H, T, dk), rows(rng, B, H, T, dk), rows(rng, B, H, T, dv)
+    decay, log_decay = decay_of(kind, rng, B, H, T, dk)
+    gates = rng.random((B, H, T)).astype(np.float32)
+    s0 = rows(rng, B, H, dk, dv)
+    lens = np.array([T, 20])
+    r = linattn.causal_linear_attention(q, k, v, decay=decay, gates=gates, lengths=lens, initial_state=s0,
+                                        chunk_size=16, algorithm=algorithm, return_state=True)
+    out, S, _ = causal_ref(q, k, v, log_decay, gates, s0, lengths=lens)
+    np.testing.assert_allclose(r.out, out, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(r.final_state, S, rtol=1e-3, atol=1e-3)
+    assert not r.out[1, :, 20:].any()  # padding answers 0
+
+
+def test_causal_in_pieces_equals_at_once(rng):
+    B, H, T, d = 1, 2, 50, 8
+    q, k, v = rows(rng, B, H, T, d), rows(rng, B, H, T, d), rows(rng, B, H, T, d)
+    a = -rng.random((B, H, T, d)).astype(np.float32) * 0.1
+    whole = linattn.causal_linear_attention(q, k, v, decay=a)
+    first = linattn.causal_linear_attention(q[:, :, :20], k[:, :, :20], v[:, :, :20], decay=a[:, :, :20],
+                                            return_state=True)
+    second = linattn.causal_linear_attention(q[:, :, 20:], k[:, :, 20:], v[:, :, 20:], decay=a[:, :, 20:],
+                                             initial_state=first.final_state)
+    np.testing.assert_allclose(np.concatenate([first.out, second], axis=2), whole, rtol=1e-4, atol=1e-4)
+
+
+def test_causal_normalized_with_normaliser_state(rng):
+    B, H, T, d = 1, 1, 20, 4
+    q, k, v = (np.abs(rows(rng, B, H, T, d)) + 0.1 for _ in range(3))
+    r = linattn.causal_linear_attention(q, k, v, normalize=True, return_state=True)
+    out, S, z = causal_ref(q, k, v, normalize=True)
+    np.testing.assert_allclose(r.out, out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.final_normalizer, z, rtol=1e-4)
+
+
+def test_causal_backward_with_saved_chunk_states_equals_recomputed(rng):
+    B, H, T, d = 2, 2, 70, 8
+    q, k, v = rows(rng, B, H, T, d), rows(rng, B, H, T, d), rows(rng, B, H, T, d)
+    a = -rng.random((B, H, T, d)).astype(np.float32) * 0.2
+    dout = rows(rng, B, H, T, d)
+    r = linattn.causal_linear_attention(q, k, v, decay=a, return_chunk_states=True)
+    assert r.chunk_states.shape == (B, H, (T + 31) // 32 + 1, d * d)
+    saved = linattn.causal_linear_attention_backward(q, k, v, dout, decay=a, chunk_states=r.chunk_states)
+    again = linattn.causal_linear_attention_backward(q, k, v, dout, decay=a)
+    for x, y in zip(saved[:5], again[:5]):
+        if x is not None:
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4)
+    assert saved.ddecay.shape == a.shape and saved.dgates is None and saved.dinitial_state is None
+
+
+def test_causal_backward_matches_finite_differences(rng):
+    """A directional derivative of sum(out * dout), in float64 references, against the backward's."""
+    B, H, T, d = 1, 2, 9, 3
+    q, k, v = rows(rng, B, H, T, d), rows(rng, B, H, T, d), rows(rng, B, H, T, d)
+    a = -rng.random((B, H, T)).astype(np.float32) * 0.3
+    dout = rows(rng, B, H, T, d)
+    g = linattn.causal_linear_attention_backward(q, k, v, dout, decay=a, algorithm="recurrent")
+    loss = lambda q, k, v, a: (causal_ref(q, k, v, a[..., None])[0] * dout).sum()  # noqa: E731
+    eps = 1e-6
+    for name, grad in (("q", g.dq), ("k", g.dk), ("v", g.dv), ("a", g.ddecay)):
+        args = {"q": q.astype(np.float64), "k": k.astype(np.float64), "v": v.astype(np.float64),
+                "a": a.astype(np.float64)}
+        direction = rng.standard_normal(args[name].shape)
+        plus, minus = dict(args), dict(args)
+        plus[name] = args[name] + eps * direction
+        minus[name] = args[name] - eps * direction
+        numeric = (loss(**plus) - loss(**minus)) / (2 * eps)
+        np.testing.assert_allclose((grad * direction).sum(), numeric, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_causal_step_equals_the_sequence(rng):
+    B, H, T, d = 2, 2, 6, 4
+    q, k, v = rows(rng, B, H, T, d), rows(rng, B, H, T, d), rows(rng, B, H, T, d)
+    a = -rng.random((B, H, T, d)).astype(np.float32) * 0.2
+    whole = linattn.causal_linear_attention(q, k, v, decay=a)
+    state = np.zeros((B, H, d, d), np.float32)
+    for t in range(T):
+        o = linattn.causal_linear_attention_step(q[:, :, t], k[:, :, t], v[:, :, t], state, decay=a[:, :, t:t + 1])
+        np.testing.assert_allclose(o, whole[:, :, t], rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="'state'.*in place"):
+        linattn.causal_linear_attention_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], state.astype(np.float64))
+    with pytest.raises(linattn.ArgumentError, match="read-only"):
+        frozen = state.copy()
+        frozen.flags.writeable = False
+        linattn.causal_linear_attention_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], frozen)
+
+
+def test_length_one_and_empty_sequences(rng):
+    q = rows(rng, 1, 1, 1, 4)
+    out = linattn.causal_linear_attention(q, q, q)
+    np.testing.assert_allclose(out[0, 0, 0], q[0, 0, 0] * (q[0, 0, 0] @ q[0, 0, 0]), rtol=1e-5)
+    empty = np.zeros((1, 1, 0, 4), np.float32)
+    assert linattn.causal_linear_attention(empty, empty, empty).shape == (1, 1, 0, 4)
+    M = linattn.linear_attention_encode(empty, empty)
+    assert not M.any()
+
+
+def test_operator_errors_name_the_argument(rng):
+    q, k, v = rows(rng, 1, 2, 5, 4), rows(rng, 1, 2, 5, 4), rows(rng, 1, 2, 5, 3)
+    with pytest.raises(linattn.ArgumentError, match="'k'"):
+        linattn.softmax_attention(q, rows(rng, 1, 2, 5, 3), v)
+    with pytest.raises(linattn.ArgumentError, match="'v'.*heads"):
+        linattn.causal_linear_attention(q, k, rows(rng, 1, 3, 5, 3))
+    with pytest.raises(linattn.ArgumentError, match="'q': expected 4 dimensions"):
+        linattn.causal_linear_attention(q[0], k, v)
+    with pytest.raises(linattn.ArgumentError, match="decay"):
+        linattn.causal_linear_attention(q, k, v, decay=np.ones((1, 2), np.float32))
+    with pytest.raises(linattn.ArgumentError, match="per_step|decay"):
+        linattn.causal_linear_attention(q, k, v, decay=np.ones((1, 2, 5), np.float32))  # log gammas must be <= 0
+    with pytest.raises(linattn.ArgumentError, match="per_step|decay"):
+        linattn.causal_linear_attention(q, k, v, decay=np.full((1, 2, 5), np.nan, np.float32))
+    with pytest.raises(linattn.ArgumentError, match="algorithm"):
+        linattn.causal_linear_attention(q, k, v, algorithm="fast")
+    with pytest.raises(linattn.ArgumentError, match="lengths"):
+        linattn.causal_linear_attention(q, k, v, lengths=[9])
+    with pytest.raises(TypeError, match="'lengths': expected integers"):
+        linattn.causal_linear_attention(q, k, v, lengths=[2.5])
+    with pytest.raises(linattn.ArgumentError, match="feature_map"):
+        linattn.linear_attention_encode(k, v, feature_map="softplus")
+    with pytest.raises(linattn.ArgumentError, match="normaliz"):
+        linattn.linear_attention_lookup(q, linattn.linear_attention_encode(k, v), normalize=True)
