@@ -60,7 +60,7 @@ struct Queries {
   bool single = false;
   CView2 rows;
 };
-Queries queries_arg(const py::handle& obj, const char* op) {
+Queries queries_arg(const py::object& obj, const char* op) {
   Queries q;
   if (obj.is_none()) throw ArgumentError(op, "queries", "is required, got None");
   const py::array probe = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj) : py::array::ensure(obj);
@@ -117,7 +117,7 @@ std::string config_text(const MemoryConfig& c) {
 }
 
 // The stored form of a Memory or a MemoryView that owns one, for saving and appending.
-std::vector<std::byte> stored_bytes(const py::handle& obj, const char* op) {
+std::vector<std::byte> stored_bytes(const py::object& obj, const char* op) {
   if (py::isinstance<PyMemory>(obj)) {
     const auto& m = obj.cast<const PyMemory&>();
     std::shared_lock lock(m.mutex);
@@ -135,7 +135,7 @@ std::vector<std::byte> stored_bytes(const py::handle& obj, const char* op) {
                        std::string(py::str(py::type::of(obj).attr("__name__"))));
 }
 
-const MemoryView& view_arg(const py::handle& obj, const char* op, MemoryView& scratch,
+const MemoryView& view_arg(const py::object& obj, const char* op, MemoryView& scratch,
                            std::shared_lock<std::shared_mutex>& lock) {
   if (py::isinstance<PyMemoryView>(obj)) return obj.cast<const PyMemoryView&>().view;
   if (py::isinstance<PyMemory>(obj)) {
@@ -148,7 +148,7 @@ const MemoryView& view_arg(const py::handle& obj, const char* op, MemoryView& sc
                        std::string(py::str(py::type::of(obj).attr("__name__"))));
 }
 
-std::vector<int64_t> selection_arg(const PyBank& b, const py::handle& names, const char* op) {
+std::vector<int64_t> selection_arg(const PyBank& b, const py::object& names, const char* op) {
   std::vector<int64_t> sel;
   if (names.is_none()) return sel;
   if (py::isinstance<py::str>(names))
@@ -176,13 +176,13 @@ Lookups run straight from the stored numbers (f32 or bf16; full, packed symmetri
 layout). Obtain one from linattn.open_memory, Bank[name], linattn.compress or
 MemoryView.from_bytes.)")
       .def("lookup",
-           [](const PyMemoryView& v, const py::handle& queries, bool mean, float scale, float eps) {
+           [](const PyMemoryView& v, const py::object& queries, bool mean, float scale, float eps) {
              const Queries q = queries_arg(queries, "linattn.MemoryView.lookup");
              return lookup_into(q, v.view.info().config.value_dim, [&](CView2 rows, View2 out) {
                v.view.lookup(rows, out, lookup_options(mean, scale, eps));
              });
            },
-           py::arg("queries"), py::kw_only(), py::arg("mean") = false, py::arg("scale") = 1.f, py::arg("eps") = 1e-6f,
+           py::arg("queries"), py::kw_only(), py::arg("mean") = false, py::arg("scale") = 1.f, py::arg_v("eps", 1e-6f, "1e-06"),
            "queries [m, dk] -> [m, dv] (one query [dk] -> [dv]): scale * M^T phi(q) [/ n with mean] "
            "[/ (z . phi(q) + eps) when normalising].")
       .def("to_memory",
@@ -243,7 +243,7 @@ MemoryView.from_bytes.)")
         "mapped bytes, so opening costs no copy.");
 
   m.def("compress",
-        [](const py::handle& memory, const py::object& rank, const py::object& max_error) {
+        [](const py::object& memory, const py::object& rank, const py::object& max_error) {
           const char* op = "linattn.compress";
           if (rank.is_none() == max_error.is_none())
             throw ArgumentError(op, rank.is_none() ? "rank" : "max_error", "give exactly one of rank and max_error");
@@ -286,7 +286,7 @@ one at a time.)")
            py::arg("normalize") = false, py::arg("feature_map") = "identity", py::arg("gated") = false,
            py::arg("dtype") = "f32")
       .def("write",
-           [](PyMemory& self, const py::handle& keys, const py::handle& values, const py::handle& gates) {
+           [](PyMemory& self, const py::object& keys, const py::object& values, const py::object& gates) {
              const char* op = "linattn.Memory.write";
              const auto k = input<2>(keys, op, "keys");
              const auto v = optional_input<2>(values, op, "values");
@@ -301,14 +301,14 @@ one at a time.)")
            "Writing in pieces equals writing at once. Values that are not finite, or whose products would overflow "
            "float32, raise ArgumentError and leave the memory unchanged.")
       .def("lookup",
-           [](const PyMemory& self, const py::handle& queries, bool mean, float scale, float eps) {
+           [](const PyMemory& self, const py::object& queries, bool mean, float scale, float eps) {
              const Queries q = queries_arg(queries, "linattn.Memory.lookup");
              return lookup_into(q, self.memory.config().value_dim, [&](CView2 rows, View2 out) {
                std::shared_lock lock(self.mutex);
                self.memory.lookup(rows, out, lookup_options(mean, scale, eps));
              });
            },
-           py::arg("queries"), py::kw_only(), py::arg("mean") = false, py::arg("scale") = 1.f, py::arg("eps") = 1e-6f,
+           py::arg("queries"), py::kw_only(), py::arg("mean") = false, py::arg("scale") = 1.f, py::arg_v("eps", 1e-6f, "1e-06"),
            "queries [m, dk] -> [m, dv] (one query [dk] -> [dv]): scale * M^T phi(q) [/ n with mean] "
            "[/ (z . phi(q) + eps) when normalising]. mean and normalize are exclusive.")
       .def("merge",
@@ -414,7 +414,7 @@ Appends from other processes become visible after reload(). Safe to share betwee
                   },
                   py::arg("path"), "Creates an empty bank (never replacing an existing file) and opens it.")
       .def("append",
-           [](PyBank& self, const std::string& name, const py::handle& memory) {
+           [](PyBank& self, const std::string& name, const py::object& memory) {
              auto bytes = stored_bytes(memory, "linattn.Bank.append");
              py::gil_scoped_release nogil;
              std::unique_lock lock(self.mutex);
@@ -423,7 +423,7 @@ Appends from other processes become visible after reload(). Safe to share betwee
            py::arg("name"), py::arg("memory"),
            "Appends a Memory (or a MemoryView that owns its bytes) under a new unique name, committed crash-safely.")
       .def("append_all",
-           [](PyBank& self, const py::handle& entries) {
+           [](PyBank& self, const py::object& entries) {
              std::vector<std::pair<std::string, std::vector<std::byte>>> all;
              const py::iterable items =
                  py::isinstance<py::dict>(entries) ? py::iterable(entries.attr("items")()) : py::iterable(entries.cast<py::object>());
@@ -446,7 +446,7 @@ Appends from other processes become visible after reload(). Safe to share betwee
            },
            "Reopens the file, picking up memories other processes appended.")
       .def("lookup",
-           [](const PyBank& self, const py::handle& queries, const py::handle& names, bool mean, float scale, float eps) {
+           [](const PyBank& self, const py::object& queries, const py::object& names, bool mean, float scale, float eps) {
              const char* op = "linattn.Bank.lookup";
              const Queries q = queries_arg(queries, op);
              std::shared_lock lock(self.mutex);
@@ -466,7 +466,7 @@ Appends from other processes become visible after reload(). Safe to share betwee
              return out;
            },
            py::arg("queries"), py::arg("names") = py::none(), py::kw_only(), py::arg("mean") = false,
-           py::arg("scale") = 1.f, py::arg("eps") = 1e-6f,
+           py::arg("scale") = 1.f, py::arg_v("eps", 1e-6f, "1e-06"),
            "queries [m, dk] against every memory, or those named (names or indices): [memories, m, dv] "
            "(one query [dk]: [memories, dv]).")
       .def("__len__", [](const PyBank& s) {
@@ -477,7 +477,7 @@ Appends from other processes become visible after reload(). Safe to share betwee
         std::shared_lock lock(s.mutex);
         return s.bank.find(name).has_value();
       })
-      .def("__getitem__", [](const PyBank& s, const py::handle& key) {
+      .def("__getitem__", [](const PyBank& s, const py::object& key) {
         std::shared_lock lock(s.mutex);
         int64_t i = 0;
         if (py::isinstance<py::str>(key)) {

@@ -57,7 +57,7 @@ struct DecayInput {
   Input<4> per_channel;
   Decay decay;
 };
-DecayInput decay_arg(const py::handle& obj, const char* op) {
+DecayInput decay_arg(const py::object& obj, const char* op) {
   DecayInput d;
   if (obj.is_none()) return d;
   const py::array probe = py::array::ensure(obj);
@@ -81,8 +81,8 @@ DecayInput decay_arg(const py::handle& obj, const char* op) {
 
 void bind_softmax(py::module_& m) {
   m.def("softmax_attention",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, bool causal, std::optional<float> scale,
-           const py::handle& kv_lengths, const py::handle& q_lengths, bool return_lse) -> py::object {
+        [](const py::object& q_, const py::object& k_, const py::object& v_, bool causal, std::optional<float> scale,
+           const py::object& kv_lengths, const py::object& q_lengths, bool return_lse) -> py::object {
           const char* op = "linattn.softmax_attention";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
           same_batch_heads(op, "q", q, "v", v);
@@ -104,9 +104,9 @@ void bind_softmax(py::module_& m) {
         "padding (never read; their outputs 0). causal: self-attention where query i sees keys j <= i.");
 
   m.def("softmax_attention_backward",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& out_,
-           const py::handle& lse_, const py::handle& dout_, bool causal, std::optional<float> scale,
-           const py::handle& kv_lengths, const py::handle& q_lengths) {
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& out_,
+           const py::object& lse_, const py::object& dout_, bool causal, std::optional<float> scale,
+           const py::object& kv_lengths, const py::object& q_lengths) {
           const char* op = "linattn.softmax_attention_backward";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
           const auto out = input<4>(out_, op, "out"), dout = input<4>(dout_, op, "dout");
@@ -125,9 +125,9 @@ void bind_softmax(py::module_& m) {
         "Gradients (dq, dk, dv) of softmax_attention given its out and lse and dout = dLoss/dout.");
 
   m.def("additive_attention",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& w_k_,
-           const py::handle& w_q_, const py::handle& bias_, const py::handle& w_, bool causal,
-           const py::handle& kv_lengths, const py::handle& q_lengths, bool return_lse) -> py::object {
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& w_k_,
+           const py::object& w_q_, const py::object& bias_, const py::object& w_, bool causal,
+           const py::object& kv_lengths, const py::object& q_lengths, bool return_lse) -> py::object {
           const char* op = "linattn.additive_attention";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
           const auto w_k = input<2>(w_k_, op, "w_k"), w_q = input<2>(w_q_, op, "w_q");
@@ -150,10 +150,10 @@ void bind_softmax(py::module_& m) {
         "q [B,H,Tq,dq], k [B,H,Tk,dk], v [B,H,Tk,dv], w_k [A,dk], w_q [A,dq], bias [A], w [A] -> [B,H,Tq,dv].");
 
   m.def("additive_attention_backward",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& w_k_,
-           const py::handle& w_q_, const py::handle& bias_, const py::handle& w_, const py::handle& out_,
-           const py::handle& lse_, const py::handle& dout_, bool causal, const py::handle& kv_lengths,
-           const py::handle& q_lengths) {
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& w_k_,
+           const py::object& w_q_, const py::object& bias_, const py::object& w_, const py::object& out_,
+           const py::object& lse_, const py::object& dout_, bool causal, const py::object& kv_lengths,
+           const py::object& q_lengths) {
           const char* op = "linattn.additive_attention_backward";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
           const auto w_k = input<2>(w_k_, op, "w_k"), w_q = input<2>(w_q_, op, "w_q");
@@ -179,7 +179,7 @@ void bind_softmax(py::module_& m) {
 
 void bind_linear(py::module_& m) {
   m.def("linear_attention_encode",
-        [](const py::handle& k_, const py::handle& v_, const py::handle& gates_, const py::handle& lengths,
+        [](const py::object& k_, const py::object& v_, const py::object& gates_, const py::object& lengths,
            const std::string& feature_map, bool normalize) -> py::object {
           const char* op = "linattn.linear_attention_encode";
           const auto k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
@@ -203,8 +203,8 @@ void bind_linear(py::module_& m) {
         "[B,H,dk] with normalize).");
 
   m.def("linear_attention_encode_backward",
-        [](const py::handle& k_, const py::handle& v_, const py::handle& dstate_, const py::handle& dnormalizer_,
-           const py::handle& gates_, const py::handle& lengths, const std::string& feature_map) {
+        [](const py::object& k_, const py::object& v_, const py::object& dstate_, const py::object& dnormalizer_,
+           const py::object& gates_, const py::object& lengths, const std::string& feature_map) {
           const char* op = "linattn.linear_attention_encode_backward";
           const auto k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v"), dstate = input<4>(dstate_, op, "dstate");
           const auto dz = optional_input<3>(dnormalizer_, op, "dnormalizer");
@@ -225,8 +225,8 @@ void bind_linear(py::module_& m) {
         "Gradients (dk, dv, dgates or None) of linear_attention_encode given dstate [B,H,dk,dv] (and dnormalizer).");
 
   m.def("linear_attention_lookup",
-        [](const py::handle& q_, const py::handle& state_, const py::handle& normalizer_, const py::handle& counts,
-           const py::handle& q_lengths, const std::string& feature_map, bool normalize, float eps, bool mean,
+        [](const py::object& q_, const py::object& state_, const py::object& normalizer_, const py::object& counts,
+           const py::object& q_lengths, const std::string& feature_map, bool normalize, float eps, bool mean,
            float scale) {
           const char* op = "linattn.linear_attention_lookup";
           const auto q = input<4>(q_, op, "q"), state = input<4>(state_, op, "state");
@@ -241,14 +241,14 @@ void bind_linear(py::module_& m) {
         },
         py::arg("q"), py::arg("state"), py::kw_only(), py::arg("normalizer") = py::none(), py::arg("counts") = py::none(),
         py::arg("q_lengths") = py::none(), py::arg("feature_map") = "identity", py::arg("normalize") = false,
-        py::arg("eps") = 1e-6f, py::arg("mean") = false, py::arg("scale") = 1.f,
+        py::arg_v("eps", 1e-6f, "1e-06"), py::arg("mean") = false, py::arg("scale") = 1.f,
         "out = scale * M^T phi(q) [/ n_b with mean] [/ (z . phi(q) + eps) with normalize]: O(dk dv) per query, "
         "whatever the sequence length.\nq [B,H,Tq,dk], state [B,H,dk,dv], normalizer [B,H,dk], counts [B] "
         "(tokens per memory, for mean) -> [B,H,Tq,dv].");
 
   m.def("linear_attention_lookup_backward",
-        [](const py::handle& q_, const py::handle& state_, const py::handle& dout_, const py::handle& normalizer_,
-           const py::handle& counts, const py::handle& q_lengths, const std::string& feature_map, bool normalize,
+        [](const py::object& q_, const py::object& state_, const py::object& dout_, const py::object& normalizer_,
+           const py::object& counts, const py::object& q_lengths, const std::string& feature_map, bool normalize,
            float eps, bool mean, float scale) {
           const char* op = "linattn.linear_attention_lookup_backward";
           const auto q = input<4>(q_, op, "q"), state = input<4>(state_, op, "state"), dout = input<4>(dout_, op, "dout");
@@ -267,13 +267,13 @@ void bind_linear(py::module_& m) {
         },
         py::arg("q"), py::arg("state"), py::arg("dout"), py::kw_only(), py::arg("normalizer") = py::none(),
         py::arg("counts") = py::none(), py::arg("q_lengths") = py::none(), py::arg("feature_map") = "identity",
-        py::arg("normalize") = false, py::arg("eps") = 1e-6f, py::arg("mean") = false, py::arg("scale") = 1.f,
+        py::arg("normalize") = false, py::arg_v("eps", 1e-6f, "1e-06"), py::arg("mean") = false, py::arg("scale") = 1.f,
         "Gradients (dq, dstate, dnormalizer or None) of linear_attention_lookup.");
 }
 
 void bind_gates(py::module_& m) {
   m.def("scalar_gate",
-        [](const py::handle& h_, const py::handle& w_, float b) {
+        [](const py::object& h_, const py::object& w_, float b) {
           const char* op = "linattn.scalar_gate";
           const auto h = input<2>(h_, op, "h");
           const auto w = input<1>(w_, op, "w");
@@ -283,7 +283,7 @@ void bind_gates(py::module_& m) {
         },
         py::arg("h"), py::arg("w"), py::arg("b"), "g_n = sigmoid(w . h_n + b): h [N,d], w [d] -> g [N].");
   m.def("scalar_gate_backward",
-        [](const py::handle& h_, const py::handle& w_, const py::handle& g_, const py::handle& dg_) {
+        [](const py::object& h_, const py::object& w_, const py::object& g_, const py::object& dg_) {
           const char* op = "linattn.scalar_gate_backward";
           const auto h = input<2>(h_, op, "h");
           const auto w = input<1>(w_, op, "w");
@@ -296,7 +296,7 @@ void bind_gates(py::module_& m) {
         },
         py::arg("h"), py::arg("w"), py::arg("g"), py::arg("dg"), "Gradients (dh, dw, db) of scalar_gate given its g.");
   m.def("vector_gate",
-        [](const py::handle& h_, const py::handle& w_, const py::handle& b_, bool return_gate) -> py::object {
+        [](const py::object& h_, const py::object& w_, const py::object& b_, bool return_gate) -> py::object {
           const char* op = "linattn.vector_gate";
           const auto h = input<2>(h_, op, "h"), w = input<2>(w_, op, "w");
           const auto b = input<1>(b_, op, "b");
@@ -308,7 +308,7 @@ void bind_gates(py::module_& m) {
         py::arg("h"), py::arg("w"), py::arg("b"), py::kw_only(), py::arg("return_gate") = false,
         "sigmoid(W h_n + b) (*) h_n: h [N,d], W [d,d], b [d] -> [N,d] (and the gate [N,d] with return_gate).");
   m.def("vector_gate_backward",
-        [](const py::handle& h_, const py::handle& w_, const py::handle& gate_, const py::handle& dout_) {
+        [](const py::object& h_, const py::object& w_, const py::object& gate_, const py::object& dout_) {
           const char* op = "linattn.vector_gate_backward";
           const auto h = input<2>(h_, op, "h"), w = input<2>(w_, op, "w");
           const auto gate = input<2>(gate_, op, "gate"), dout = input<2>(dout_, op, "dout");
@@ -331,9 +331,9 @@ void bind_causal(py::module_& m) {
   m.def("retnet_decays", &retnet_decays, py::arg("heads"), "RetNet's fixed per-head decays, gamma_h = 1 - 2^(-5-h).");
 
   m.def("causal_linear_attention",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& decay_,
-           const py::handle& gates_, const py::handle& lengths, const py::handle& initial_state_,
-           const py::handle& initial_normalizer_, const std::string& feature_map, bool normalize, float eps,
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& decay_,
+           const py::object& gates_, const py::object& lengths, const py::object& initial_state_,
+           const py::object& initial_normalizer_, const std::string& feature_map, bool normalize, float eps,
            int64_t chunk_size, const std::string& algorithm, bool return_state, bool return_chunk_states) -> py::object {
           const char* op = "linattn.causal_linear_attention";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
@@ -369,7 +369,7 @@ void bind_causal(py::module_& m) {
         py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("decay") = py::none(),
         py::arg("gates") = py::none(), py::arg("lengths") = py::none(), py::arg("initial_state") = py::none(),
         py::arg("initial_normalizer") = py::none(), py::arg("feature_map") = "identity", py::arg("normalize") = false,
-        py::arg("eps") = 1e-6f, py::arg("chunk_size") = kCausalChunkSize, py::arg("algorithm") = "automatic",
+        py::arg_v("eps", 1e-6f, "1e-06"), py::arg("chunk_size") = kCausalChunkSize, py::arg("algorithm") = "automatic",
         py::arg("return_state") = false, py::arg("return_chunk_states") = false,
         R"(Causal linear attention with decay: o_t = M_t^T phi(q_t), M_t = gamma_t (*) M_(t-1) + g_t phi(k_t) v_t^T.
 
@@ -386,10 +386,10 @@ final_normalizer, chunk_states); chunk_states can be passed to the backward so t
 recompute them.)");
 
   m.def("causal_linear_attention_backward",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& dout_,
-           const py::handle& decay_, const py::handle& gates_, const py::handle& lengths,
-           const py::handle& initial_state_, const py::handle& initial_normalizer_, const py::handle& dfinal_state_,
-           const py::handle& dfinal_normalizer_, const py::handle& chunk_states_, const std::string& feature_map,
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& dout_,
+           const py::object& decay_, const py::object& gates_, const py::object& lengths,
+           const py::object& initial_state_, const py::object& initial_normalizer_, const py::object& dfinal_state_,
+           const py::object& dfinal_normalizer_, const py::object& chunk_states_, const std::string& feature_map,
            bool normalize, float eps, int64_t chunk_size, const std::string& algorithm, bool initial_state_grad) {
           const char* op = "linattn.causal_linear_attention_backward";
           const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
@@ -430,7 +430,7 @@ recompute them.)");
         py::arg("gates") = py::none(), py::arg("lengths") = py::none(), py::arg("initial_state") = py::none(),
         py::arg("initial_normalizer") = py::none(), py::arg("dfinal_state") = py::none(),
         py::arg("dfinal_normalizer") = py::none(), py::arg("chunk_states") = py::none(),
-        py::arg("feature_map") = "identity", py::arg("normalize") = false, py::arg("eps") = 1e-6f,
+        py::arg("feature_map") = "identity", py::arg("normalize") = false, py::arg_v("eps", 1e-6f, "1e-06"),
         py::arg("chunk_size") = kCausalChunkSize, py::arg("algorithm") = "automatic",
         py::arg("initial_state_grad") = false,
         "Gradients of causal_linear_attention given dout [B,H,T,dv] (and dfinal_state, dfinal_normalizer): a "
@@ -438,8 +438,8 @@ recompute them.)");
         "A fixed per-head decay gets no gradient; initial_state_grad asks for dinitial_state.");
 
   m.def("causal_linear_attention_step",
-        [](const py::handle& q_, const py::handle& k_, const py::handle& v_, const py::handle& state_,
-           const py::handle& decay_, const py::handle& gates_, const py::handle& normalizer_,
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& state_,
+           const py::object& decay_, const py::object& gates_, const py::object& normalizer_,
            const std::string& feature_map, bool normalize, float eps) {
           const char* op = "linattn.causal_linear_attention_step";
           const auto q = input<3>(q_, op, "q"), k = input<3>(k_, op, "k"), v = input<3>(v_, op, "v");
@@ -456,7 +456,7 @@ recompute them.)");
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("state"), py::kw_only(), py::arg("decay") = py::none(),
         py::arg("gates") = py::none(), py::arg("normalizer") = py::none(), py::arg("feature_map") = "identity",
-        py::arg("normalize") = false, py::arg("eps") = 1e-6f,
+        py::arg("normalize") = false, py::arg_v("eps", 1e-6f, "1e-06"),
         "One token per sequence, for generation: q, k [B,H,dk], v [B,H,dv] -> out [B,H,dv]; state [B,H,dk,dv] "
         "(and normalizer [B,H,dk]) are updated in place, so they must be C-contiguous float32 arrays. decay for "
         "this step: [H] gammas, [B,H,1] or [B,H,1,dk] log gammas; gates [B,H,1].");
