@@ -1,5 +1,6 @@
 #include "report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -348,6 +349,64 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
     store_row("linear", "symmetric d(d+1)/2, bf16", static_cast<int64_t>(serialize(sb).size()));
     store_row("linear", "rank 16 (compressed), f32", kMemoryHeaderBytes + low_rank.info().payload_bytes);
     report["storage"] = storage;
+  }
+
+  // Search: m queries against N memories of a bank larger than the caches, in the bank's stored
+  // forms; the kernel (one pass, threads over memories, top k kept as it goes) against what a
+  // user would do without it: answer every memory (Bank::lookup, N x m x d results), score, sort.
+  if (opt.runs("search")) {
+    std::printf("\nsearch, d = 128, top 10: m queries against N memories (roof: DRAM reads or compute)\n");
+    std::printf("%-34s %-26s %11s %9s %8s %9s  %-7s %7s\n", "kernel", "params", "us", "GFLOP/s", "% peak", "GB/s", "bound",
+                "% roof");
+    nlohmann::json rows = nlohmann::json::array();
+    struct Form {
+      const char* name;
+      bool symmetric;
+      DType dtype;
+      int64_t n;  // memories: about 64-128 MiB, past every cache
+    };
+    const std::vector<Form> forms = {{"packed bf16", true, DType::bf16, opt.quick ? 256 : 4096},
+                                     {"full f32", false, DType::f32, opt.quick ? 128 : 2048}};
+    const auto Hs = random_floats(64 * d, 21);
+    for (const Form& f : forms) {
+      Memory one({.key_dim = d, .value_dim = d, .symmetric = f.symmetric, .dtype = f.dtype});
+      if (f.symmetric) one.write(CView2::contiguous(Hs.data(), {64, d}));
+      else one.write(CView2::contiguous(Hs.data(), {64, d}), CView2::contiguous(Hs.data(), {64, d}));
+      // N distinct copies, each its own buffer: every byte is read from memory, not one cached state.
+      std::vector<MemoryView> views;
+      for (int64_t j = 0; j < f.n; ++j) views.push_back(view_of_bytes(serialize(one), "bench"));
+      std::vector<const MemoryView*> ptrs;
+      for (const auto& v : views) ptrs.push_back(&v);
+      const double state_bytes = static_cast<double>(views[0].info().payload_bytes);
+      for (const int64_t mq : {int64_t{1}, int64_t{64}}) {
+        const auto Qs = random_floats(mq * d, 22);
+        const CView2 q = CView2::contiguous(Qs.data(), {mq, d});
+        const double flops = 2.0 * static_cast<double>(f.n) * static_cast<double>(mq) * d * d;
+        const double bytes = static_cast<double>(f.n) * state_bytes;
+        const std::string params = std::string(f.name) + ", N=" + std::to_string(f.n) + ", m=" + std::to_string(mq);
+        nlohmann::json row = kernel_row(c, "search", params, flops, bytes, [&] { search(ptrs, q, {.k = 10}); });
+        row["bytes_per_memory"] = kMemoryHeaderBytes + views[0].info().payload_bytes;
+        rows.push_back(row);
+        // The loop a user would write: every answer materialised, then scored and sorted.
+        std::vector<float> all(static_cast<size_t>(f.n * mq * d));
+        nlohmann::json base = kernel_row(c, "lookup all + score + sort", params, flops, bytes, [&] {
+          for (int64_t j = 0; j < f.n; ++j)
+            views[static_cast<size_t>(j)].lookup(q, View2::contiguous(all.data() + j * mq * d, {mq, d}));
+          std::vector<std::pair<float, int64_t>> s(static_cast<size_t>(f.n));
+          for (int64_t i = 0; i < mq; ++i) {
+            for (int64_t j = 0; j < f.n; ++j) {
+              float v = 0;
+              for (int64_t e = 0; e < d; ++e) v += Qs[static_cast<size_t>(i * d + e)] * all[static_cast<size_t>((j * mq + i) * d + e)];
+              s[static_cast<size_t>(j)] = {-v, j};
+            }
+            std::partial_sort(s.begin(), s.begin() + 10, s.end());
+          }
+        });
+        base["bytes_per_memory"] = row["bytes_per_memory"];
+        rows.push_back(base);
+      }
+    }
+    report["search"] = rows;
   }
 
   // The targets.

@@ -23,7 +23,7 @@ struct BenchOptions {
 
 // The section names, in the order they run.
 inline const std::vector<std::string>& bench_sections() {
-  static const std::vector<std::string> names = {"kernels", "causal", "lookup", "storage"};
+  static const std::vector<std::string> names = {"kernels", "causal", "lookup", "storage", "search"};
   return names;
 }
 

@@ -106,6 +106,35 @@ TEST_F(CliTest, BankCommands) {
   expect_error("bank append " + p("bank.lamb") + " docA " + p("a.lam"), "already in the bank");
   expect_error("bank query " + p("bank.lamb") + " --queries " + p("Q.npy") + " --names nope -o " + p("x.npy"), "no memory named 'nope'");
   expect_error("bank create " + p("bank.lamb"), "already exists");
+
+  // search: per query the memories by q . C q, best first, as JSON or as two .npy files.
+  const CliRun found = run("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --k 5");
+  ASSERT_EQ(found.code, 0) << found.err;
+  const auto s = nlohmann::json::parse(found.out);
+  ASSERT_EQ(s.size(), 3u);
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto& hits = s[i]["results"];
+    ASSERT_EQ(hits.size(), 2u);  // k is capped at the bank's size
+    // q . (C q): the lookup's answer (all.npy rows) dotted with the query.
+    const npy::Matrix Q = npy::load(p("Q.npy"));
+    double score[2] = {0, 0};
+    for (int64_t m = 0; m < 2; ++m)
+      for (int64_t c = 0; c < d; ++c) score[m] += Q.data[i * d + c] * all.data[(m * 3 + i) * d + c];
+    const int64_t top = score[1] > score[0] ? 1 : 0;
+    EXPECT_EQ(hits[0]["index"], top);
+    EXPECT_EQ(hits[0]["name"], top ? "docB" : "docA");
+    EXPECT_NEAR(hits[0]["score"].get<double>(), score[top], 1e-3 * (1 + std::abs(score[top])));
+    EXPECT_GE(hits[0]["score"].get<double>(), hits[1]["score"].get<double>());
+  }
+  ASSERT_EQ(run("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --k 1 --names docB -o " +
+                p("s.npy") + " --indices " + p("i.npy")).code, 0);
+  const npy::Matrix scores = npy::load(p("s.npy"));
+  EXPECT_EQ(scores.rows, 3);
+  EXPECT_EQ(scores.cols, 1);
+  expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --k 0", "--k");
+  expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --score cosine", "not a score");
+  expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " -o " + p("s.npy"), "go together");
+  expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --names nope", "no memory named 'nope'");
 }
 
 TEST_F(CliTest, EveryErrorIsOneLine) {

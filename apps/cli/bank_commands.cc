@@ -1,6 +1,7 @@
 // `linattn bank ...`: many memories in one file, appended safely and queried at once.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -63,10 +64,59 @@ void run_query(const QueryArgs& a) {
   npy::save(a.out, R.data(), n * Q.rows, dv);
 }
 
+struct SearchArgs {
+  std::string bank, queries, out, indices_out, names, score = "quadratic";
+  int64_t k = 10;
+  bool mean = false, json = false;
+  float scale = 1.f;
+};
+
+void run_search(const SearchArgs& a) {
+  refuse_output_over_inputs("--output", a.out, {a.bank, a.queries});
+  refuse_output_over_inputs("--indices", a.indices_out, {a.bank, a.queries, a.out});
+  if (a.out.empty() != a.indices_out.empty()) throw Error("--output and --indices go together (scores and indices)");
+  if (!a.out.empty() && a.out == a.indices_out) throw Error("--output and --indices name the same file");
+  const auto score = parse_search_score(a.score);
+  if (!score) throw Error("--score: '" + a.score + "' is not a score (quadratic, norm)");
+  if (a.k < 1) throw Error("--k: must be at least 1, got " + std::to_string(a.k));
+  const Bank bank = Bank::open(a.bank);
+  const npy::Matrix Q = npy::load(a.queries);
+  const CView2 q = CView2::contiguous(Q.data.data(), {Q.rows, Q.cols});
+  require_finite<2>("linattn", "--queries (" + a.queries + ")", q);
+  std::vector<int64_t> selection;
+  if (!a.names.empty()) {
+    std::stringstream ss(a.names);
+    for (std::string name; std::getline(ss, name, ',');) {
+      const auto i = bank.find(name);
+      if (!i) throw Error("--names: no memory named '" + name + "' in " + a.bank);
+      selection.push_back(*i);
+    }
+  }
+  if (bank.size() == 0) throw Error(a.bank + " holds no memories yet");
+  const SearchResults r = bank.search(q, {.k = a.k, .score = *score, .lookup = {.mean = a.mean, .scale = a.scale}},
+                                      selection);
+  if (!a.out.empty()) {
+    npy::save(a.out, r.score.data(), r.queries, r.k);
+    npy::save_int64(a.indices_out, r.index.data(), r.queries, r.k);
+    return;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t i = 0; i < r.queries; ++i) {
+    nlohmann::json hits = nlohmann::json::array();
+    for (int64_t c = 0; c < r.k; ++c) {
+      const int64_t j = r.index[static_cast<size_t>(i * r.k + c)];
+      const float s = r.score[static_cast<size_t>(i * r.k + c)];
+      hits.push_back({{"name", bank.name(j)}, {"index", j}, {"score", std::isfinite(s) ? nlohmann::json(s) : nlohmann::json()}});
+    }
+    out.push_back({{"query", i}, {"results", hits}});
+  }
+  std::printf("%s\n", out.dump(a.json ? 2 : -1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
 }  // namespace
 
 void add_bank_commands(CLI::App& app) {
-  CLI::App* bank = app.add_subcommand("bank", "Many memories in one file: create, append, list, query");
+  CLI::App* bank = app.add_subcommand("bank", "Many memories in one file: create, append, list, query, search");
   bank->require_subcommand(1);
   {
     auto path = std::make_shared<std::string>();
@@ -133,6 +183,22 @@ void add_bank_commands(CLI::App& app) {
     cmd->add_flag("--mean", a->mean, "divide by each memory's token count");
     cmd->add_option("--scale", a->scale, "multiply results by this");
     cmd->callback([a] { run_query(*a); });
+  }
+  {
+    auto a = std::make_shared<SearchArgs>();
+    CLI::App* cmd = bank->add_subcommand(
+        "search", "The k memories scoring highest for each query (quadratic: q . r = q^T C q; norm: ||r||)");
+    cmd->add_option("bank", a->bank, "bank file")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--queries", a->queries, "queries, m x dk .npy")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--k", a->k, "memories kept per query (default 10)");
+    cmd->add_option("--score", a->score, "quadratic (default; needs dk = dv) or norm");
+    cmd->add_option("--names", a->names, "comma-separated memory names to search (default: all)");
+    cmd->add_flag("--mean", a->mean, "divide each memory's answers by its token count");
+    cmd->add_option("--scale", a->scale, "multiply answers by this");
+    cmd->add_flag("--json", a->json, "indent the JSON printed on stdout");
+    cmd->add_option("-o,--output", a->out, "write scores, m x k float32 .npy, instead of JSON (with --indices)");
+    cmd->add_option("--indices", a->indices_out, "write memory indices (bank positions), m x k int64 .npy");
+    cmd->callback([a] { run_search(*a); });
   }
 }
 

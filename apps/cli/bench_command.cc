@@ -14,7 +14,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--json", o->json_path, "write every figure and the machine description here");
   cmd->add_option("--plots", o->plot_dir, "write PNG plots into this directory (needs gnuplot)");
   cmd->add_option("--only", o->sections, "run only these sections (comma-separated): kernels (with the targets), "
-                                         "causal, lookup, storage")
+                                         "causal, lookup, storage, search")
       ->delimiter(',')
       ->check(CLI::IsMember(bench::bench_sections()));
   cmd->callback([o] {

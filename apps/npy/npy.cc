@@ -186,22 +186,36 @@ Matrix load(const std::string& path) {
   return parse(bytes(), path);
 }
 
-void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                       std::to_string(cols) + "), }";
+namespace {
+
+// A version 1.0 file of `descr` elements of `size` bytes, written atomically.
+void save_array(const std::string& path, const char* descr, const void* data, int64_t rows, int64_t cols,
+                size_t size) {
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   // Pad so that the data starts at a multiple of 64 bytes, header ending in '\n'.
   const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
   header.append(total - 10 - header.size() - 1, ' ');
   header.push_back('\n');
-  std::vector<std::byte> out(total + static_cast<size_t>(rows * cols) * 4);
+  std::vector<std::byte> out(total + static_cast<size_t>(rows * cols) * size);
   std::memcpy(out.data(), kMagic, 6);
   out[6] = std::byte{1};
   out[7] = std::byte{0};
   out[8] = static_cast<std::byte>(header.size() & 0xff);
   out[9] = static_cast<std::byte>(header.size() >> 8);
   std::memcpy(out.data() + 10, header.data(), header.size());
-  if (rows * cols > 0) std::memcpy(out.data() + total, data, static_cast<size_t>(rows * cols) * 4);
+  if (rows * cols > 0) std::memcpy(out.data() + total, data, static_cast<size_t>(rows * cols) * size);
   write_file_atomic(path, out);
+}
+
+}  // namespace
+
+void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {
+  save_array(path, "<f4", data, rows, cols, 4);
+}
+
+void save_int64(const std::string& path, const int64_t* data, int64_t rows, int64_t cols) {
+  save_array(path, "<i8", data, rows, cols, 8);
 }
 
 }  // namespace linattn::npy

@@ -19,5 +19,7 @@ Matrix parse(std::span<const std::byte> bytes, const std::string& source);
 Matrix load(const std::string& path);
 // Writes a version 1.0 file atomically (temporary file, fsync, rename).
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols);
+// The same for int64 elements (search results' memory indices); never read back by linattn.
+void save_int64(const std::string& path, const int64_t* data, int64_t rows, int64_t cols);
 
 }  // namespace linattn::npy

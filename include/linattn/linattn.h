@@ -11,6 +11,7 @@
 #include "linattn/memory/compress.h"
 #include "linattn/memory/memory.h"
 #include "linattn/memory/memory_file.h"
+#include "linattn/memory/search.h"
 #include "linattn/ops/causal_linear_attention.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"

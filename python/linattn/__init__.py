@@ -3,7 +3,7 @@
 A document encoded once into a fixed-size memory M = sum_t phi(k_t) v_t^T answers every later
 query in O(dk dv), whatever its length. This package binds the C++ library:
 
-* Memory, MemoryView, Bank, open_memory, compress: memories, their files and banks;
+* Memory, MemoryView, Bank, open_memory, compress, search: memories, their files and banks;
 * softmax_attention, additive_attention, linear_attention_encode/lookup, scalar_gate,
   vector_gate, causal_linear_attention (with decay): the operators and their backwards;
 * linattn.torch (import it explicitly): autograd functions and torch.nn modules over them.
@@ -34,6 +34,7 @@ from ._linattn import (  # noqa: F401
     retnet_decays,
     scalar_gate,
     scalar_gate_backward,
+    search,
     set_num_threads,
     softmax_attention,
     softmax_attention_backward,
@@ -49,6 +50,6 @@ __all__ = [
     "additive_attention", "additive_attention_backward", "causal_linear_attention",
     "causal_linear_attention_backward", "causal_linear_attention_step", "compress", "linear_attention_encode",
     "linear_attention_encode_backward", "linear_attention_lookup", "linear_attention_lookup_backward",
-    "num_threads", "open_memory", "retnet_decays", "scalar_gate", "scalar_gate_backward", "set_num_threads",
+    "num_threads", "open_memory", "retnet_decays", "scalar_gate", "scalar_gate_backward", "search", "set_num_threads",
     "softmax_attention", "softmax_attention_backward", "vector_gate", "vector_gate_backward",
 ]

@@ -19,6 +19,7 @@
 #include "linattn/memory/compress.h"
 #include "linattn/memory/memory.h"
 #include "linattn/memory/memory_file.h"
+#include "linattn/memory/search.h"
 
 namespace linattn::python {
 namespace {
@@ -169,6 +170,29 @@ std::vector<int64_t> selection_arg(const PyBank& b, const py::object& names, con
   return sel;
 }
 
+SearchOptions search_options(int64_t k, const std::string& score, bool mean, float scale, float eps, const char* op) {
+  const auto s = parse_search_score(score);
+  if (!s) throw ArgumentError(op, "score", "unknown score '" + score + "' (quadratic, norm)");
+  return {.k = k, .score = *s, .lookup = lookup_options(mean, scale, eps)};
+}
+
+// (indices [m, k] int64, scores [m, k] float32); one query [dk] gives [k] each.
+py::tuple search_results(const SearchResults& r, bool single) {
+  std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(r.queries), static_cast<py::ssize_t>(r.k)};
+  if (single) shape.erase(shape.begin());
+  IndexArray index(shape);
+  FloatArray score(shape);
+  std::copy(r.index.begin(), r.index.end(), index.mutable_data());
+  std::copy(r.score.begin(), r.score.end(), score.mutable_data());
+  return py::make_tuple(index, score);
+}
+
+constexpr const char* kSearchDoc =
+    "The k memories scoring highest for each query: returns (indices [m, k] int64, scores [m, k] float32), "
+    "best first (one query [dk]: [k] each). score='quadratic': phi(q) . r, for a symmetric memory "
+    "q^T C q = sum_t (h_t . q)^2 (needs dk = dv); 'norm': ||r||. r is the memory's lookup with mean, scale, "
+    "eps. Ties go to the lower index. Threads over memories; the answers are never all held at once.";
+
 void bind_memory_view(py::module_& m) {
   py::class_<PyMemoryView>(m, "MemoryView", R"(A read-only stored memory: a mapped file, a bank entry or a compressed memory.
 
@@ -232,6 +256,42 @@ MemoryView.from_bytes.)")
         return "linattn.MemoryView(" + config_text(i.config) + ", layout='" + std::string(to_string(i.layout)) +
                "', tokens=" + std::to_string(i.tokens) + ")";
       });
+
+  m.def("search",
+        [](const py::sequence& memories, const py::object& queries, int64_t k, const std::string& score, bool mean,
+           float scale, float eps) {
+          const char* op = "linattn.search";
+          const Queries q = queries_arg(queries, op);
+          // Live memories are viewed under their shared locks, held until the search ends.
+          std::vector<MemoryView> live;
+          std::vector<std::shared_lock<std::shared_mutex>> locks;
+          std::vector<const MemoryView*> views;
+          live.reserve(memories.size());
+          for (const py::handle item : memories) {
+            if (py::isinstance<PyMemoryView>(item)) {
+              views.push_back(&item.cast<const PyMemoryView&>().view);
+            } else if (py::isinstance<PyMemory>(item)) {
+              const auto& mem = item.cast<const PyMemory&>();
+              locks.emplace_back(mem.mutex);
+              live.push_back(mem.memory.view());
+              views.push_back(&live.back());
+            } else {
+              throw py::type_error(std::string(op) + ": argument 'memories': expected Memory or MemoryView items, got " +
+                                   std::string(py::str(py::type::of(item).attr("__name__"))));
+            }
+          }
+          const SearchOptions o = search_options(k, score, mean, scale, eps, op);
+          SearchResults r;
+          {
+            py::gil_scoped_release nogil;
+            use_configured_threads();
+            r = search(views, q.rows, o);
+          }
+          return search_results(r, q.single);
+        },
+        py::arg("memories"), py::arg("queries"), py::kw_only(), py::arg("k") = 10, py::arg("score") = "quadratic",
+        py::arg("mean") = false, py::arg("scale") = 1.f, py::arg_v("eps", 1e-6f, "1e-06"),
+        (std::string("Search a list of memories (Memory or MemoryView). ") + kSearchDoc).c_str());
 
   m.def("open_memory",
         [](const std::string& path) {
@@ -469,6 +529,27 @@ Appends from other processes become visible after reload(). Safe to share betwee
            py::arg("scale") = 1.f, py::arg_v("eps", 1e-6f, "1e-06"),
            "queries [m, dk] against every memory, or those named (names or indices): [memories, m, dv] "
            "(one query [dk]: [memories, dv]).")
+      .def("search",
+           [](const PyBank& self, const py::object& queries, int64_t k, const py::object& names, const std::string& score,
+              bool mean, float scale, float eps) {
+             const char* op = "linattn.Bank.search";
+             const Queries q = queries_arg(queries, op);
+             std::shared_lock lock(self.mutex);
+             const auto sel = selection_arg(self, names, op);
+             const SearchOptions o = search_options(k, score, mean, scale, eps, op);
+             SearchResults r;
+             {
+               py::gil_scoped_release nogil;
+               use_configured_threads();
+               r = self.bank.search(q.rows, o, sel);
+             }
+             return search_results(r, q.single);
+           },
+           py::arg("queries"), py::kw_only(), py::arg("k") = 10, py::arg("names") = py::none(),
+           py::arg("score") = "quadratic", py::arg("mean") = false, py::arg("scale") = 1.f,
+           py::arg_v("eps", 1e-6f, "1e-06"),
+           (std::string("Search the bank (or the memories named). Indices are bank positions (bank.names[i]). ") +
+            kSearchDoc).c_str())
       .def("__len__", [](const PyBank& s) {
         std::shared_lock lock(s.mutex);
         return s.bank.size();

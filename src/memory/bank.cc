@@ -319,4 +319,22 @@ void Bank::lookup(CView2 queries, View3 out, std::span<const int64_t> selection,
   });
 }
 
+SearchResults Bank::search(CView2 queries, const SearchOptions& options, std::span<const int64_t> selection) const {
+  const detail::Checks c("linattn::Bank::search");
+  std::vector<const MemoryView*> views;
+  views.reserve(selection.empty() ? entries_.size() : selection.size());
+  for (size_t i = 0; i < selection.size(); ++i) {
+    if (selection[i] < 0 || selection[i] >= size())
+      c.fail("selection", "entry " + std::to_string(i) + " is " + std::to_string(selection[i]) + ", the bank has " +
+                              std::to_string(size()) + " memories");
+    views.push_back(&entries_[static_cast<size_t>(selection[i])].view);
+  }
+  if (selection.empty())
+    for (const Entry& e : entries_) views.push_back(&e.view);
+  SearchResults r = linattn::search(views, queries, options);
+  if (!selection.empty())
+    for (int64_t& i : r.index) i = selection[static_cast<size_t>(i)];
+  return r;
+}
+
 }  // namespace linattn

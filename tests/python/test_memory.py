@@ -403,3 +403,39 @@ def test_files_are_replaced_atomically(tmp_path, rng):
     assert os.stat(path).st_ino != inode
     assert linattn.open_memory(path).tokens == 6
     assert sorted(os.listdir(tmp_path)) == ["doc.lam"]
+
+
+# --- search -----------------------------------------------------------------------------------------------------
+
+def test_search_ranks_memories_by_q_c_q(tmp_path, rng):
+    d = 16
+    docs = {f"doc-{i}": rows(rng, 20 + i, d) for i in range(30)}
+    bank = linattn.Bank.create(str(tmp_path / "docs.lamb"))
+    memories = []
+    for name, h in docs.items():
+        m = linattn.Memory(d, symmetric=True)
+        m.write(h)
+        memories.append(m)
+    bank.append_all(dict(zip(docs, memories)))
+    q = rows(rng, 4, d)
+    scores = np.stack([(np.einsum("td,md->mt", h.astype(np.float64), q) ** 2).sum(-1) for h in docs.values()]).T  # [m, N]
+    idx, sc = bank.search(q, k=5)
+    assert idx.shape == (4, 5) and idx.dtype == np.int64 and sc.dtype == np.float32
+    for i in range(4):
+        expected = np.argsort(-scores[i], kind="stable")[:5]
+        np.testing.assert_allclose(sc[i], scores[i][expected], rtol=1e-4)
+        assert list(idx[i]) == list(expected)
+    # The same from a list of live memories, and a one-query form.
+    idx2, sc2 = linattn.search(memories, q, k=5)
+    np.testing.assert_array_equal(idx2, idx)
+    one_idx, one_sc = bank.search(q[0], k=3, names=["doc-7", "doc-3", 12])
+    assert one_idx.shape == (3,) and set(one_idx) <= {7, 3, 12}
+    idx_n, sc_n = bank.search(q, k=2, score="norm")
+    norms = np.linalg.norm(np.stack([m.lookup(q) for m in memories]), axis=-1).T  # [m, N]
+    np.testing.assert_allclose(sc_n, np.sort(norms, axis=1)[:, ::-1][:, :2], rtol=1e-4)
+    with pytest.raises(linattn.ArgumentError, match="score"):
+        bank.search(q, score="cosine")
+    with pytest.raises(linattn.ArgumentError, match="k"):
+        bank.search(q, k=0)
+    with pytest.raises(TypeError, match="memories"):
+        linattn.search([memories[0], "x"], q)

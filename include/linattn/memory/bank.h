@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "linattn/memory/memory.h"
+#include "linattn/memory/search.h"
 
 namespace linattn {
 
@@ -66,6 +67,10 @@ class Bank {
   // out [selected, m, dv].
   void lookup(CView2 queries, View3 out, std::span<const int64_t> selection = {},
               const LookupOptions& options = {}) const;
+  // The k memories (of all, or of the selection) scoring highest for each query [m, dk]
+  // (memory/search.h); the results' indices are bank positions.
+  SearchResults search(CView2 queries, const SearchOptions& options = {},
+                       std::span<const int64_t> selection = {}) const;
 
  private:
   struct Entry {
