@@ -66,7 +66,9 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{64}, {64, 65}, {32, 64}, {1}, {0}, {0, 1}})
     ->ArgsProduct({{64}, {64}, {64}, {0}, {1}, {0, 1}})
     ->ArgsProduct({{32}, {128}, {32, 128}, {0}, {0}, {0, 1}})
-    ->ArgsProduct({{128}, {128}, {32}, {1}, {0}, {0, 1}});
+    ->ArgsProduct({{128}, {128}, {32}, {1}, {0}, {0, 1}})
+    // The search kernel's panels: 64 queries against 1 and 4 states side by side.
+    ->ArgsProduct({{64}, {128, 512}, {128}, {0}, {0}, {0, 1}});
 
 void BM_LinearLookupSingle(benchmark::State& state) {
   const int64_t d = state.range(0);

@@ -40,18 +40,37 @@ void gemv_stored(const StoredState& s, const float* x, float* out) {
 // The whole state as a dense fp32 [dk, dv] matrix (full or packed layouts).
 void densify(const StoredState& s, std::vector<float>& dense) {
   dense.resize(static_cast<size_t>(s.dk * s.dv));
-  if (s.layout == Layout::full) {
-    to_f32(s.data, s.dtype, 0, dense.data(), s.dk * s.dv);
-    return;
-  }
-  const int64_t d = s.dk;
-  for (int64_t i = 0; i < d; ++i) {
-    to_f32(s.data, s.dtype, packed_row_offset(i, d), dense.data() + i * d + i, d - i);
-    for (int64_t j = i + 1; j < d; ++j) dense[j * d + i] = dense[i * d + j];
-  }
+  densify_stored(s, dense.data(), s.dv);
 }
 
 }  // namespace
+
+void densify_stored(const StoredState& s, float* dst, int64_t ld) {
+  if (s.layout == Layout::full) {
+    if (ld == s.dv) {
+      to_f32(s.data, s.dtype, 0, dst, s.dk * s.dv);
+    } else {
+      for (int64_t i = 0; i < s.dk; ++i) to_f32(s.data, s.dtype, i * s.dv, dst + i * ld, s.dv);
+    }
+    return;
+  }
+  const int64_t d = s.dk;
+  for (int64_t i = 0; i < d; ++i) to_f32(s.data, s.dtype, packed_row_offset(i, d), dst + i * ld + i, d - i);
+  // The lower triangle from the upper, in tiles: element by element, the column writes would
+  // touch a new cache line every time.
+  constexpr int64_t kTile = 16;
+  for (int64_t i0 = 0; i0 < d; i0 += kTile)
+    for (int64_t j0 = i0; j0 < d; j0 += kTile)
+      for (int64_t i = i0; i < std::min(d, i0 + kTile); ++i)
+        for (int64_t j = std::max(j0, i + 1); j < std::min(d, j0 + kTile); ++j) dst[j * ld + i] = dst[i * ld + j];
+}
+
+int64_t stored_state_bytes(const StoredState& s) {
+  const int64_t numbers = s.layout == Layout::full ? s.dk * s.dv
+                          : s.layout == Layout::packed_symmetric ? s.dk * (s.dk + 1) / 2
+                                                                 : s.dk * s.rank;
+  return numbers * dtype_size(s.dtype);
+}
 
 void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi, float alpha,
                        float eps) {

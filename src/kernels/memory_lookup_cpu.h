@@ -25,4 +25,9 @@ struct StoredState {
 void stored_lookup_cpu(const StoredState& state, CView2 q, View2 out, FeatureMap phi, float alpha,
                        float eps);
 
+// The full or packed state as a dense fp32 [dk, dv] matrix with row stride ld >= dv.
+void densify_stored(const StoredState& state, float* dst, int64_t ld);
+// The bytes of the stored state (not counting z or lambda).
+int64_t stored_state_bytes(const StoredState& state);
+
 }  // namespace linattn::kernels

@@ -1,10 +1,12 @@
 #include "kernels/memory_search_cpu.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 
@@ -41,6 +43,21 @@ struct TopK {
 
 }  // namespace
 
+// Memories per job: a thread answers a run of consecutive memories, so that it can prefetch the
+// next one's state while it answers the current one.
+constexpr int64_t kMemoriesPerJob = 16;
+// From this many queries, the states of a job are widened side by side into one fp32 panel
+// [dk, sum dv] and answered by one GEMM with K = dk and N = 16 dv: a GEMM per memory has too
+// small an N to reach the compute roof.
+constexpr int64_t kPanelQueries = 4;
+constexpr int64_t kPanelMemories = 4;
+
+void prefetch_state(const StoredState& s) {
+  const char* p = static_cast<const char*>(s.data);
+  const int64_t bytes = stored_state_bytes(s);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+}
+
 void stored_search_cpu(std::span<const StoredState> states, std::span<const float> alpha, CView2 x, float eps,
                        SearchScoreKind kind, int64_t k, int64_t* index, float* score) {
   const int64_t n = static_cast<int64_t>(states.size()), m = x.shape[0];
@@ -48,20 +65,66 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
   if (m == 0 || k == 0) return;
   const int64_t dk = x.shape[1];
   const int threads = num_threads();
-  // Per thread: the answers of one state to every query, and a top-k list per query.
-  std::vector<std::vector<float>> answers(static_cast<size_t>(threads));
+  // Per thread: answers (one memory's, or a panel's), the panel, and a top-k list per query.
+  std::vector<std::vector<float>> answers(static_cast<size_t>(threads)), panels(static_cast<size_t>(threads));
   std::vector<std::vector<TopK>> best(static_cast<size_t>(threads), std::vector<TopK>(static_cast<size_t>(m)));
-  parallel_for(n, [&](int64_t j, int t) {
+  // Scores query i against answer row r (raw, before alpha and the normaliser).
+  auto offer = [&](int t, int64_t j, int64_t i, const float* row) {
     const StoredState& s = states[static_cast<size_t>(j)];
+    float factor = alpha[static_cast<size_t>(j)];
+    if (s.normalizer) factor /= simd::dot(&x(i, 0), s.normalizer, dk) + eps;
+    const float v = kind == SearchScoreKind::quadratic ? factor * simd::dot(&x(i, 0), row, dk)
+                                                       : std::abs(factor) * std::sqrt(simd::dot(row, row, s.dv));
+    best[static_cast<size_t>(t)][static_cast<size_t>(i)].offer({v, j}, k);
+  };
+  const int64_t jobs = (n + kMemoriesPerJob - 1) / kMemoriesPerJob;
+  parallel_for(jobs, [&](int64_t job, int t) {
+    const int64_t j0 = job * kMemoriesPerJob, j1 = std::min(n, j0 + kMemoriesPerJob);
     auto& r = answers[static_cast<size_t>(t)];
-    r.resize(static_cast<size_t>(m * s.dv));
-    stored_lookup_cpu(s, x, View2::contiguous(r.data(), {m, s.dv}), FeatureMap::identity, alpha[static_cast<size_t>(j)],
-                      eps);
-    for (int64_t i = 0; i < m; ++i) {
-      const float* ri = r.data() + i * s.dv;
-      const float v = kind == SearchScoreKind::quadratic ? simd::dot(&x(i, 0), ri, dk)
-                                                         : std::sqrt(simd::dot(ri, ri, s.dv));
-      best[static_cast<size_t>(t)][static_cast<size_t>(i)].offer({v, j}, k);
+    // One memory at a time: low-rank states always, every state with few queries.
+    auto one = [&](int64_t j) {
+      const StoredState& s = states[static_cast<size_t>(j)];
+      StoredState raw = s;
+      raw.normalizer = nullptr;  // applied in offer()
+      r.resize(static_cast<size_t>(m * s.dv));
+      stored_lookup_cpu(raw, x, View2::contiguous(r.data(), {m, s.dv}), FeatureMap::identity, 1.f, eps);
+      for (int64_t i = 0; i < m; ++i) offer(t, j, i, r.data() + i * s.dv);
+    };
+    if (m < kPanelQueries) {
+      for (int64_t j = j0; j < j1; ++j) {
+        if (j + 1 < j1) prefetch_state(states[static_cast<size_t>(j + 1)]);
+        one(j);
+      }
+      return;
+    }
+    for (int64_t p0 = j0; p0 < j1; p0 += kPanelMemories) {
+      const int64_t p1 = std::min(j1, p0 + kPanelMemories);
+      std::array<int64_t, kPanelMemories> column{};
+      int64_t cols = 0;
+      for (int64_t j = p0; j < p1; ++j) {
+        const StoredState& s = states[static_cast<size_t>(j)];
+        column[static_cast<size_t>(j - p0)] = s.layout == Layout::low_rank ? -1 : cols;
+        if (s.layout != Layout::low_rank) cols += s.dv;
+      }
+      if (cols > 0) {
+        auto& panel = panels[static_cast<size_t>(t)];
+        panel.resize(static_cast<size_t>(dk * cols));
+        for (int64_t j = p0; j < p1; ++j) {
+          const StoredState& s = states[static_cast<size_t>(j)];
+          const int64_t c = column[static_cast<size_t>(j - p0)];
+          if (c < 0) continue;
+          densify_stored(s, panel.data() + c, cols);
+        }
+        // The next panel's states start arriving while this one's product runs.
+        for (int64_t j = p1; j < std::min(j1, p1 + kPanelMemories); ++j) prefetch_state(states[static_cast<size_t>(j)]);
+        r.resize(static_cast<size_t>(m * cols));
+        gemm(false, false, m, cols, dk, 1.f, x.data, dk, panel.data(), cols, 0.f, r.data(), cols);
+        for (int64_t j = p0; j < p1; ++j)
+          if (column[static_cast<size_t>(j - p0)] >= 0)
+            for (int64_t i = 0; i < m; ++i) offer(t, j, i, r.data() + i * cols + column[static_cast<size_t>(j - p0)]);
+      }
+      for (int64_t j = p0; j < p1; ++j)
+        if (column[static_cast<size_t>(j - p0)] < 0) one(j);
     }
   });
   std::vector<Hit> all;
