@@ -60,8 +60,20 @@ double read_bandwidth(int64_t bytes, bool quick) {
   volatile float sink = 0;
   // Enough passes per timed run to be measurable for small, cache-resident sets.
   const int passes = static_cast<int>(std::max<int64_t>(1, (int64_t{16} << 20) / size));
-  const Timing t = time_it([&] { for (int p = 0; p < passes; ++p) sink = sink + kernels::simd::sum(x.data(), n); },
-                           quick ? 0.02 : 0.1, 3);
+  // Every thread of the pool reads its own slice, as the kernels timed beside it do with
+  // several threads (one thread alone cannot draw the machine's whole DRAM bandwidth).
+  const int threads = num_threads();
+  const int64_t slice = (n + threads - 1) / threads;
+  std::vector<float> sums(static_cast<size_t>(threads));
+  const Timing t = time_it([&] {
+    for (int p = 0; p < passes; ++p) {
+      kernels::parallel_for(threads, [&](int64_t i, int) {
+        const int64_t begin = i * slice, end = std::min(n, begin + slice);
+        if (end > begin) sums[static_cast<size_t>(i)] = kernels::simd::sum(x.data() + begin, end - begin);
+      });
+      sink = sink + sums[0];
+    }
+  }, quick ? 0.02 : 0.1, 3);
   return memo[size] = static_cast<double>(size) * passes / t.min_s;
 }
 

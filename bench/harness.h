@@ -31,8 +31,8 @@ struct Roofs {
 // Measures the compute roofs and memcpy bandwidth (about a second; less when quick).
 Roofs measure_roofs(bool quick);
 
-// Read bandwidth (bytes/s) for a working set of `bytes`, read repeatedly: cache-resident when it
-// fits, DRAM when not. Memoised by size.
+// Read bandwidth (bytes/s) for a working set of `bytes`, read repeatedly by every thread of the
+// pool (each its own slice): cache-resident when it fits, DRAM when not. Memoised by size.
 double read_bandwidth(int64_t bytes, bool quick);
 
 // A kernel's roof: the larger of its compute time at peak and its traffic time at the read

@@ -43,20 +43,14 @@ struct TopK {
 
 }  // namespace
 
-// Memories per job: a thread answers a run of consecutive memories, so that it can prefetch the
-// next one's state while it answers the current one.
+// Memories per job: a thread answers a run of consecutive memories (software prefetching of the
+// next state was measured and gained nothing over the hardware's).
 constexpr int64_t kMemoriesPerJob = 16;
 // From this many queries, the states of a job are widened side by side into one fp32 panel
 // [dk, sum dv] and answered by one GEMM with K = dk and N = 16 dv: a GEMM per memory has too
 // small an N to reach the compute roof.
 constexpr int64_t kPanelQueries = 4;
 constexpr int64_t kPanelMemories = 4;
-
-void prefetch_state(const StoredState& s) {
-  const char* p = static_cast<const char*>(s.data);
-  const int64_t bytes = stored_state_bytes(s);
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
-}
 
 void stored_search_cpu(std::span<const StoredState> states, std::span<const float> alpha, CView2 x, float eps,
                        SearchScoreKind kind, int64_t k, int64_t* index, float* score) {
@@ -91,10 +85,7 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
       for (int64_t i = 0; i < m; ++i) offer(t, j, i, r.data() + i * s.dv);
     };
     if (m < kPanelQueries) {
-      for (int64_t j = j0; j < j1; ++j) {
-        if (j + 1 < j1) prefetch_state(states[static_cast<size_t>(j + 1)]);
-        one(j);
-      }
+      for (int64_t j = j0; j < j1; ++j) one(j);
       return;
     }
     for (int64_t p0 = j0; p0 < j1; p0 += kPanelMemories) {
@@ -115,8 +106,6 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
           if (c < 0) continue;
           densify_stored(s, panel.data() + c, cols);
         }
-        // The next panel's states start arriving while this one's product runs.
-        for (int64_t j = p1; j < std::min(j1, p1 + kPanelMemories); ++j) prefetch_state(states[static_cast<size_t>(j)]);
         r.resize(static_cast<size_t>(m * cols));
         gemm(false, false, m, cols, dk, 1.f, x.data, dk, panel.data(), cols, 0.f, r.data(), cols);
         for (int64_t j = p0; j < p1; ++j)
