@@ -33,6 +33,18 @@ std::string printable(const std::string& name) {
   return out;
 }
 
+// The bank positions of --names (comma-separated); empty for all.
+std::vector<int64_t> selection_of(const Bank& bank, const std::string& names, const std::string& path) {
+  std::vector<int64_t> selection;
+  std::stringstream ss(names);
+  for (std::string name; std::getline(ss, name, ',');) {
+    const auto i = bank.find(name);
+    if (!i) throw Error("--names: no memory named '" + name + "' in " + path);
+    selection.push_back(*i);
+  }
+  return selection;
+}
+
 struct QueryArgs {
   std::string bank, queries, out, names;
   bool mean = false;
@@ -44,15 +56,7 @@ void run_query(const QueryArgs& a) {
   const Bank bank = Bank::open(a.bank);
   const npy::Matrix Q = npy::load(a.queries);
   require_finite<2>("linattn", "--queries (" + a.queries + ")", CView2::contiguous(Q.data.data(), {Q.rows, Q.cols}));
-  std::vector<int64_t> selection;
-  if (!a.names.empty()) {
-    std::stringstream ss(a.names);
-    for (std::string name; std::getline(ss, name, ',');) {
-      const auto i = bank.find(name);
-      if (!i) throw Error("--names: no memory named '" + name + "' in " + a.bank);
-      selection.push_back(*i);
-    }
-  }
+  const std::vector<int64_t> selection = selection_of(bank, a.names, a.bank);
   const int64_t n = selection.empty() ? bank.size() : static_cast<int64_t>(selection.size());
   if (n == 0) throw Error(a.bank + " holds no memories yet");
   const int64_t dv = bank.value_dim();
@@ -83,15 +87,7 @@ void run_search(const SearchArgs& a) {
   const npy::Matrix Q = npy::load(a.queries);
   const CView2 q = CView2::contiguous(Q.data.data(), {Q.rows, Q.cols});
   require_finite<2>("linattn", "--queries (" + a.queries + ")", q);
-  std::vector<int64_t> selection;
-  if (!a.names.empty()) {
-    std::stringstream ss(a.names);
-    for (std::string name; std::getline(ss, name, ',');) {
-      const auto i = bank.find(name);
-      if (!i) throw Error("--names: no memory named '" + name + "' in " + a.bank);
-      selection.push_back(*i);
-    }
-  }
+  const std::vector<int64_t> selection = selection_of(bank, a.names, a.bank);
   if (bank.size() == 0) throw Error(a.bank + " holds no memories yet");
   const SearchResults r = bank.search(q, {.k = a.k, .score = *score, .lookup = {.mean = a.mean, .scale = a.scale}},
                                       selection);
