@@ -4,7 +4,7 @@
 Each word becomes a vector (a fixed random embedding per word, so the example needs no model);
 a document of T words is stored as C = sum_t h_t h_t^T (d x d numbers, whatever T is). A
 question q is answered by every document at O(d^2), and q^T C q = sum_t (h_t . q)^2 says how
-strongly a document holds what q asks about.
+strongly a document holds what q asks about: Bank.search ranks the documents by it.
 
     PYTHONPATH=build/python /usr/bin/python3 examples/python/encode_and_query.py [--bank docs.lamb]
 """
@@ -48,14 +48,16 @@ def main():
     bank.append_all(memories)  # one crash-safe commit
     print(f"{len(bank)} documents in {path} ({os.path.getsize(path)} bytes)")
 
-    for question in ("apple", "football", "roses", "report"):
-        q = embed(question, args.d)
-        answers = bank.lookup(q)  # [documents, d]: C q for every document
-        scores = answers @ q      # q^T C q
-        best = int(np.argmax(scores))
-        print(f"{question!r:>11}: {bank.names[best]:<8} (scores " +
-              ", ".join(f"{n} {s:.2f}" for n, s in zip(bank.names, scores)) + ")")
-
+    questions = ("apple", "football", "roses", "report")
+    q = np.stack([embed(w, args.d) for w in questions])
+    # Every document answers every question at O(d^2); the best by q^T C q, best first.
+    indices, scores = bank.search(q, k=2)
+    for question, idx, sc in zip(questions, indices, scores):
+        ranked = ", ".join(f"{bank.names[i]} {s:.2f}" for i, s in zip(idx, sc))
+        print(f"{question!r:>11}: {bank.names[idx[0]]:<8} (q^T C q: {ranked})")
+    # The answers themselves, C q for every document: [documents, d].
+    answers = bank.lookup(q[0])
+    print(f"C q for 'apple' from each of the {answers.shape[0]} documents: {answers.shape[1]} numbers each")
 
 if __name__ == "__main__":
     main()
