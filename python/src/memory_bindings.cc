@@ -4,6 +4,7 @@
 // once: lookups share a lock, changes (write, merge, append, ...) take it alone.
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -251,6 +252,20 @@ MemoryView.from_bytes.)")
       .def_property_readonly("normalize", [](const PyMemoryView& v) { return v.view.info().config.normalize; })
       .def_property_readonly("gated", [](const PyMemoryView& v) { return v.view.info().config.gated; })
       .def_property_readonly("symmetric", [](const PyMemoryView& v) { return v.view.info().config.symmetric; })
+      .def(py::pickle(
+          [](const PyMemoryView& v) {
+            if (!v.bytes)
+              throw py::type_error("linattn.MemoryView: a view of a mapped file or bank entry is not picklable; "
+                                   "pickle its path, or memory.to_memory()");
+            return py::make_tuple(bytes_of(*v.bytes));
+          },
+          [](const py::tuple& t) {
+            if (t.size() != 1) throw ArgumentError("linattn.MemoryView.__setstate__", "state", "not a pickled MemoryView");
+            const std::string_view s = t[0].cast<py::bytes>();
+            std::vector<std::byte> copy(reinterpret_cast<const std::byte*>(s.data()),
+                                        reinterpret_cast<const std::byte*>(s.data()) + s.size());
+            return view_owning(std::move(copy), "pickled memory");
+          }))
       .def("__repr__", [](const PyMemoryView& v) {
         const auto& i = v.view.info();
         return "linattn.MemoryView(" + config_text(i.config) + ", layout='" + std::string(to_string(i.layout)) +
@@ -442,6 +457,36 @@ one at a time.)")
         if (z.empty()) return py::none();
         return copy_of(z.data(), {static_cast<py::ssize_t>(z.size())});
       }, "A float32 copy of z [dk], or None unless normalize.")
+      .def(py::pickle(
+          // The live fp32 state itself, not the stored form: a bf16-configured memory keeps
+          // every bit of its fp32 accumulation across pickling (multiprocessing, workers).
+          [](const PyMemory& s) {
+            std::shared_lock lock(s.mutex);
+            const MemoryConfig& c = s.memory.config();
+            const CView2 st = s.memory.state();
+            const auto z = s.memory.normalizer();
+            return py::make_tuple(1, c.key_dim, c.value_dim, static_cast<int>(c.feature_map), c.normalize, c.gated,
+                                  c.symmetric, static_cast<int>(c.dtype), s.memory.tokens(),
+                                  py::bytes(reinterpret_cast<const char*>(st.data),
+                                            static_cast<size_t>(st.numel()) * sizeof(float)),
+                                  py::bytes(reinterpret_cast<const char*>(z.data()), z.size() * sizeof(float)));
+          },
+          [](const py::tuple& t) {
+            const char* op = "linattn.Memory.__setstate__";
+            if (t.size() != 11 || t[0].cast<int>() != 1) throw ArgumentError(op, "state", "not a pickled linattn.Memory");
+            MemoryConfig c{.key_dim = t[1].cast<int64_t>(), .value_dim = t[2].cast<int64_t>(),
+                           .feature_map = static_cast<FeatureMap>(t[3].cast<int>()), .normalize = t[4].cast<bool>(),
+                           .gated = t[5].cast<bool>(), .symmetric = t[6].cast<bool>(),
+                           .dtype = static_cast<DType>(t[7].cast<int>())};
+            validate(c, op);
+            auto floats = [&](const py::handle& h) {
+              const std::string_view b = h.cast<py::bytes>();
+              std::vector<float> v(b.size() / sizeof(float));
+              std::memcpy(v.data(), b.data(), v.size() * sizeof(float));
+              return v;
+            };
+            return std::make_unique<PyMemory>(Memory::from_state(c, floats(t[9]), floats(t[10]), t[8].cast<int64_t>()));
+          }))
       .def("__repr__", [](const PyMemory& s) {
         std::shared_lock lock(s.mutex);
         return "linattn.Memory(" + config_text(s.memory.config()) + ", tokens=" + std::to_string(s.memory.tokens()) + ")";

@@ -439,3 +439,21 @@ def test_search_ranks_memories_by_q_c_q(tmp_path, rng):
         bank.search(q, k=0)
     with pytest.raises(TypeError, match="memories"):
         linattn.search([memories[0], "x"], q)
+
+
+def test_pickling_keeps_every_bit(tmp_path, rng):
+    import pickle
+    m = linattn.Memory(8, symmetric=True, normalize=False, dtype="bf16")
+    m.write(rows(rng, 5, 8))
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(back.state, m.state)  # the fp32 state, not the bf16 stored form
+    assert back.tokens == 5 and back.dtype == "bf16" and back.symmetric
+    z = linattn.Memory(4, 3, normalize=True, feature_map="elu+1")
+    z.write(rows(rng, 6, 4), rows(rng, 6, 3))
+    zb = pickle.loads(pickle.dumps(z))
+    np.testing.assert_array_equal(zb.normalizer, z.normalizer)
+    c = linattn.compress(m, rank=2)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(c)).lookup(np.ones(8)), c.lookup(np.ones(8)))
+    m.save(str(tmp_path / "m.lam"))
+    with pytest.raises(TypeError, match="not picklable"):
+        pickle.dumps(linattn.open_memory(str(tmp_path / "m.lam")))
