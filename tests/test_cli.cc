@@ -134,6 +134,8 @@ TEST_F(CliTest, BankCommands) {
   expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --k 0", "--k");
   expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --score cosine", "not a score");
   expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " -o " + p("s.npy"), "go together");
+  expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " -o " + p("t.npy") + " --indices " +
+               p("t.npy"), "the same file");
   expect_error("bank search " + p("bank.lamb") + " --queries " + p("Q.npy") + " --names nope", "no memory named 'nope'");
 }
 

@@ -1,5 +1,6 @@
-# Type stubs of the compiled extension (python/src/*.cc). Shapes: [batch B, heads H, positions T,
-# features d]; arrays are float32 (others are converted once), lengths int64.
+# Type annotations of the compiled extension (python/src/*.cc), for type checkers and editors.
+# Shapes: [batch B, heads H, positions T, features d]; arrays are float32 (others are converted
+# once), lengths int64.
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np

@@ -76,4 +76,10 @@ IndexInput index_input(const py::handle& obj, const char* op, const char* name) 
   return in;
 }
 
+FeatureMap feature_map_arg(const std::string& name, const char* op) {
+  const auto phi = parse_feature_map(name);
+  if (!phi) throw ArgumentError(op, "feature_map", "unknown feature map '" + name + "' (identity, elu+1, relu)");
+  return *phi;
+}
+
 }  // namespace linattn::python

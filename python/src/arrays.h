@@ -1,5 +1,5 @@
-// NumPy arrays <-> linattn views. Inputs: a C-contiguous float32 array is viewed in place; any
-// other real-valued array (float64, int, a strided slice, a list) is converted once to a
+// NumPy arrays <-> linattn views, and the argument parsing the bindings share. Inputs: a
+// C-contiguous float32 array is viewed in place; any other real-valued array (float64, int, a strided slice, a list) is converted once to a
 // C-contiguous float32 copy that lives as long as the Input. Booleans, complex numbers, strings
 // and objects are refused with TypeError, a wrong rank or shape with linattn.ArgumentError;
 // every message names the operation and the argument.
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "linattn/core/error.h"
+#include "linattn/core/types.h"
 #include "linattn/core/view.h"
 
 namespace linattn::python {
@@ -97,5 +98,8 @@ struct IndexInput {
   }
 };
 IndexInput index_input(const py::handle& obj, const char* op, const char* name);
+
+// A feature map's name ("identity", "elu+1", "relu"); ArgumentError naming `feature_map` otherwise.
+FeatureMap feature_map_arg(const std::string& name, const char* op);
 
 }  // namespace linattn::python

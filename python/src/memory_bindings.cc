@@ -44,12 +44,6 @@ struct PyBank {
   mutable std::shared_mutex mutex;
 };
 
-FeatureMap feature_map_arg(const std::string& name, const char* op) {
-  const auto phi = parse_feature_map(name);
-  if (!phi) throw ArgumentError(op, "feature_map", "unknown feature map '" + name + "' (identity, elu+1, relu)");
-  return *phi;
-}
-
 DType dtype_arg(const std::string& name, const char* op) {
   const auto d = parse_dtype(name);
   if (!d) throw ArgumentError(op, "dtype", "unknown dtype '" + name + "' (f32, bf16)");
@@ -433,7 +427,11 @@ one at a time.)")
            py::arg("path"),
            "Writes the .lam file in the configured dtype, atomically: a temporary file, fsync, rename, so a crash "
            "leaves the old file or the new one.")
-      .def("to_bytes", [](const PyMemory& self) { return bytes_of(stored_bytes(py::cast(&self), "linattn.Memory.to_bytes")); },
+      .def("to_bytes",
+           [](const PyMemory& self) {
+             std::shared_lock lock(self.mutex);
+             return bytes_of(serialize(self.memory));
+           },
            "The stored (.lam) form, as bytes.")
       .def_property_readonly("key_dim", [](const PyMemory& s) { return s.memory.config().key_dim; })
       .def_property_readonly("value_dim", [](const PyMemory& s) { return s.memory.config().value_dim; })

@@ -18,12 +18,6 @@
 namespace linattn::python {
 namespace {
 
-FeatureMap feature_map_arg(const std::string& name, const char* op) {
-  const auto phi = parse_feature_map(name);
-  if (!phi) throw ArgumentError(op, "feature_map", "unknown feature map '" + name + "' (identity, elu+1, relu)");
-  return *phi;
-}
-
 CausalAlgorithm algorithm_arg(const std::string& name, const char* op) {
   if (name == "automatic") return CausalAlgorithm::automatic;
   if (name == "chunked") return CausalAlgorithm::chunked;

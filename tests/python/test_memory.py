@@ -457,3 +457,27 @@ def test_pickling_keeps_every_bit(tmp_path, rng):
     m.save(str(tmp_path / "m.lam"))
     with pytest.raises(TypeError, match="not picklable"):
         pickle.dumps(linattn.open_memory(str(tmp_path / "m.lam")))
+
+
+def test_views_without_bytes_of_their_own_say_so(tmp_path, rng):
+    m = linattn.Memory(8, symmetric=True)
+    m.write(rows(rng, 4, 8))
+    m.save(str(tmp_path / "m.lam"))
+    mapped = linattn.open_memory(str(tmp_path / "m.lam"))
+    with pytest.raises(linattn.ArgumentError, match="views a file"):
+        mapped.to_bytes()
+    with pytest.raises(linattn.ArgumentError, match="views a file"):
+        mapped.save(str(tmp_path / "copy.lam"))
+    bank = linattn.Bank.create(str(tmp_path / "b.lamb"))
+    with pytest.raises(linattn.ArgumentError, match="without bytes of its own"):
+        bank.append("mapped", mapped)
+    with pytest.raises(TypeError, match="Memory or linattn.MemoryView"):
+        bank.append("x", "not a memory")
+    with pytest.raises(linattn.ArgumentError, match="pairs"):
+        bank.append_all([("a", m, "extra")])
+    bank.append("copy", mapped.to_memory())  # the documented way
+    assert len(bank) == 1
+    with pytest.raises(linattn.ArgumentError, match="exactly one"):
+        linattn.compress(m, rank=2, max_error=0.1)
+    with pytest.raises(linattn.ArgumentError, match="not a pickled"):
+        linattn.Memory.__new__(linattn.Memory).__setstate__((2,))
