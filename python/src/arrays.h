@@ -1,9 +1,8 @@
 // NumPy arrays <-> linattn views, and the argument parsing the bindings share. Inputs: a
 // C-contiguous float32 array is viewed in place; any other real-valued array (float64, int, a
 // strided slice, a list) is converted once to a C-contiguous float32 copy that lives as long as
-// the Input. Booleans, complex numbers, strings
-// and objects are refused with TypeError, a wrong rank or shape with linattn.ArgumentError;
-// every message names the operation and the argument.
+// the Input. Booleans, complex numbers, strings and objects are refused with TypeError, a wrong
+// rank or shape with linattn.ArgumentError; every message names the operation and the argument.
 #pragma once
 
 #include <pybind11/numpy.h>
