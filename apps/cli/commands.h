@@ -27,5 +27,6 @@ void add_memory_commands(CLI::App& app);
 void add_bank_commands(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_reader_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace linattn::cli

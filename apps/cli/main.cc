@@ -17,5 +17,6 @@ int main(int argc, char** argv) {
   linattn::cli::add_memory_commands(app);
   linattn::cli::add_bench_command(app);
   linattn::cli::add_reader_command(app);
+  linattn::cli::add_serve_command(app);
   return linattn::apps::run_app(app, argc, argv, "linattn");
 }

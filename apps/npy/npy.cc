@@ -147,7 +147,7 @@ void read_up_to(std::istream& in, std::vector<char>& buf, int64_t size, const st
 
 }  // namespace
 
-Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
+Matrix parse_next(std::span<const std::byte>& bytes, const std::string& source) {
   const Header h = parse_header(bytes, source);
   Matrix m;
   m.rows = h.rows;
@@ -157,9 +157,15 @@ Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
   if (have < data_bytes)
     bad(source, "truncated: " + std::to_string(have) + " data bytes for a " + std::to_string(m.rows) + " x " +
                     std::to_string(m.cols) + " float32 array (" + std::to_string(data_bytes) + ")");
-  if (have > data_bytes) bad(source, std::to_string(have - data_bytes) + " unexpected bytes after the data");
   m.data.resize(static_cast<size_t>(m.rows * m.cols));
   if (data_bytes > 0) std::memcpy(m.data.data(), bytes.data() + start, static_cast<size_t>(data_bytes));
+  bytes = bytes.subspan(static_cast<size_t>(start + data_bytes));
+  return m;
+}
+
+Matrix parse(std::span<const std::byte> bytes, const std::string& source) {
+  Matrix m = parse_next(bytes, source);
+  if (!bytes.empty()) bad(source, std::to_string(bytes.size()) + " unexpected bytes after the data");
   return m;
 }
 
@@ -188,9 +194,8 @@ Matrix load(const std::string& path) {
 
 namespace {
 
-// A version 1.0 file of `descr` elements of `size` bytes, written atomically.
-void save_array(const std::string& path, const char* descr, const void* data, int64_t rows, int64_t cols,
-                size_t size) {
+// A version 1.0 array of `descr` elements of `size` bytes.
+std::vector<std::byte> encode_array(const char* descr, const void* data, int64_t rows, int64_t cols, size_t size) {
   std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
                        std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   // Pad so that the data starts at a multiple of 64 bytes, header ending in '\n'.
@@ -205,17 +210,21 @@ void save_array(const std::string& path, const char* descr, const void* data, in
   out[9] = static_cast<std::byte>(header.size() >> 8);
   std::memcpy(out.data() + 10, header.data(), header.size());
   if (rows * cols > 0) std::memcpy(out.data() + total, data, static_cast<size_t>(rows * cols) * size);
-  write_file_atomic(path, out);
+  return out;
 }
 
 }  // namespace
 
+std::vector<std::byte> encode(const float* data, int64_t rows, int64_t cols) {
+  return encode_array("<f4", data, rows, cols, 4);
+}
+
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {
-  save_array(path, "<f4", data, rows, cols, 4);
+  write_file_atomic(path, encode(data, rows, cols));
 }
 
 void save_int64(const std::string& path, const int64_t* data, int64_t rows, int64_t cols) {
-  save_array(path, "<i8", data, rows, cols, 8);
+  write_file_atomic(path, encode_array("<i8", data, rows, cols, 8));
 }
 
 }  // namespace linattn::npy

@@ -16,6 +16,11 @@ struct Matrix {
 };
 
 Matrix parse(std::span<const std::byte> bytes, const std::string& source);
+// Parses the array at the front of `bytes` and moves `bytes` past it (arrays concatenated in
+// one buffer, as the lookup service takes them).
+Matrix parse_next(std::span<const std::byte>& bytes, const std::string& source);
+// The bytes of a version 1.0 .npy file holding rows x cols float32 numbers.
+std::vector<std::byte> encode(const float* data, int64_t rows, int64_t cols);
 Matrix load(const std::string& path);
 // Writes a version 1.0 file atomically (temporary file, fsync, rename).
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols);
