@@ -1,10 +1,26 @@
 #include "scheduler.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace linattn::serve {
 
-Scheduler::Scheduler(Limits limits, BatchObserver observer) : limits_(limits), observer_(std::move(observer)) {}
+Scheduler::Scheduler(Limits limits, BatchObserver observer) : limits_(limits), observer_(std::move(observer)) {
+  if (limits_.max_delay.count() > 0)
+    for (int i = 0; i < limits_.executors; ++i)
+      workers_.emplace_back([this] {
+        std::unique_lock lock(mutex_);
+        ++active_;
+        execute(lock, true);
+        --active_;
+        changed_.notify_all();
+      });
+}
+
+Scheduler::~Scheduler() {
+  drain();
+  for (auto& w : workers_) w.join();
+}
 
 int64_t Scheduler::queued() const {
   std::lock_guard lock(mutex_);
@@ -28,10 +44,12 @@ std::vector<std::unique_ptr<Scheduler::Job>> Scheduler::take_batch(std::unique_l
     if (queue_.empty()) break;
     const Job& oldest = *queue_.front();
     int64_t rows = 0;
-    for (const auto& j : queue_)
+    Clock::time_point until = oldest.enqueued + limits_.max_delay;
+    for (const auto& j : queue_) {
       if (j->key == oldest.key && (rows == 0 || rows + j->rows <= limits_.max_batch)) rows += j->rows;
-    const Clock::time_point until = oldest.enqueued + limits_.max_delay;
-    if (rows < limits_.max_batch && now < until && !draining_) {
+      until = std::min(until, j->deadline);  // wake to fail a job whose deadline comes first
+    }
+    if (rows < limits_.max_batch && now < until && !draining_ && !workers_.empty()) {
       changed_.wait_until(lock, until);  // a new job, or the oldest one's delay is up
       continue;                          // look again: another executor may have taken it
     }
@@ -58,29 +76,36 @@ Status Scheduler::submit(std::unique_ptr<Job> job) {
     return {Code::overloaded, "the queue is full (" + std::to_string(limits_.max_queue) + " requests): retry later"};
   job->enqueued = Clock::now();
   queue_.push_back(std::move(job));
-  changed_.notify_all();  // an executor waiting out a max_delay may now have a fuller batch
-  if (active_ >= limits_.executors) return {};
+  changed_.notify_all();  // a worker waiting for work or a fuller batch
+  if (!workers_.empty() || active_ >= limits_.executors) return {};
   ++active_;
+  execute(lock, false);
+  --active_;
+  changed_.notify_all();  // drain() waits for the last executor
+  return {};
+}
+
+void Scheduler::execute(std::unique_lock<std::mutex>& lock, bool worker) {
   std::vector<std::unique_ptr<Job>> expired;
   while (true) {
+    if (worker) changed_.wait(lock, [&] { return !queue_.empty() || draining_; });
     std::vector<std::unique_ptr<Job>> batch = take_batch(lock, expired);
-    if (batch.empty() && expired.empty()) break;
+    if (batch.empty() && expired.empty()) {
+      if (!worker || draining_) break;
+      continue;
+    }
     lock.unlock();
     for (auto& j : expired) j->fail({Code::deadline_exceeded, "the deadline passed while the request was queued"});
     expired.clear();
     if (!batch.empty()) {
       int64_t rows = 0;
       for (const auto& j : batch) rows += j->rows;
-      Job& first = *batch.front();
-      first.run(batch);
+      batch.front()->run(batch);
       if (observer_) observer_(rows, static_cast<int64_t>(batch.size()));
     }
     batch.clear();
     lock.lock();
   }
-  --active_;
-  changed_.notify_all();  // drain() waits for the last executor
-  return {};
 }
 
 void Scheduler::drain() {

@@ -1,14 +1,16 @@
 // Dynamic batching: concurrent requests for the same work (lookups on one memory with the same
 // options, searches over the same memories) are run as one kernel call of all their queries.
 //
-// There is no scheduler thread. A request is queued; if fewer than `executors` threads are
-// running batches, the submitting thread becomes one and runs batches until the queue is empty:
-// at low load a request runs at once on the thread that decoded it (no hand-off), under load
-// the requests that arrive while a batch runs form the next batch. A batch takes the oldest
-// request and every queued one with its key, up to `max_batch` queries (a larger request runs
-// alone); with a `max_delay`, a batch that is not full waits until its oldest request is that
-// old (Triton's max_queue_delay). The queue holds at most `max_queue` requests: past that,
-// submit() refuses (the transports answer 429 / RESOURCE_EXHAUSTED).
+// Without a delay there is no scheduler thread: a request is queued and, if fewer than
+// `executors` threads are running batches, the submitting thread becomes one and runs batches
+// until the queue is empty. At low load a request runs at once on the thread that decoded it
+// (no hand-off); the requests that arrive while all executors are busy form the next batches.
+// With a `max_delay`, `executors` threads of the scheduler's own run the batches, and a batch
+// that is not full waits until its oldest request is that old (Triton's max_queue_delay): the
+// network threads keep reading the requests that fill it. A batch takes the oldest request and
+// every queued one with its key, up to `max_batch` queries (a larger request runs alone). The
+// queue holds at most `max_queue` requests: past that, submit() refuses (the transports answer
+// 429 / RESOURCE_EXHAUSTED).
 #pragma once
 
 #include <chrono>
@@ -20,6 +22,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "status.h"
@@ -53,6 +56,9 @@ class Scheduler {
   using BatchObserver = std::function<void(int64_t rows, int64_t requests)>;
 
   Scheduler(Limits limits, BatchObserver observer);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
   // Queues `job` (and may run it, and others, before returning). Refused with `overloaded`
   // when the queue is full and `unavailable` once draining; a refused job is not completed.
   Status submit(std::unique_ptr<Job> job);
@@ -67,6 +73,9 @@ class Scheduler {
   std::vector<std::unique_ptr<Job>> take_batch(std::unique_lock<std::mutex>& lock,
                                                std::vector<std::unique_ptr<Job>>& expired);
 
+  // Runs batches until the queue is empty (inline) or until draining ends (a worker).
+  void execute(std::unique_lock<std::mutex>& lock, bool worker);
+
   const Limits limits_;
   BatchObserver observer_;
   mutable std::mutex mutex_;
@@ -74,6 +83,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Job>> queue_;
   int active_ = 0;
   bool draining_ = false;
+  std::vector<std::thread> workers_;  // with a max_delay only
 };
 
 }  // namespace linattn::serve
