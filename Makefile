@@ -15,7 +15,7 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev lib
                 clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev \
                 python3-dev pybind11-dev python3-numpy python3-torch python3-pytest \
                 libboost-dev libssl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
-                wrk nghttp2-client
+                wrk nghttp2-client openssl
 # The Python package is built and tested for Debian's interpreter, not whichever python3 comes
 # first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
 PYTHON     ?= /usr/bin/python3
@@ -49,8 +49,8 @@ python: deps
 python-install: python
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --component python
 
-# Every test: the optimised build, the core tests again under ASan+UBSan, then every loader
-# fuzzed for FUZZ_SECONDS each (four loaders: about a minute in all).
+# Every test: the optimised build, the core tests again under ASan+UBSan, then every decoder
+# fuzzed for FUZZ_SECONDS each (five: about a minute and a half in all).
 test: test-fast asan fuzz
 
 test-fast: build
@@ -63,15 +63,15 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L core --output-on-failure -j $(JOBS)
 
-# libFuzzer on every loader, from the seed corpus in fuzz/corpus. Longer runs:
+# libFuzzer on every decoder, from the seed corpus in fuzz/corpus. Longer runs:
 #   make fuzz FUZZ_SECONDS=3600
 fuzz: deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
 	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF -DLINATTN_BUILD_PYTHON=OFF \
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data
-	@for t in memory_file bank npy reader_data; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data fuzz_http_request
+	@for t in memory_file bank npy reader_data http_request; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
 	  OMP_NUM_THREADS=1 ./$(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \

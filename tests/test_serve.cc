@@ -195,6 +195,8 @@ TEST_F(Serve, EveryHttpErrorStatusWithAOneLineJsonError) {
                400, "non-finite");
   expect_error({.method = "POST", .target = "/v1/memories/nope/lookup", .body = q}, 404, "no memory named 'nope'");
   expect_error({.target = "/v1/memories/nope"}, 404, "no memory");
+  // A name that is not UTF-8 is answered, not a failure of the answer's JSON (found by fuzzing).
+  expect_error({.method = "POST", .target = "/v1/memories/%FF%FE/lookup", .body = q}, 404, "no memory named");
   expect_error({.target = "/v2/whatever"}, 404, "no route");
   const HttpReply m = expect_error({.method = "DELETE", .target = "/v1/memories/doc0"}, 405, "not allowed");
   EXPECT_EQ(m.headers.at("Allow"), "GET, PUT");

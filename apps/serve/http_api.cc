@@ -356,12 +356,16 @@ json describe_json(const MemoryDescription& d) {
           {"bytes", d.bytes}};
 }
 
-HttpResponse json_response(int status, const json& j) { return {status, "application/json", j.dump(), {}}; }
+// Names and messages can carry bytes that are not UTF-8 (a request's target is any bytes): they
+// are written as U+FFFD rather than failing the answer.
+std::string text_of(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+HttpResponse json_response(int status, const json& j) { return {status, "application/json", text_of(j), {}}; }
 
 }  // namespace
 
 HttpResponse error_response(const Status& s) {
-  HttpResponse r{http_status(s.code), "application/json", json{{"error", s.message}}.dump(), {}};
+  HttpResponse r{http_status(s.code), "application/json", text_of(json{{"error", s.message}}), {}};
   if (s.code == Code::overloaded) r.headers.emplace_back("Retry-After", "1");
   if (s.code == Code::unauthenticated) r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
@@ -416,7 +420,7 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
     if (std::find(allowed.begin(), allowed.end(), req.method) == allowed.end()) {
       std::string allow;
       for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
-      HttpResponse r{405, "application/json", json{{"error", req.method + " is not allowed on " + std::string(path)}}.dump(),
+      HttpResponse r{405, "application/json", text_of(json{{"error", req.method + " is not allowed on " + std::string(path)}}),
                      {{"Allow", allow}}};
       finish(std::move(r));
       return;
