@@ -210,6 +210,26 @@ TEST_F(Serve, EveryHttpErrorStatusWithAOneLineJsonError) {
   EXPECT_EQ(c.call({.method = "POST", .target = "/v1/memories/doc0/lookup", .body = q}).status, 200);
 }
 
+TEST_F(Serve, SoftmaxBaselineOverStoredStatesEqualsTheOperator) {
+  make_bank(bank(), 1, 8);
+  std::filesystem::create_directories(dir_("states"));
+  const auto h = random_floats(40 * 8, 11);
+  npy::save(dir_("states/article"), h.data(), 40, 8);
+  std::filesystem::rename(dir_("states/article"), dir_("states/article.npy"));
+  auto server = start({bank(), "--states", dir_("states")});
+  ASSERT_TRUE(server->ok());
+  const auto q = random_floats(3 * 8, 12);
+  const HttpReply r = http_call(server->http_port, {.method = "POST", .target = "/v1/states/article/attend",
+                                                    .body = json{{"queries", rows_json(q, 8)}}.dump()});
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::vector<float> expect(3 * 8);
+  softmax_attention(CView4::contiguous(q.data(), {1, 1, 3, 8}), CView4::contiguous(h.data(), {1, 1, 40, 8}),
+                    CView4::contiguous(h.data(), {1, 1, 40, 8}), View4::contiguous(expect.data(), {1, 1, 3, 8}));
+  EXPECT_EQ(flat(r.json()["results"]), expect);
+  EXPECT_EQ(http_call(server->http_port, {.method = "POST", .target = "/v1/states/none/attend",
+                                          .body = json{{"queries", rows_json(q, 8)}}.dump()}).status, 404);
+}
+
 TEST_F(Serve, RateLimitAnswers429WithRetryAfter) {
   make_bank(bank(), 1, 8);
   auto server = start({bank(), "--max-rps", "2"});

@@ -382,13 +382,27 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
   Route route = Route::other;
   std::string name;
   std::vector<std::string> allowed;
-  constexpr std::string_view kMemories = "/v1/memories/";
+  constexpr std::string_view kMemories = "/v1/memories/", kStates = "/v1/states/", kAttend = "/attend";
   if (path == "/v1/health") { route = Route::health; allowed = {"GET"}; }
   else if (path == "/metrics") { route = Route::metrics; allowed = {"GET"}; }
   else if (path == "/v1/memories") { route = Route::list; allowed = {"GET"}; }
   else if (path == "/v1/search") { route = Route::search; allowed = {"POST"}; }
   else if (path == "/v1/noop") { route = Route::other; allowed = {"GET", "POST"}; }
-  else if (path.substr(0, kMemories.size()) == kMemories && path.size() > kMemories.size()) {
+  else if (path.substr(0, kStates.size()) == kStates && path.size() > kStates.size() + kAttend.size() &&
+           path.substr(path.size() - kAttend.size()) == kAttend) {
+    route = Route::attend;
+    allowed = {"POST"};
+    const std::string_view rest = path.substr(kStates.size(), path.size() - kStates.size() - kAttend.size());
+    if (rest.find('/') != std::string_view::npos) allowed.clear();
+    else {
+      try {
+        name = percent_decode(rest, false);
+      } catch (const ServiceError& e) {
+        respond(error_response(e.status()));
+        return;
+      }
+    }
+  } else if (path.substr(0, kMemories.size()) == kMemories && path.size() > kMemories.size()) {
     std::string_view rest = path.substr(kMemories.size());
     constexpr std::string_view kLookup = "/lookup";
     if (rest.size() > kLookup.size() && rest.substr(rest.size() - kLookup.size()) == kLookup) {
@@ -461,16 +475,21 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
         finish(json_response(201, describe_json(service_.put(call))));
         return;
       }
-      case Route::lookup: {
+      case Route::lookup:
+      case Route::attend: {
         LookupCall call = decode_lookup(req.content_type, query, req.body);
         call.name = name;
         const bool npy_out = req.accept.find("application/x-npy") != std::string::npos;
-        service_.lookup(std::move(call), [finish, npy_out](Status s, npy::Matrix r) {
+        auto answer = [finish, npy_out](Status s, npy::Matrix r) {
           if (!s.ok()) return finish(error_response(s));
           if (!npy_out) return finish({200, "application/json", results_json(r), {}});
           const auto bytes = npy::encode(r.data.data(), r.rows, r.cols);
           finish({200, "application/x-npy", std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), {}});
-        });
+        };
+        if (route == Route::lookup)
+          service_.lookup(std::move(call), std::move(answer));
+        else
+          service_.attend(std::move(call), std::move(answer));
         return;
       }
       case Route::search: {

@@ -28,7 +28,7 @@ namespace {
 struct Args {
   std::vector<std::string> banks;
   std::string http = "127.0.0.1:8080", grpc = "127.0.0.1:50051";
-  std::string token_file, tls_cert, tls_key, ready_file;
+  std::string token_file, tls_cert, tls_key, ready_file, states;
   int64_t max_batch = 256, max_queue_delay_us = 0, max_queue = 4096, max_body_bytes = 64 << 20;
   int64_t max_connections = 4096;
   int threads = 0, kernel_threads = 1;
@@ -101,6 +101,7 @@ void run(const Args& a) {
   so.verify = a.verify;
   so.max_rps = a.max_rps;
   so.kernel_threads = a.kernel_threads;
+  so.states_dir = a.states;
   Service service(a.banks, so);
   HttpApi api(service, tokens);
 
@@ -126,7 +127,8 @@ void run(const Args& a) {
   std::string where;
   if (http) where += std::string(tls ? "HTTPS" : "HTTP") + " on " + with_port(http_at->host, http->port());
   if (grpc) where += std::string(where.empty() ? "" : ", ") + "gRPC on " + with_port(grpc_at->host, grpc->port());
-  std::fprintf(stderr, "linattn serve: %zu memories from %zu bank(s); %s; %d threads%s\n", memories, a.banks.size(),
+  std::fprintf(stderr, "linattn serve: %zu memories from %zu bank(s)%s; %s; %d threads%s\n", memories, a.banks.size(),
+               service.state_documents() ? (", " + std::to_string(service.state_documents()) + " documents' states").c_str() : "",
                where.c_str(), threads, tokens.enabled() ? "; tokens required" : "");
   if (!a.ready_file.empty()) {
     const nlohmann::json j = {{"http", http ? http->port() : 0}, {"grpc", grpc ? grpc->port() : 0}, {"pid", ::getpid()}};
@@ -188,6 +190,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--verify", a->verify, "check every memory's checksum at start (reads every byte of the banks)");
+  app.add_option("--states", a->states,
+                 "a directory of NAME.npy hidden states [T, d]: softmax attention over them at "
+                 "POST /v1/states/NAME/attend (the baseline without fixed-size memories)")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--ready-file", a->ready_file, "write {\"http\": port, \"grpc\": port, \"pid\": pid} here once listening");
   app.callback([a] { linattn::serve::run(*a); });
   return linattn::apps::run_app(app, argc, argv, "linattn serve");

@@ -69,6 +69,7 @@ const char* route_name(Route route) {
     case Route::lookup: return "lookup";
     case Route::search: return "search";
     case Route::put: return "put";
+    case Route::attend: return "attend";
     default: return "other";
   }
 }

@@ -25,7 +25,7 @@ class Histogram {
   std::atomic<double> sum_{0.0};
 };
 
-enum class Route { health, metrics, list, info, lookup, search, put, other, count };
+enum class Route { health, metrics, list, info, lookup, search, put, attend, other, count };
 const char* route_name(Route route);
 
 class Metrics {

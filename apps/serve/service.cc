@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <utility>
 
 #include "linattn/core/error.h"
 #include "linattn/core/threads.h"
 #include "linattn/memory/memory_file.h"
+#include "linattn/ops/softmax_attention.h"
 
 namespace linattn::serve {
 namespace {
@@ -113,6 +115,41 @@ class LookupJob final : public Scheduler::Job {
   }
 };
 
+class AttendJob final : public Scheduler::Job {
+ public:
+  const npy::Matrix* states = nullptr;  // [T, d], owned by the Service
+  npy::Matrix queries;
+  int kernel_threads = 1;
+  std::function<void(Status, npy::Matrix)> done;
+
+  void fail(const Status& status) override { done(status, {}); }
+
+  void run(std::span<std::unique_ptr<Scheduler::Job>> batch) override {
+    const int64_t d = states->cols, t = states->rows;
+    int64_t total = 0;
+    std::vector<float> buffer, results;
+    try {
+      set_num_threads(kernel_threads);
+      const float* q = gather_queries<AttendJob>(batch, d, total, buffer);
+      results.resize(static_cast<size_t>(total * d));
+      const float* h = states->data.data();
+      softmax_attention(CView4::contiguous(q, {1, 1, total, d}), CView4::contiguous(h, {1, 1, t, d}),
+                        CView4::contiguous(h, {1, 1, t, d}), View4::contiguous(results.data(), {1, 1, total, d}));
+    } catch (...) {
+      const Status s = status_of_current_exception();
+      for (auto& j : batch) j->fail(s);
+      return;
+    }
+    int64_t row = 0;
+    for (auto& j : batch) {
+      auto& job = static_cast<AttendJob&>(*j);
+      const auto first = results.begin() + row * d;
+      job.done({}, npy::Matrix{job.rows, d, std::vector<float>(first, first + job.rows * d)});
+      row += job.rows;
+    }
+  }
+};
+
 class SearchJob final : public Scheduler::Job {
  public:
   std::shared_ptr<const Catalog> catalog;
@@ -170,6 +207,16 @@ Service::Service(std::vector<std::string> banks, Options options)
     : options_(std::move(options)),
       library_(std::move(banks), options_.verify),
       scheduler_(options_.limits, [this](int64_t rows, int64_t requests) { metrics_.batch(rows, requests); }) {
+  if (!options_.states_dir.empty()) {
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(options_.states_dir, ec)) {
+      if (f.path().extension() != ".npy") continue;
+      npy::Matrix h = npy::load(f.path().string());
+      if (h.rows == 0) throw Error(f.path().string() + ": no states (0 rows)");
+      states_.emplace(f.path().stem().string(), std::move(h));
+    }
+    if (ec) throw Error("--states " + options_.states_dir + ": " + ec.message());
+  }
   rate_tokens_ = options_.max_rps;
   rate_time_ = Clock::now();
   reloader_ = std::thread([this] { reload_loop(); });
@@ -279,6 +326,33 @@ void Service::lookup(LookupCall call, std::function<void(Status, npy::Matrix)> d
   job->options = {.mean = call.mean, .scale = call.scale};
   job->kernel_threads = options_.kernel_threads;
   job->done = done;
+  if (const Status s = scheduler_.submit(std::move(job)); !s.ok()) throw ServiceError(s.code, s.message);
+}
+
+void Service::attend(LookupCall call, std::function<void(Status, npy::Matrix)> done) {
+  const auto it = states_.find(call.name);
+  if (it == states_.end()) throw ServiceError(Code::not_found, "no stored states named '" + call.name + "'");
+  const npy::Matrix& h = it->second;
+  if (call.queries.rows == 0) {
+    done({}, npy::Matrix{0, h.cols, {}});
+    return;
+  }
+  if (call.queries.cols != h.cols)
+    throw ServiceError(Code::invalid_argument, "queries have " + std::to_string(call.queries.cols) +
+                                                   " columns; the states of '" + call.name + "' have " +
+                                                   std::to_string(h.cols));
+  if (call.queries.rows > options_.max_queries)
+    throw ServiceError(Code::too_large, std::to_string(call.queries.rows) + " queries in one request: at most " +
+                                            std::to_string(options_.max_queries));
+  require_finite_rows(call.queries, "the queries");
+  auto job = std::make_unique<AttendJob>();
+  job->key = "attend " + pointer_key(&h);
+  job->rows = call.queries.rows;
+  job->deadline = call.deadline;
+  job->states = &h;
+  job->queries = std::move(call.queries);
+  job->kernel_threads = options_.kernel_threads;
+  job->done = std::move(done);
   if (const Status s = scheduler_.submit(std::move(job)); !s.ok()) throw ServiceError(s.code, s.message);
 }
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "catalog.h"
@@ -75,6 +76,7 @@ class Service {
     int64_t max_queries = 65536;                 // queries in one request
     int64_t max_k = 10000;
     int64_t max_put_tokens = 1 << 22;
+    std::string states_dir;  // every NAME.npy in it: a document's hidden states, for attend()
   };
 
   Service(std::vector<std::string> banks, Options options);
@@ -92,6 +94,12 @@ class Service {
   void lookup(LookupCall call, std::function<void(Status, npy::Matrix)> done);
   void search(SearchCall call, std::function<void(Status, SearchAnswer)> done);
   MemoryDescription put(const PutCall& call);  // synchronous: returns once durable
+
+  // The baseline a user would run without fixed-size memories: softmax attention over a
+  // document's stored hidden states H [T, d] (keys = values = H, scores q.h / sqrt(d)), from the
+  // documents of Options::states_dir, batched like lookups. call.name names the document.
+  void attend(LookupCall call, std::function<void(Status, npy::Matrix)> done);
+  int64_t state_documents() const { return static_cast<int64_t>(states_.size()); }
 
   // The rate limit (a token bucket refilled at max_rps, holding one second's worth): throws
   // ServiceError overloaded when over it.
@@ -112,6 +120,7 @@ class Service {
   Metrics metrics_;
   Scheduler scheduler_;
   std::atomic<bool> ready_{false};
+  std::unordered_map<std::string, npy::Matrix> states_;
 
   std::mutex rate_mutex_;
   double rate_tokens_ = 0;
