@@ -20,7 +20,7 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev lib
 # first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python \
+.PHONY: all deps build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python bench-serve \
         run clean
 
 all: build
@@ -92,6 +92,13 @@ bench-torch: build
 # linattn.torch against plain PyTorch (docs/bench/python.{json,md}; a few minutes).
 bench-python: build
 	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/python/bench_python.py --out docs/bench/python
+
+# linattn-serve on loopback against wrk, h2load and an open-loop generator: the no-op route,
+# lookups, search over 10,000 memories, the softmax baseline (docs/bench/serve.{json,md} and a
+# plot; about 10 minutes, banks kept in $(BUILD)/bench-serve between runs).
+bench-serve: build
+	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/serve/bench_serve.py --bin $(BUILD)/bin --proto apps/serve/proto \
+	  --work $(BUILD)/bench-serve --out docs/bench/serve
 
 bench-micro: build
 	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
