@@ -13,6 +13,7 @@
 
 #include "linattn.grpc.pb.h"
 #include "linattn/linattn.h"
+#include "cli_runner.h"
 #include "npy.h"
 #include "scratch_dir.h"
 #include "serve_process.h"
@@ -586,6 +587,18 @@ TEST_F(Serve, SigtermFinishesRequestsInFlightAndExitsZero) {
   client.join();
   EXPECT_EQ(reply.status, 200) << reply.body;
   EXPECT_NE(server->log().find("stopped"), std::string::npos);
+}
+
+TEST_F(Serve, TheGrpcExampleClientRuns) {
+  make_bank(bank(), 3, 8);
+  auto server = start({bank()});
+  ASSERT_TRUE(server->ok());
+  const CliRun r = run_program(LINATTN_EXAMPLE_GRPC, "--address 127.0.0.1:" + std::to_string(server->grpc_port) +
+                                                         " --memory doc1", dir_.path());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("doc1: 8 x 8, bf16, 16 tokens"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("lookup:"), std::string::npos);
+  EXPECT_NE(r.out.find("search: doc"), std::string::npos) << r.out;
 }
 
 TEST_F(Serve, LinattnServeRunsTheServerAndAUnknownBankIsAnError) {
