@@ -160,6 +160,13 @@ TEST_F(Serve, EveryHttpRouteAnswersLikeTheCoreLibrary) {
   EXPECT_EQ(gated.json()["gated"], true);
   EXPECT_EQ(gated.json()["dtype"], "bf16");
 
+  // The no-op route, and its echo for benchmarks.
+  EXPECT_EQ(c.call({.method = "POST", .target = "/v1/noop", .body = "x"}).body, "{}");
+  const HttpReply echo = c.call({.method = "POST", .target = "/v1/noop?echo=true", .body = npy_body(q, 16),
+                                 .content_type = "application/x-npy"});
+  EXPECT_EQ(echo.body, npy_body(q, 16));
+  EXPECT_EQ(echo.content_type, "application/x-npy");
+
   // Metrics: Prometheus text with the requests just made.
   const HttpReply metrics = c.call({.target = "/metrics"});
   ASSERT_EQ(metrics.status, 200);
@@ -579,10 +586,19 @@ TEST_F(Serve, SigtermFinishesRequestsInFlightAndExitsZero) {
   // A lookup waiting out its batch delay when SIGTERM arrives is still answered.
   HttpReply reply;
   std::thread client([&] {
-    reply = http_call(server->http_port, {.method = "POST", .target = "/v1/memories/doc0/lookup",
-                                          .body = json{{"queries", rows_json(random_floats(8, 1), 8)}}.dump()});
+    try {
+      reply = http_call(server->http_port, {.method = "POST", .target = "/v1/memories/doc0/lookup",
+                                            .body = json{{"queries", rows_json(random_floats(8, 1), 8)}}.dump()});
+    } catch (const std::exception& e) {
+      reply.body = e.what();
+    }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // SIGTERM once the request is queued (the server has read it), not merely sent.
+  HttpClient probe(server->http_port);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (probe.call({.target = "/metrics"}).body.find("linattn_queue_depth 1") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   EXPECT_EQ(server->stop(SIGTERM), 0) << server->log();
   client.join();
   EXPECT_EQ(reply.status, 200) << reply.body;

@@ -89,34 +89,49 @@ TEST(Scheduler, BatchesSameKeyUpToMaxBatchAndKeepsKeysApart) {
   EXPECT_EQ(sizes, (std::vector<int64_t>{2, 2, 4}));
 }
 
-TEST(Scheduler, RefusesWhenTheQueueIsFullAndFailsExpiredJobs) {
+TEST(Scheduler, RefusesWhenTheQueueIsFull) {
   std::atomic<int> batches{0};
   std::vector<int64_t> sizes;
   std::mutex m;
-  Scheduler s({.max_batch = 1000, .max_delay = std::chrono::milliseconds(200), .max_queue = 2, .executors = 1},
+  // Batches wait 300 ms to fill: two queued jobs fill a queue of two.
+  Scheduler s({.max_batch = 1000, .max_delay = std::chrono::milliseconds(300), .max_queue = 2, .executors = 1},
               nullptr);
-  auto make = [&](Clock::time_point deadline) {
+  std::vector<std::future<Status>> outcomes;
+  auto make = [&](const std::string& key) {
     auto job = std::make_unique<RecordingJob>();
-    job->key = "a";
+    job->key = key;
     job->batches = &batches;
     job->sizes = &sizes;
     job->mutex = &m;
-    job->deadline = deadline;
+    outcomes.push_back(job->outcome.get_future());
     return job;
   };
-  auto waiting = make(Clock::time_point::max());
-  auto waiting_done = waiting->outcome.get_future();
-  std::thread first([&, j = std::move(waiting)]() mutable { s.submit(std::move(j)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto expired = make(Clock::now() - std::chrono::seconds(1));
-  auto expired_done = expired->outcome.get_future();
-  ASSERT_TRUE(s.submit(std::move(expired)).ok());
-  // The queue holds the waiting job and the expired one: a third is refused.
-  const Status refused = s.submit(make(Clock::time_point::max()));
-  EXPECT_EQ(refused.code, Code::overloaded);
-  first.join();
-  EXPECT_TRUE(waiting_done.get().ok());
-  EXPECT_EQ(expired_done.get().code, Code::deadline_exceeded);
+  ASSERT_TRUE(s.submit(make("a")).ok());
+  ASSERT_TRUE(s.submit(make("b")).ok());
+  auto third = make("c");
+  outcomes.pop_back();  // a refused job is never completed
+  EXPECT_EQ(s.submit(std::move(third)).code, Code::overloaded);
+  for (auto& f : outcomes) EXPECT_TRUE(f.get().ok());
+}
+
+TEST(Scheduler, FailsAJobWhoseDeadlinePassesWhileQueued) {
+  std::atomic<int> batches{0};
+  std::vector<int64_t> sizes;
+  std::mutex m;
+  Scheduler s({.max_batch = 1000, .max_delay = std::chrono::seconds(5), .executors = 1}, nullptr);
+  auto job = std::make_unique<RecordingJob>();
+  job->key = "a";
+  job->batches = &batches;
+  job->sizes = &sizes;
+  job->mutex = &m;
+  job->deadline = Clock::now() + std::chrono::milliseconds(50);
+  auto outcome = job->outcome.get_future();
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(s.submit(std::move(job)).ok());
+  EXPECT_EQ(outcome.get().code, Code::deadline_exceeded);
+  // Failed when its deadline came, not when the batch's 5 s delay ran out.
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_EQ(batches, 0);
 }
 
 TEST(Scheduler, DrainRefusesNewJobs) {

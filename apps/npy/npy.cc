@@ -194,22 +194,27 @@ Matrix load(const std::string& path) {
 
 namespace {
 
-// A version 1.0 array of `descr` elements of `size` bytes.
+// The header of a version 1.0 array of `descr` elements, padded so that the data starts at a
+// multiple of 64 bytes.
+std::string header_of(const char* descr, int64_t rows, int64_t cols) {
+  std::string dict = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
+                     std::to_string(rows) + ", " + std::to_string(cols) + "), }";
+  const size_t total = (10 + dict.size() + 1 + 63) / 64 * 64;
+  dict.append(total - 10 - dict.size() - 1, ' ');
+  dict.push_back('\n');
+  std::string out(kMagic, 6);
+  out.push_back('\x01');
+  out.push_back('\x00');
+  out.push_back(static_cast<char>(dict.size() & 0xff));
+  out.push_back(static_cast<char>(dict.size() >> 8));
+  return out + dict;
+}
+
 std::vector<std::byte> encode_array(const char* descr, const void* data, int64_t rows, int64_t cols, size_t size) {
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
-                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
-  // Pad so that the data starts at a multiple of 64 bytes, header ending in '\n'.
-  const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
-  header.append(total - 10 - header.size() - 1, ' ');
-  header.push_back('\n');
-  std::vector<std::byte> out(total + static_cast<size_t>(rows * cols) * size);
-  std::memcpy(out.data(), kMagic, 6);
-  out[6] = std::byte{1};
-  out[7] = std::byte{0};
-  out[8] = static_cast<std::byte>(header.size() & 0xff);
-  out[9] = static_cast<std::byte>(header.size() >> 8);
-  std::memcpy(out.data() + 10, header.data(), header.size());
-  if (rows * cols > 0) std::memcpy(out.data() + total, data, static_cast<size_t>(rows * cols) * size);
+  const std::string header = header_of(descr, rows, cols);
+  std::vector<std::byte> out(header.size() + static_cast<size_t>(rows * cols) * size);
+  std::memcpy(out.data(), header.data(), header.size());
+  if (rows * cols > 0) std::memcpy(out.data() + header.size(), data, static_cast<size_t>(rows * cols) * size);
   return out;
 }
 
@@ -217,6 +222,11 @@ std::vector<std::byte> encode_array(const char* descr, const void* data, int64_t
 
 std::vector<std::byte> encode(const float* data, int64_t rows, int64_t cols) {
   return encode_array("<f4", data, rows, cols, 4);
+}
+
+void encode(const float* data, int64_t rows, int64_t cols, std::string& out) {
+  out += header_of("<f4", rows, cols);
+  out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(rows * cols) * 4);
 }
 
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols) {

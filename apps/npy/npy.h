@@ -21,6 +21,8 @@ Matrix parse(std::span<const std::byte> bytes, const std::string& source);
 Matrix parse_next(std::span<const std::byte>& bytes, const std::string& source);
 // The bytes of a version 1.0 .npy file holding rows x cols float32 numbers.
 std::vector<std::byte> encode(const float* data, int64_t rows, int64_t cols);
+// The same bytes appended to `out` (an HTTP body, without another copy).
+void encode(const float* data, int64_t rows, int64_t cols, std::string& out);
 Matrix load(const std::string& path);
 // Writes a version 1.0 file atomically (temporary file, fsync, rename).
 void save(const std::string& path, const float* data, int64_t rows, int64_t cols);

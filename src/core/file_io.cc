@@ -120,7 +120,7 @@ void write_file_exclusive(const std::string& path, std::span<const std::byte> by
   fsync_directory(directory_of(path));
 }
 
-MappedFile map_file(const std::string& path) {
+MappedFile map_file(const std::string& path, bool random_access) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw FormatError(system_error_text("cannot open", path));
   struct stat st {};
@@ -141,6 +141,7 @@ MappedFile map_file(const std::string& path) {
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);  // the mapping keeps the file open
   if (p == MAP_FAILED) throw FormatError(system_error_text("cannot map", path));
+  if (random_access) ::madvise(p, size, MADV_RANDOM);  // advice only: a failure changes nothing
   std::shared_ptr<const void> owner(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   return {owner, std::span<const std::byte>(static_cast<const std::byte*>(p), size)};
 }

@@ -29,7 +29,10 @@ struct MappedFile {
   std::shared_ptr<const void> owner;  // keeps the mapping alive
   std::span<const std::byte> bytes;
 };
-MappedFile map_file(const std::string& path);
+// `random_access`: the pages will be read in no particular order (a bank's memories), so the
+// kernel neither reads ahead nor maps the cached pages around each fault: the process's
+// resident memory then grows with the pages it reads, not with the file.
+MappedFile map_file(const std::string& path, bool random_access = false);
 
 // errno as text, with the operation and path: "cannot open 'x.lam': No such file or directory".
 std::string system_error_text(const std::string& what, const std::string& path);

@@ -190,7 +190,7 @@ void Bank::create(const std::string& path) {
 }
 
 Bank Bank::open(const std::string& path, bool verify) {
-  detail::MappedFile file = detail::map_file(path);
+  detail::MappedFile file = detail::map_file(path, /*random_access=*/true);
   const Slot s = current_slot(file.bytes, path);
   const auto size = static_cast<int64_t>(file.bytes.size());
   if (s.end > file.bytes.size())
