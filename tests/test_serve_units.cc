@@ -41,38 +41,42 @@ struct RecordingJob final : Scheduler::Job {
   void fail(const Status& s) override { outcome.set_value(s); }
 };
 
-TEST(Scheduler, RunsAtOnceWhenIdle) {
+// Makes jobs that record the batches they ran in.
+struct Recorder {
   std::atomic<int> batches{0};
   std::vector<int64_t> sizes;
-  std::mutex m;
+  std::mutex mutex;
+  std::unique_ptr<RecordingJob> job(const std::string& key, Clock::time_point deadline = Clock::time_point::max()) {
+    auto j = std::make_unique<RecordingJob>();
+    j->key = key;
+    j->batches = &batches;
+    j->sizes = &sizes;
+    j->mutex = &mutex;
+    j->deadline = deadline;
+    return j;
+  }
+};
+
+TEST(Scheduler, RunsAtOnceWhenIdle) {
+  Recorder rec;
   Scheduler s({.executors = 1}, nullptr);
-  auto job = std::make_unique<RecordingJob>();
-  job->key = "a";
-  job->batches = &batches;
-  job->sizes = &sizes;
-  job->mutex = &m;
+  auto job = rec.job("a");
   auto done = job->outcome.get_future();
   ASSERT_TRUE(s.submit(std::move(job)).ok());
   // The submitting thread ran it: complete before submit returned.
   ASSERT_EQ(done.wait_for(std::chrono::seconds(0)), std::future_status::ready);
   EXPECT_TRUE(done.get().ok());
-  EXPECT_EQ(batches, 1);
+  EXPECT_EQ(rec.batches, 1);
 }
 
 TEST(Scheduler, BatchesSameKeyUpToMaxBatchAndKeepsKeysApart) {
-  std::atomic<int> batches{0};
-  std::vector<int64_t> sizes;
-  std::mutex m;
+  Recorder rec;
   // One executor waiting out a long delay: every job submitted meanwhile joins a batch.
   Scheduler s({.max_batch = 4, .max_delay = std::chrono::milliseconds(300), .executors = 1},
               nullptr);
   std::vector<std::future<Status>> outcomes;
   auto make = [&](const std::string& key) {
-    auto job = std::make_unique<RecordingJob>();
-    job->key = key;
-    job->batches = &batches;
-    job->sizes = &sizes;
-    job->mutex = &m;
+    auto job = rec.job(key);
     outcomes.push_back(job->outcome.get_future());
     return job;
   };
@@ -85,24 +89,18 @@ TEST(Scheduler, BatchesSameKeyUpToMaxBatchAndKeepsKeysApart) {
   first.join();
   for (auto& f : outcomes) EXPECT_TRUE(f.get().ok());
   // a: 4 + 2, b: 2, in some order of batches of at most 4.
-  std::sort(sizes.begin(), sizes.end());
-  EXPECT_EQ(sizes, (std::vector<int64_t>{2, 2, 4}));
+  std::sort(rec.sizes.begin(), rec.sizes.end());
+  EXPECT_EQ(rec.sizes, (std::vector<int64_t>{2, 2, 4}));
 }
 
 TEST(Scheduler, RefusesWhenTheQueueIsFull) {
-  std::atomic<int> batches{0};
-  std::vector<int64_t> sizes;
-  std::mutex m;
+  Recorder rec;
   // Batches wait 300 ms to fill: two queued jobs fill a queue of two.
   Scheduler s({.max_batch = 1000, .max_delay = std::chrono::milliseconds(300), .max_queue = 2, .executors = 1},
               nullptr);
   std::vector<std::future<Status>> outcomes;
   auto make = [&](const std::string& key) {
-    auto job = std::make_unique<RecordingJob>();
-    job->key = key;
-    job->batches = &batches;
-    job->sizes = &sizes;
-    job->mutex = &m;
+    auto job = rec.job(key);
     outcomes.push_back(job->outcome.get_future());
     return job;
   };
@@ -115,23 +113,16 @@ TEST(Scheduler, RefusesWhenTheQueueIsFull) {
 }
 
 TEST(Scheduler, FailsAJobWhoseDeadlinePassesWhileQueued) {
-  std::atomic<int> batches{0};
-  std::vector<int64_t> sizes;
-  std::mutex m;
+  Recorder rec;
   Scheduler s({.max_batch = 1000, .max_delay = std::chrono::seconds(5), .executors = 1}, nullptr);
-  auto job = std::make_unique<RecordingJob>();
-  job->key = "a";
-  job->batches = &batches;
-  job->sizes = &sizes;
-  job->mutex = &m;
-  job->deadline = Clock::now() + std::chrono::milliseconds(50);
+  auto job = rec.job("a", Clock::now() + std::chrono::milliseconds(50));
   auto outcome = job->outcome.get_future();
   const auto t0 = Clock::now();
   ASSERT_TRUE(s.submit(std::move(job)).ok());
   EXPECT_EQ(outcome.get().code, Code::deadline_exceeded);
   // Failed when its deadline came, not when the batch's 5 s delay ran out.
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
-  EXPECT_EQ(batches, 0);
+  EXPECT_EQ(rec.batches, 0);
 }
 
 TEST(Scheduler, DrainRefusesNewJobs) {

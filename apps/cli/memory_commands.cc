@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/memory_info_json.h"
 #include "../common/run_app.h"
 #include "commands.h"
 #include "linattn/linattn.h"
@@ -77,25 +78,10 @@ void run_lookup(const LookupArgs& a) {
   npy::save(a.out, R.data(), Q.rows, m.info().config.value_dim);
 }
 
-nlohmann::json info_json(const MemoryInfo& i) {
-  return {{"key_dim", i.config.key_dim},
-          {"value_dim", i.config.value_dim},
-          {"dtype", to_string(i.config.dtype)},
-          {"layout", to_string(i.layout)},
-          {"feature_map", to_string(i.config.feature_map)},
-          {"normalize", i.config.normalize},
-          {"gated", i.config.gated},
-          {"symmetric", i.config.symmetric},
-          {"rank", i.rank},
-          {"compression_error", i.compression_error},
-          {"tokens", i.tokens},
-          {"bytes", kMemoryHeaderBytes + i.payload_bytes}};
-}
-
 void run_info(const std::string& path, bool json) {
   // open_memory verifies the checksum: reaching here means it matched.
   const MemoryView m = open_memory(path);
-  nlohmann::json j = info_json(m.info());
+  nlohmann::json j = apps::memory_info_json(m.info());
   j["path"] = path;
   j["checksum"] = "ok";
   if (json) {

@@ -34,25 +34,6 @@ grpc::StatusCode grpc_code(Code code) {
   return grpc::StatusCode::INTERNAL;
 }
 
-// The HTTP status a code answers with, for the metrics' one `code` label.
-int http_equivalent(Code code) {
-  switch (code) {
-    case Code::ok: return 200;
-    case Code::invalid_argument: return 400;
-    case Code::unauthenticated: return 401;
-    case Code::permission_denied: return 403;
-    case Code::not_found: return 404;
-    case Code::already_exists: return 409;
-    case Code::too_large: return 413;
-    case Code::unsupported_media: return 415;
-    case Code::overloaded: return 429;
-    case Code::deadline_exceeded: return 504;
-    case Code::unavailable: return 503;
-    case Code::internal: return 500;
-  }
-  return 500;
-}
-
 npy::Matrix matrix_of(const pb::Matrix& m, const std::string& what) {
   if (m.rows() < 0 || m.cols() < 0) throw ServiceError(Code::invalid_argument, what + ": negative rows or cols");
   if (m.cols() > 0 && m.rows() > (int64_t{1} << 36) / m.cols())
@@ -137,7 +118,7 @@ struct GrpcServer::Impl final : public pb::Memories::CallbackService {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     const Clock::time_point start = Clock::now();
     auto finish = [this, reactor, route, start](const Status& s) {
-      service.metrics().request(route, true, http_equivalent(s.code),
+      service.metrics().request(route, true, http_status(s.code),
                                 std::chrono::duration<double>(Clock::now() - start).count());
       reactor->Finish(s.ok() ? grpc::Status::OK : grpc::Status(grpc_code(s.code), s.message));
     };

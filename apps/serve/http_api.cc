@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../common/memory_info_json.h"
 #include "linattn/core/error.h"
 
 namespace linattn::serve {
@@ -321,39 +322,11 @@ std::string results_json(const npy::Matrix& r) {
 
 namespace {
 
-int http_status(Code code) {
-  switch (code) {
-    case Code::ok: return 200;
-    case Code::invalid_argument: return 400;
-    case Code::unauthenticated: return 401;
-    case Code::permission_denied: return 403;
-    case Code::not_found: return 404;
-    case Code::already_exists: return 409;
-    case Code::too_large: return 413;
-    case Code::unsupported_media: return 415;
-    case Code::overloaded: return 429;
-    case Code::deadline_exceeded: return 504;
-    case Code::unavailable: return 503;
-    case Code::internal: return 500;
-  }
-  return 500;
-}
-
 json describe_json(const MemoryDescription& d) {
-  const MemoryInfo& i = d.info;
-  return {{"name", d.name},
-          {"bank", d.bank},
-          {"key_dim", i.config.key_dim},
-          {"value_dim", i.config.value_dim},
-          {"dtype", to_string(i.config.dtype)},
-          {"layout", to_string(i.layout)},
-          {"feature_map", to_string(i.config.feature_map)},
-          {"normalize", i.config.normalize},
-          {"gated", i.config.gated},
-          {"symmetric", i.config.symmetric},
-          {"rank", i.rank},
-          {"tokens", i.tokens},
-          {"bytes", d.bytes}};
+  json j = apps::memory_info_json(d.info);
+  j["name"] = d.name;
+  j["bank"] = d.bank;
+  return j;
 }
 
 // Names and messages can carry bytes that are not UTF-8 (a request's target is any bytes): they
@@ -383,6 +356,20 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
   std::string name;
   std::vector<std::string> allowed;
   constexpr std::string_view kMemories = "/v1/memories/", kStates = "/v1/states/", kAttend = "/attend";
+  // The name in a path segment; a raw '/' makes the path no route; false once answered (bad escape).
+  auto name_of = [&](std::string_view segment) {
+    if (segment.find('/') != std::string_view::npos) {
+      allowed.clear();
+      return true;
+    }
+    try {
+      name = percent_decode(segment, false);
+      return true;
+    } catch (const ServiceError& e) {
+      respond(error_response(e.status()));
+      return false;
+    }
+  };
   if (path == "/v1/health") { route = Route::health; allowed = {"GET"}; }
   else if (path == "/metrics") { route = Route::metrics; allowed = {"GET"}; }
   else if (path == "/v1/memories") { route = Route::list; allowed = {"GET"}; }
@@ -392,16 +379,7 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
            path.substr(path.size() - kAttend.size()) == kAttend) {
     route = Route::attend;
     allowed = {"POST"};
-    const std::string_view rest = path.substr(kStates.size(), path.size() - kStates.size() - kAttend.size());
-    if (rest.find('/') != std::string_view::npos) allowed.clear();
-    else {
-      try {
-        name = percent_decode(rest, false);
-      } catch (const ServiceError& e) {
-        respond(error_response(e.status()));
-        return;
-      }
-    }
+    if (!name_of(path.substr(kStates.size(), path.size() - kStates.size() - kAttend.size()))) return;
   } else if (path.substr(0, kMemories.size()) == kMemories && path.size() > kMemories.size()) {
     std::string_view rest = path.substr(kMemories.size());
     constexpr std::string_view kLookup = "/lookup";
@@ -413,15 +391,7 @@ void HttpApi::handle(HttpRequest req, std::function<void(HttpResponse)> respond)
       route = Route::info;  // GET; PUT adds the memory
       allowed = {"GET", "PUT"};
     }
-    if (rest.find('/') != std::string_view::npos) allowed.clear();
-    else {
-      try {
-        name = percent_decode(rest, false);
-      } catch (const ServiceError& e) {
-        respond(error_response(e.status()));
-        return;
-      }
-    }
+    if (!name_of(rest)) return;
     if (route == Route::info && req.method == "PUT") route = Route::put;
   }
 

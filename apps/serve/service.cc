@@ -44,6 +44,17 @@ void require_finite_rows(const npy::Matrix& m, const std::string& what) {
                                                      ", column " + std::to_string(static_cast<int64_t>(i) % std::max<int64_t>(m.cols, 1)));
 }
 
+// The checks every request's queries pass: width (`width_owner` names what has it), count, finite.
+void check_queries(const npy::Matrix& q, int64_t width, const std::string& width_owner, int64_t max_queries) {
+  if (q.cols != width)
+    throw ServiceError(Code::invalid_argument, "queries have " + std::to_string(q.cols) + " columns; " + width_owner +
+                                                   " " + std::to_string(width));
+  if (q.rows > max_queries)
+    throw ServiceError(Code::too_large, std::to_string(q.rows) + " queries in one request: at most " +
+                                            std::to_string(max_queries));
+  require_finite_rows(q, "the queries");
+}
+
 Status status_of_current_exception() {
   try {
     throw;
@@ -311,14 +322,7 @@ void Service::lookup(LookupCall call, std::function<void(Status, npy::Matrix)> d
     done({}, npy::Matrix{0, config.value_dim, {}});
     return;
   }
-  if (call.queries.cols != config.key_dim)
-    throw ServiceError(Code::invalid_argument, "queries have " + std::to_string(call.queries.cols) +
-                                                   " columns; memory '" + call.name + "' has key width " +
-                                                   std::to_string(config.key_dim));
-  if (call.queries.rows > options_.max_queries)
-    throw ServiceError(Code::too_large, std::to_string(call.queries.rows) + " queries in one request: at most " +
-                                            std::to_string(options_.max_queries));
-  require_finite_rows(call.queries, "the queries");
+  check_queries(call.queries, config.key_dim, "memory '" + call.name + "' has key width", options_.max_queries);
   if (!std::isfinite(call.scale)) throw ServiceError(Code::invalid_argument, "scale must be a finite number");
   if (call.mean && config.normalize)
     throw ServiceError(Code::invalid_argument, "mean does not apply to a normalising memory ('" + call.name + "')");
@@ -343,14 +347,7 @@ void Service::attend(LookupCall call, std::function<void(Status, npy::Matrix)> d
     done({}, npy::Matrix{0, h.cols, {}});
     return;
   }
-  if (call.queries.cols != h.cols)
-    throw ServiceError(Code::invalid_argument, "queries have " + std::to_string(call.queries.cols) +
-                                                   " columns; the states of '" + call.name + "' have " +
-                                                   std::to_string(h.cols));
-  if (call.queries.rows > options_.max_queries)
-    throw ServiceError(Code::too_large, std::to_string(call.queries.rows) + " queries in one request: at most " +
-                                            std::to_string(options_.max_queries));
-  require_finite_rows(call.queries, "the queries");
+  check_queries(call.queries, h.cols, "the states of '" + call.name + "' have width", options_.max_queries);
   auto job = std::make_unique<AttendJob>();
   job->key = "attend " + pointer_key(&h);
   job->rows = call.queries.rows;

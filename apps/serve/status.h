@@ -28,6 +28,25 @@ struct Status {
   bool ok() const { return code == Code::ok; }
 };
 
+// The HTTP status a code answers with (gRPC calls are counted under it in the metrics too).
+inline int http_status(Code code) {
+  switch (code) {
+    case Code::ok: return 200;
+    case Code::invalid_argument: return 400;
+    case Code::unauthenticated: return 401;
+    case Code::permission_denied: return 403;
+    case Code::not_found: return 404;
+    case Code::already_exists: return 409;
+    case Code::too_large: return 413;
+    case Code::unsupported_media: return 415;
+    case Code::overloaded: return 429;
+    case Code::deadline_exceeded: return 504;
+    case Code::unavailable: return 503;
+    case Code::internal: return 500;
+  }
+  return 500;
+}
+
 // Thrown by the synchronous parts of a call (decoding, checks) and turned into its Status.
 class ServiceError : public std::runtime_error {
  public:
