@@ -255,6 +255,17 @@ TEST_F(Serve, RateLimitAnswers429WithRetryAfter) {
   EXPECT_EQ(c.call({.target = "/v1/health"}).status, 200);  // probes are never limited
 }
 
+TEST_F(Serve, ConnectionsPastTheLimitAreClosed) {
+  make_bank(bank(), 1, 8);
+  auto server = start({bank(), "--max-connections", "2"});
+  ASSERT_TRUE(server->ok());
+  HttpClient a(server->http_port), b(server->http_port);
+  EXPECT_EQ(a.call({.target = "/v1/health"}).status, 200);
+  EXPECT_EQ(b.call({.target = "/v1/health"}).status, 200);
+  EXPECT_ANY_THROW(http_call(server->http_port, {.target = "/v1/health"}));  // a third: closed at once
+  EXPECT_EQ(a.call({.target = "/v1/health"}).status, 200);                  // the first two still answer
+}
+
 TEST_F(Serve, TokensGuardEveryRouteButHealthAndNeverEchoed) {
   make_bank(bank(), 1, 8);
   {

@@ -456,12 +456,13 @@ def plot(r, png, work):
                 f.write(f"{p['requests_per_s']} {p['p99_ms']}\n")
             f.write("\n\n")
     n = len(r["open_loop"]) + 4
-    script = f"""set terminal pngcairo size 900,560
+    script = f"""set terminal pngcairo size 1150,560 noenhanced
+set title 'linattn-serve on loopback: p99 latency against throughput (d = 128)'
 set output '{png}'
 set logscale xy
 set xlabel 'requests/s'
 set ylabel 'p99 latency (ms)'
-set key top left
+set key outside right top
 set grid
 plot for [i=0:{n - 1}] '{data}' index i with linespoints title columnheader(1)
 """
