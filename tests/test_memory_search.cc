@@ -104,6 +104,34 @@ TEST(MemorySearch, EqualsTheBruteForceForEveryStoredFormAndQueryCount) {
   }
 }
 
+// Runs of one layout go through one GEMM per run of up to 16 states (the quadratic form without
+// answers); normalising memories divide each score by z . q + eps.
+TEST(MemorySearch, QuadraticScoresOfLongRunsOfOneLayoutAndNormalisingMemories) {
+  std::mt19937 g(11);
+  const int64_t d = 21, n = 40;
+  std::vector<MemoryView> mems;
+  for (int64_t j = 0; j < n; ++j) {
+    const bool packed = j < 25, normalize = j >= 33;
+    Memory m({.key_dim = d, .value_dim = d, .normalize = normalize, .symmetric = packed,
+              .dtype = j % 4 == 1 ? DType::bf16 : DType::f32});
+    const auto h = randn(6 * d, g);
+    if (packed) m.write(CView2::contiguous(h.data(), {6, d}));
+    else m.write(CView2::contiguous(h.data(), {6, d}), CView2::contiguous(h.data(), {6, d}));
+    mems.push_back(view_of_bytes(serialize(m), "memory"));
+  }
+  for (const int64_t m : {1, 8}) {
+    for (const bool normalizing : {false, true}) {
+      std::vector<MemoryView> group(mems.begin() + (normalizing ? 33 : 0), mems.begin() + (normalizing ? n : 33));
+      const auto q = randn(m * d, g);
+      const SearchOptions o{.k = 7, .score = SearchScore::quadratic, .lookup = {.scale = 2.f}};
+      const SearchResults r = search(pointers(group), CView2::contiguous(q.data(), {m, d}), o);
+      const Expected e = brute_force(group, q, m, d, o);
+      for (size_t at = 0; at < r.score.size(); ++at)
+        EXPECT_NEAR(r.score[at], e.score[at], 1e-3 * (1 + std::abs(e.score[at]))) << "m " << m << " " << at;
+    }
+  }
+}
+
 TEST(MemorySearch, SameResultsOnOneThreadAndMany) {
   std::mt19937 g(3);
   const int64_t d = 16, n = 200, m = 5;

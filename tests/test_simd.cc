@@ -37,6 +37,19 @@ TEST_P(SimdTest, ReductionsMatchScalarLoops) {
   }
 }
 
+TEST_P(SimdTest, Bf16DotMatchesTheWidenedScalarLoop) {
+  for (int64_t n = 0; n < 140; ++n) {  // past four unrolled vectors of 16 lanes, every tail
+    const auto a = random_vector(n), b = random_vector(n);
+    std::vector<uint16_t> a16(static_cast<size_t>(n));
+    simd::f32_to_bf16(a.data(), a16.data(), n);
+    std::vector<float> wide(static_cast<size_t>(n));
+    simd::bf16_to_f32(a16.data(), wide.data(), n);
+    double dot = 0;
+    for (int64_t i = 0; i < n; ++i) dot += double(wide[static_cast<size_t>(i)]) * b[static_cast<size_t>(i)];
+    EXPECT_NEAR(simd::dot_bf16(a16.data(), b.data(), n), dot, 1e-5 * (1 + n)) << n;
+  }
+}
+
 // Every position of every length, each bad value in turn: the tail, each of the four vectors
 // of an unrolled step, and the single vectors after them.
 TEST_P(SimdTest, AllWithinFindsEveryOutOfRangeValue) {

@@ -52,6 +52,61 @@ constexpr int64_t kMemoriesPerJob = 16;
 constexpr int64_t kPanelQueries = 4;
 constexpr int64_t kPanelMemories = 4;
 
+namespace {
+
+// The quadratic score of a full or packed state needs no answer: phi(q) . (M^T phi(q)) =
+// <M, w(q)> with w(q) = phi(q) phi(q)^T, or, for the packed upper triangle, w_rc = x_r x_c with
+// the off-diagonal entries doubled. One multiply-add per stored number, each read once for all
+// the queries: half the work of answering a packed state, and no unpacking.
+bool quadratic_form(const StoredState& s) {
+  return s.layout == Layout::full || s.layout == Layout::packed_symmetric;
+}
+int64_t stored_numbers(const StoredState& s) {
+  return s.layout == Layout::full ? s.dk * s.dv : s.dk * (s.dk + 1) / 2;
+}
+
+// w(x_i) for every query, in `layout` (full or packed): [m, numbers].
+std::vector<float> quadratic_weights(CView2 x, Layout layout) {
+  const int64_t m = x.shape[0], d = x.shape[1];
+  const int64_t numbers = layout == Layout::full ? d * d : d * (d + 1) / 2;
+  std::vector<float> w(static_cast<size_t>(m * numbers));
+  for (int64_t i = 0; i < m; ++i) {
+    float* out = w.data() + i * numbers;
+    for (int64_t r = 0; r < d; ++r) {
+      const float xr = x(i, r);
+      if (layout == Layout::full) {
+        for (int64_t c = 0; c < d; ++c) *out++ = xr * x(i, c);
+      } else {
+        *out++ = xr * xr;
+        for (int64_t c = r + 1; c < d; ++c) *out++ = 2.f * xr * x(i, c);
+      }
+    }
+  }
+  return w;
+}
+
+// The threads' lists merged: index, score [m, k], best first.
+void merge_top_k(std::vector<std::vector<TopK>>& best, int64_t m, int64_t k, int64_t* index, float* score) {
+  std::vector<Hit> all;
+  for (int64_t i = 0; i < m; ++i) {
+    all.clear();
+    for (auto& per_thread : best)
+      all.insert(all.end(), per_thread[static_cast<size_t>(i)].heap.begin(), per_thread[static_cast<size_t>(i)].heap.end());
+    std::partial_sort(all.begin(), all.begin() + k, all.end(), before);
+    for (int64_t c = 0; c < k; ++c) {
+      index[i * k + c] = all[static_cast<size_t>(c)].index;
+      score[i * k + c] = all[static_cast<size_t>(c)].score;
+    }
+  }
+}
+
+float dot_stored(const StoredState& s, const float* w, int64_t numbers) {
+  return s.dtype == DType::f32 ? simd::dot(static_cast<const float*>(s.data), w, numbers)
+                               : simd::dot_bf16(static_cast<const uint16_t*>(s.data), w, numbers);
+}
+
+}  // namespace
+
 void stored_search_cpu(std::span<const StoredState> states, std::span<const float> alpha, CView2 x, float eps,
                        SearchScoreKind kind, int64_t k, int64_t* index, float* score) {
   const int64_t n = static_cast<int64_t>(states.size()), m = x.shape[0];
@@ -59,6 +114,70 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
   if (m == 0 || k == 0) return;
   const int64_t dk = x.shape[1];
   const int threads = num_threads();
+  if (kind == SearchScoreKind::quadratic) {
+    bool full = false, packed = false;
+    for (const StoredState& s : states) {
+      full = full || s.layout == Layout::full;
+      packed = packed || s.layout == Layout::packed_symmetric;
+    }
+    const std::vector<float> w_full = full ? quadratic_weights(x, Layout::full) : std::vector<float>{};
+    const std::vector<float> w_packed = packed ? quadratic_weights(x, Layout::packed_symmetric) : std::vector<float>{};
+    std::vector<std::vector<TopK>> best(static_cast<size_t>(threads), std::vector<TopK>(static_cast<size_t>(m)));
+    std::vector<std::vector<float>> panels(static_cast<size_t>(threads)), raw(static_cast<size_t>(threads)),
+        answers(static_cast<size_t>(threads));
+    auto offer = [&](int t, int64_t j, int64_t i, float quadratic) {
+      const StoredState& s = states[static_cast<size_t>(j)];
+      float factor = alpha[static_cast<size_t>(j)];
+      if (s.normalizer) factor /= simd::dot(&x(i, 0), s.normalizer, dk) + eps;
+      best[static_cast<size_t>(t)][static_cast<size_t>(i)].offer({factor * quadratic, j}, k);
+    };
+    const int64_t jobs = (n + kMemoriesPerJob - 1) / kMemoriesPerJob;
+    parallel_for(jobs, [&](int64_t job, int t) {
+      const int64_t j0 = job * kMemoriesPerJob, j1 = std::min(n, j0 + kMemoriesPerJob);
+      for (int64_t j = j0; j < j1;) {
+        const StoredState& s = states[static_cast<size_t>(j)];
+        if (!quadratic_form(s)) {  // low rank: answer, then score the answer
+          StoredState plain = s;
+          plain.normalizer = nullptr;
+          auto& r = answers[static_cast<size_t>(t)];
+          r.resize(static_cast<size_t>(m * s.dv));
+          stored_lookup_cpu(plain, x, View2::contiguous(r.data(), {m, s.dv}), FeatureMap::identity, 1.f, eps);
+          for (int64_t i = 0; i < m; ++i) offer(t, j, i, simd::dot(&x(i, 0), r.data() + i * s.dv, dk));
+          ++j;
+          continue;
+        }
+        const int64_t numbers = stored_numbers(s);
+        const float* w = s.layout == Layout::full ? w_full.data() : w_packed.data();
+        if (m < kPanelQueries) {  // streaming dot products: the bandwidth-bound case
+          for (int64_t i = 0; i < m; ++i) offer(t, j, i, dot_stored(s, w + i * numbers, numbers));
+          ++j;
+          continue;
+        }
+        // A run of states of this layout, widened side by side into an fp32 panel [cnt, numbers],
+        // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T.
+        int64_t j_end = j;
+        while (j_end < j1 && states[static_cast<size_t>(j_end)].layout == s.layout) ++j_end;
+        const int64_t cnt = j_end - j;
+        auto& panel = panels[static_cast<size_t>(t)];
+        panel.resize(static_cast<size_t>(cnt * numbers));
+        for (int64_t c = 0; c < cnt; ++c) {
+          const StoredState& sc = states[static_cast<size_t>(j + c)];
+          if (sc.dtype == DType::f32)
+            std::copy_n(static_cast<const float*>(sc.data), numbers, panel.data() + c * numbers);
+          else
+            simd::bf16_to_f32(static_cast<const uint16_t*>(sc.data), panel.data() + c * numbers, numbers);
+        }
+        auto& out = raw[static_cast<size_t>(t)];
+        out.resize(static_cast<size_t>(m * cnt));
+        gemm(false, true, m, cnt, numbers, 1.f, w, numbers, panel.data(), numbers, 0.f, out.data(), cnt);
+        for (int64_t c = 0; c < cnt; ++c)
+          for (int64_t i = 0; i < m; ++i) offer(t, j + c, i, out[static_cast<size_t>(i * cnt + c)]);
+        j = j_end;
+      }
+    });
+    merge_top_k(best, m, k, index, score);
+    return;
+  }
   // Per thread: answers (one memory's, or a panel's), the panel, and a top-k list per query.
   std::vector<std::vector<float>> answers(static_cast<size_t>(threads)), panels(static_cast<size_t>(threads));
   std::vector<std::vector<TopK>> best(static_cast<size_t>(threads), std::vector<TopK>(static_cast<size_t>(m)));
@@ -116,17 +235,7 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
         if (column[static_cast<size_t>(j - p0)] < 0) one(j);
     }
   });
-  std::vector<Hit> all;
-  for (int64_t i = 0; i < m; ++i) {
-    all.clear();
-    for (auto& per_thread : best) all.insert(all.end(), per_thread[static_cast<size_t>(i)].heap.begin(),
-                                             per_thread[static_cast<size_t>(i)].heap.end());
-    std::partial_sort(all.begin(), all.begin() + k, all.end(), before);
-    for (int64_t c = 0; c < k; ++c) {
-      index[i * k + c] = all[static_cast<size_t>(c)].index;
-      score[i * k + c] = all[static_cast<size_t>(c)].score;
-    }
-  }
+  merge_top_k(best, m, k, index, score);
 }
 
 }  // namespace linattn::kernels

@@ -58,6 +58,8 @@ void bf16_to_f32(const uint16_t* x, float* y, int64_t n);
 void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
 // y[i] += a * float(x[i]) with x in bfloat16.
 void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n);
+// a . b, a in bf16.
+float dot_bf16(const uint16_t* a, const float* b, int64_t n);
 
 // y[0, n) = sum_i x[i] * M[i, 0, n) (y = M^T x), M row-major with leading dimension ldm.
 // One query against a state: M is streamed once, y stays in registers.

@@ -59,6 +59,29 @@ void AxpyBf16(float a, const uint16_t* x, float* y, int64_t n) {
   }
 }
 
+// a . b with a in bf16, widened as it streams in: four accumulators keep four loads in flight.
+float DotBf16(const uint16_t* a, const float* b, int64_t n) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  V acc0 = hn::Zero(d), acc1 = hn::Zero(d), acc2 = hn::Zero(d), acc3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    acc0 = hn::MulAdd(load_bf16(a + i), hn::LoadU(d, b + i), acc0);
+    acc1 = hn::MulAdd(load_bf16(a + i + lanes), hn::LoadU(d, b + i + lanes), acc1);
+    acc2 = hn::MulAdd(load_bf16(a + i + 2 * lanes), hn::LoadU(d, b + i + 2 * lanes), acc2);
+    acc3 = hn::MulAdd(load_bf16(a + i + 3 * lanes), hn::LoadU(d, b + i + 3 * lanes), acc3);
+  }
+  for (; i + lanes <= n; i += lanes) acc0 = hn::MulAdd(load_bf16(a + i), hn::LoadU(d, b + i), acc0);
+  float tail = 0.f;
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(a[i]) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    tail += f * b[i];
+  }
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3)))) + tail;
+}
+
 // y = M^T x: columns in blocks of vectors whose accumulators stay in registers while the k
 // rows stream by (at least 8 independent FMA chains cover the FMA latency). Covers the columns
 // that fill whole vectors; callers finish the rest.
@@ -198,6 +221,7 @@ namespace linattn::kernels::simd {
 HWY_EXPORT(Bf16ToF32);
 HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(AxpyBf16);
+HWY_EXPORT(DotBf16);
 HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(SymPackedGemv);
@@ -208,6 +232,7 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n) { HWY_DYNAMIC_DISPATCH(
 void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyBf16)(a, x, y, n);
 }
+float dot_bf16(const uint16_t* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBf16)(a, b, n); }
 void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(GemvT)(m, ldm, x, k, y, n);
 }
