@@ -15,12 +15,12 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev lib
                 clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev \
                 python3-dev pybind11-dev python3-numpy python3-torch python3-pytest \
                 libboost-dev libssl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
-                wrk nghttp2-client openssl
+                wrk nghttp2-client openssl redis-server redis-tools python3-redis
 # The Python package is built and tested for Debian's interpreter, not whichever python3 comes
 # first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python bench-serve \
+.PHONY: all deps redis-module-header build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python bench-serve \
         run clean
 
 all: build
@@ -35,12 +35,18 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-build: deps
+# redismodule.h (the Redis module API) ships only in Debian's redis source package: fetched for the
+# installed redis-server into $(BUILD)/redis-module, a build input never committed.
+REDIS_MODULE_DIR := $(abspath $(BUILD))/redis-module
+redis-module-header: deps
+	@sh apps/redis/fetch-redismodule-h.sh $(REDIS_MODULE_DIR)
+
+build: deps redis-module-header
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON -DLINATTN_PYTHON=$(PYTHON) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The Python package alone, importable with PYTHONPATH=$(BUILD)/python (docs/python.md).
-python: deps
+python: deps redis-module-header
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLINATTN_WERROR=ON -DLINATTN_PYTHON=$(PYTHON) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS) --target linattn_python
 
@@ -50,7 +56,7 @@ python-install: python
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --component python
 
 # Every test: the optimised build, the core tests again under ASan+UBSan, then every decoder
-# fuzzed for FUZZ_SECONDS each (five: about a minute and a half in all).
+# fuzzed for FUZZ_SECONDS each (six: about a minute and a half in all).
 test: test-fast asan fuzz
 
 test-fast: build
@@ -65,13 +71,14 @@ asan: deps
 
 # libFuzzer on every decoder, from the seed corpus in fuzz/corpus. Longer runs:
 #   make fuzz FUZZ_SECONDS=3600
-fuzz: deps
+fuzz: deps redis-module-header
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DLINATTN_REDISMODULE_DIR=$(REDIS_MODULE_DIR) \
 	  -DLINATTN_FUZZ=ON -DLINATTN_BUILD_TESTS=OFF -DLINATTN_BUILD_APPS=ON -DLINATTN_BUILD_TORCH=OFF -DLINATTN_BUILD_PYTHON=OFF \
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data fuzz_http_request
-	@for t in memory_file bank npy reader_data http_request; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data fuzz_http_request fuzz_redis_value
+	@for t in memory_file bank npy reader_data http_request redis_value; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
 	  OMP_NUM_THREADS=1 ./$(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \

@@ -1,0 +1,222 @@
+"""linattn_redis.so in a real redis-server: every command against the core library (the linattn
+Python package), the errors, persistence (RDB and AOF), DUMP/RESTORE, replication and ACLs."""
+import time
+
+import numpy as np
+import pytest
+import redis
+
+import linattn
+
+
+def blob(a):
+    return np.ascontiguousarray(a, dtype="<f4").tobytes()
+
+
+def rows(b, cols):
+    return np.frombuffer(b, dtype="<f4").reshape(-1, cols)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+CONFIGS = [
+    dict(args=["DK", 16, "SYMMETRIC"], memory=dict(dk=16, symmetric=True)),
+    dict(args=["DK", 16, "SYMMETRIC", "DTYPE", "bf16"], memory=dict(dk=16, symmetric=True, dtype="bf16")),
+    dict(args=["DK", 12, "DV", 8], memory=dict(dk=12, dv=8)),
+    dict(args=["DK", 12, "DV", 8, "NORMALIZE", "FEATURE_MAP", "elu+1"],
+         memory=dict(dk=12, dv=8, normalize=True, feature_map="elu+1")),
+    dict(args=["DK", 8, "GATED"], memory=dict(dk=8, gated=True)),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: " ".join(map(str, c["args"])))
+def test_commands_answer_like_the_core_library(nodes, rng, config):
+    r = nodes().client()
+    assert r.execute_command("LA.CREATE", "doc", *config["args"]) == b"OK"
+    mc = config["memory"]
+    dk, dv = mc["dk"], mc.get("dv", mc["dk"])
+    mem = linattn.Memory(dk, dv if "dv" in mc else None, symmetric=mc.get("symmetric", False),
+                         normalize=mc.get("normalize", False), feature_map=mc.get("feature_map", "identity"),
+                         gated=mc.get("gated", False), dtype=mc.get("dtype", "f32"))
+    tokens = 0
+    for t in (5, 1, 9):  # streaming: three writes
+        k = rng.standard_normal((t, dk), dtype=np.float32)
+        args = ["KEYS", blob(k)]
+        v = g = None
+        if "dv" in mc:
+            v = rng.standard_normal((t, dv), dtype=np.float32)
+            args += ["VALUES", blob(v)]
+        if mc.get("gated"):
+            g = rng.uniform(0, 1, t).astype(np.float32)
+            args += ["GATES", blob(g)]
+        tokens += t
+        assert r.execute_command("LA.WRITE", "doc", *args) == tokens
+        if mc.get("symmetric"):
+            mem.write(k)
+        else:
+            mem.write(k, k if v is None else v, g)  # without VALUES the keys are the values
+    # The stored form is the core's, byte for byte, so LOOKUP equals `linattn lookup` of EXPORT.
+    exported = r.execute_command("LA.EXPORT", "doc")
+    view = linattn.MemoryView.from_bytes(exported)
+    q = rng.standard_normal((4, dk), dtype=np.float32)
+    got = rows(r.execute_command("LA.LOOKUP", "doc", "QUERIES", blob(q)), dv)
+    np.testing.assert_array_equal(got, view.lookup(q))
+    # And equals a Memory written in one go, to float rounding (bf16 storage rounds per write).
+    tol = 2e-2 if mc.get("dtype") == "bf16" else 1e-4
+    np.testing.assert_allclose(got, mem.lookup(q), rtol=tol, atol=tol * np.abs(mem.lookup(q)).max())
+    if not mc.get("normalize"):
+        scaled = rows(r.execute_command("LA.LOOKUP", "doc", "QUERIES", blob(q), "MEAN", "SCALE", 1000), dv)
+        np.testing.assert_array_equal(scaled, view.lookup(q, mean=True, scale=1000))
+    info = dict(zip(*[iter(r.execute_command("LA.INFO", "doc"))] * 2))
+    assert info[b"tokens"] == tokens and info[b"key_dim"] == dk and info[b"value_dim"] == dv
+    assert info[b"bytes"] == len(exported)
+    # Zero queries: an empty answer.
+    assert r.execute_command("LA.LOOKUP", "doc", "QUERIES", b"") == b""
+
+
+def test_mlookup_merge_decay_import_export(nodes, rng):
+    r = nodes().client()
+    h = {name: rng.standard_normal((6, 8), dtype=np.float32) for name in ("{d}a", "{d}b", "{d}c")}
+    for name, x in h.items():
+        r.execute_command("LA.CREATE", name, "DK", 8, "SYMMETRIC")
+        r.execute_command("LA.WRITE", name, "KEYS", blob(x))
+    q = rng.standard_normal((3, 8), dtype=np.float32)
+    answers = r.execute_command("LA.MLOOKUP", "QUERIES", blob(q), "KEYS", *h)
+    for name, a in zip(h, answers):
+        np.testing.assert_array_equal(rows(a, 8), linattn.MemoryView.from_bytes(r.execute_command("LA.EXPORT", name)).lookup(q))
+    assert r.execute_command("LA.MERGE", "{d}a", "{d}b", "{d}c") == 18
+    both = linattn.Memory(8, symmetric=True)
+    for x in h.values():
+        both.write(x)
+    np.testing.assert_allclose(rows(r.execute_command("LA.LOOKUP", "{d}a", "QUERIES", blob(q)), 8), both.lookup(q),
+                               rtol=1e-5, atol=1e-4)
+    assert r.execute_command("LA.DECAY", "{d}a", 0.5) == b"OK"
+    np.testing.assert_allclose(rows(r.execute_command("LA.LOOKUP", "{d}a", "QUERIES", blob(q)), 8), 0.5 * both.lookup(q),
+                               rtol=1e-5, atol=1e-4)
+    # A .lam file made by the core imports and exports byte for byte.
+    m = linattn.Memory(8, symmetric=True, dtype="bf16")
+    m.write(h["{d}b"])
+    assert r.execute_command("LA.IMPORT", "file", m.to_bytes()) == b"OK"
+    assert r.execute_command("LA.EXPORT", "file") == m.to_bytes()
+    with pytest.raises(redis.ResponseError, match="exists"):
+        r.execute_command("LA.IMPORT", "file", m.to_bytes())
+    assert r.execute_command("LA.IMPORT", "file", m.to_bytes(), "REPLACE") == b"OK"
+
+
+def test_bad_input_gets_a_redis_error_never_a_crash(nodes, rng):
+    node = nodes()
+    r = node.client()
+    r.execute_command("LA.CREATE", "m", "DK", 8, "SYMMETRIC")
+    r.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((3, 8))))
+    r.set("plain", "x")
+    exported = bytearray(r.execute_command("LA.EXPORT", "m"))
+    exported[200] ^= 0x01  # one bit of the stored numbers
+    flipped = bytes(exported)
+    bad = [
+        (["LA.CREATE"], "wrong number"),
+        (["LA.CREATE", "x"], "DK is required"),
+        (["LA.CREATE", "x", "DK", 0], "DK must be"),
+        (["LA.CREATE", "x", "DK", 5000], "DK must be"),
+        (["LA.CREATE", "x", "DK", 8, "COLOR", "red"], "unknown or incomplete option"),
+        (["LA.CREATE", "x", "DK", 8, "DTYPE", "f64"], "unknown DTYPE"),
+        (["LA.CREATE", "x", "DK", 8, "DV", 4, "SYMMETRIC"], "symmetric"),
+        (["LA.CREATE", "m", "DK", 8], "exists"),
+        (["LA.WRITE", "m", "KEYS", b"abc"], "not a whole number of rows"),
+        (["LA.WRITE", "m", "KEYS", blob(np.full((1, 8), np.nan))], "non-finite"),
+        (["LA.WRITE", "m", "KEYS", blob(np.ones((1, 8))), "VALUES", blob(np.ones((1, 8)))], "SYMMETRIC"),
+        (["LA.WRITE", "m", "KEYS", blob(np.ones((1, 8))), "GATES", blob(np.ones(1))], "GATED"),
+        (["LA.WRITE", "m", "STUFF", b""], "unknown option"),
+        (["LA.WRITE", "nokey", "KEYS", blob(np.ones((1, 8)))], "no memory at key"),
+        (["LA.WRITE", "plain", "KEYS", blob(np.ones((1, 8)))], "WRONGTYPE"),
+        (["LA.LOOKUP", "m", "QUERIES", b"12345"], "not a whole number of rows"),
+        (["LA.LOOKUP", "m", "QUERIES", blob(np.ones((1, 8))), "SCALE", "inf"], "SCALE"),
+        (["LA.LOOKUP", "m", "QUERIES", blob(np.ones((1, 8))), "SCALE"], "incomplete"),
+        (["LA.LOOKUP", "m", "QUERIES", blob(np.full((1, 8), 3e37))], "overflow"),
+        (["LA.DECAY", "m", 1.5], "gamma"),
+        (["LA.IMPORT", "y", b"not a memory"], "LA.IMPORT payload"),
+        (["LA.IMPORT", "y", flipped], "checksum"),
+        (["LA.MLOOKUP", "QUERIES", blob(np.ones((1, 8))), "KEYS"], "wrong number"),
+        (["LA.MERGE", "m", "plain"], "WRONGTYPE"),
+    ]
+    for args, words in bad:
+        with pytest.raises(redis.ResponseError, match=words):
+            r.execute_command(*args)
+    # A corrupted RESTORE payload (checksum of the .lam bytes inside broken) is refused.
+    dump = bytearray(r.dump("m"))
+    dump[40] ^= 0xFF
+    with pytest.raises(redis.ResponseError):
+        r.restore("m2", 0, bytes(dump))
+    assert r.ping()  # the server lived through all of it
+    assert r.dbsize() == 2
+
+
+def test_rdb_and_aof_restarts_restore_every_memory(nodes, rng):
+    for mode in ("rdb", "aof"):
+        node = nodes(mode, *(["--appendonly", "yes", "--appendfsync", "always"] if mode == "aof" else []))
+        r = node.client()
+        exported = {}
+        for i in range(5):
+            name = f"doc{i}"
+            r.execute_command("LA.CREATE", name, "DK", 16, "SYMMETRIC", *(["DTYPE", "bf16"] if i % 2 else []))
+            r.execute_command("LA.WRITE", name, "KEYS", blob(rng.standard_normal((7, 16))))
+            exported[name] = r.execute_command("LA.EXPORT", name)
+        if mode == "rdb":
+            r.save()
+        else:
+            r.bgrewriteaof()
+            time.sleep(0.5)
+            r.execute_command("LA.WRITE", "doc0", "KEYS", blob(rng.standard_normal((2, 16))))  # after the rewrite
+            exported["doc0"] = r.execute_command("LA.EXPORT", "doc0")
+        node.kill9()
+        if mode == "rdb":
+            node.args = ["--dbfilename", "dump.rdb"]
+        node.start()
+        r = node.client()
+        for name, b in exported.items():
+            assert r.execute_command("LA.EXPORT", name) == b, (mode, name)
+
+
+def test_dump_restore_and_memory_usage(nodes, rng):
+    r = nodes().client()
+    r.execute_command("LA.CREATE", "m", "DK", 128, "SYMMETRIC")
+    r.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((64, 128))))
+    r.restore("copy", 0, r.dump("m"))
+    assert r.execute_command("LA.EXPORT", "copy") == r.execute_command("LA.EXPORT", "m")
+    payload = len(r.execute_command("LA.EXPORT", "m"))
+    usage = r.memory_usage("m")
+    assert payload <= usage <= 1.1 * payload, (usage, payload)
+
+
+def test_writes_replicate(nodes, rng):
+    primary = nodes("primary")
+    replica = nodes("replica", "--replicaof", "127.0.0.1", str(primary.port))
+    p, s = primary.client(), replica.client()
+    deadline = time.time() + 10
+    while p.info("replication")["connected_slaves"] < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    p.execute_command("LA.CREATE", "m", "DK", 8, "SYMMETRIC")
+    for _ in range(3):
+        p.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((4, 8))))
+    assert p.execute_command("WAIT", 1, 5000) == 1
+    assert s.execute_command("LA.EXPORT", "m") == p.execute_command("LA.EXPORT", "m")
+
+
+def test_acl_read_only_keys_and_denied_commands(nodes, rng):
+    r = nodes().client()
+    r.execute_command("LA.CREATE", "m", "DK", 8, "SYMMETRIC")
+    r.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((3, 8))))
+    # Read-only key access (%R~): the key specs mark LA.WRITE as writing its key.
+    r.execute_command("ACL", "SETUSER", "reader", "on", ">secret-reader", "+@all", "%R~*")
+    r.execute_command("ACL", "SETUSER", "nowrite", "on", ">secret-nowrite", "+@all", "~*", "-la.write")
+    reader = redis.Redis(port=r.connection_pool.connection_kwargs["port"], username="reader", password="secret-reader")
+    q = blob(np.ones((1, 8)))
+    assert reader.execute_command("LA.LOOKUP", "m", "QUERIES", q)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.execute_command("LA.WRITE", "m", "KEYS", q)
+    nowrite = redis.Redis(port=r.connection_pool.connection_kwargs["port"], username="nowrite", password="secret-nowrite")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        nowrite.execute_command("LA.WRITE", "m", "KEYS", q)
+    assert nowrite.execute_command("LA.LOOKUP", "m", "QUERIES", q)
