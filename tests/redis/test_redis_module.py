@@ -220,3 +220,16 @@ def test_acl_read_only_keys_and_denied_commands(nodes, rng):
     with pytest.raises(redis.exceptions.NoPermissionError):
         nowrite.execute_command("LA.WRITE", "m", "KEYS", q)
     assert nowrite.execute_command("LA.LOOKUP", "m", "QUERIES", q)
+
+
+def test_the_cpp_example_runs(nodes):
+    import os
+    import subprocess
+    example = os.environ.get("LINATTN_REDIS_EXAMPLE")
+    if not example:
+        pytest.skip("LINATTN_REDIS_EXAMPLE unset")
+    node = nodes()
+    out = subprocess.run([example, "--port", str(node.port)], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    assert "tokens: 2" in out
+    assert "lookup of e1: 1.25 0.25 0 0" in out, out
