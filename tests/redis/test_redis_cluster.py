@@ -60,6 +60,14 @@ def client(ports):
     return RedisCluster(host="127.0.0.1", port=ports[0], cluster_error_retry_attempts=10)
 
 
+def cycle_writes(names, rng, rows, stop):
+    """(name, keys [rows, D]) round robin over `names` until `stop` is set."""
+    i = 0
+    while not stop.is_set():
+        yield names[i % len(names)], rng.standard_normal((rows, D), dtype=np.float32)
+        i += 1
+
+
 def replay(writes):
     m = linattn.Memory(D, symmetric=True)
     for k in writes:
@@ -151,11 +159,7 @@ def test_kill_a_primary_under_writes_every_acknowledged_write_survives(cluster):
 
     def writer():
         w = Router(ports)
-        i = 0
-        while not stop.is_set():
-            n = names[i % len(names)]
-            i += 1
-            k = rng.standard_normal((2, D), dtype=np.float32)
+        for n, k in cycle_writes(names, rng, 2, stop):
             try:
                 c, tokens = w.call(n, "LA.WRITE", n, "KEYS", blob(k))
             except Exception as e:  # not written: not counted
@@ -207,11 +211,7 @@ def test_resharding_under_load_loses_and_alters_nothing(cluster):
 
     def writer():
         w = client(ports)
-        i = 0
-        while not stop.is_set():
-            n = names[i % len(names)]
-            i += 1
-            k = rng.standard_normal((1, D), dtype=np.float32)
+        for n, k in cycle_writes(names, rng, 1, stop):
             try:
                 w.execute_command("LA.WRITE", n, "KEYS", blob(k))
                 writes[n].append(k)
