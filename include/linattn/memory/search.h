@@ -8,7 +8,10 @@
 //              q^T C q = sum_t (h_t . q)^2: how strongly the document's states align with q.
 //   norm       s = ||r||_2, for any dk, dv.
 // Order: higher score first; equal scores by lower memory index; NaN scores last.
-// Cost: one lookup per memory and query (O(N m dk dv), reading each stored state once per call).
+// Cost: each stored state is read once per call. A quadratic score of a full or packed state is
+// computed without its answer, as <M, phi(q) phi(q)^T>: one multiply-add per stored number and
+// query (N m d(d+1)/2 for packed states, half of answering them); other scores and low-rank
+// states cost one lookup per memory and query (O(N m dk dv)).
 #pragma once
 
 #include <cstdint>
