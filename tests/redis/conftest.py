@@ -1,7 +1,8 @@
 """Redis servers with linattn_redis.so loaded, on free loopback ports, for the module's tests.
 
 Each server is a child process in its own directory, stopped (SHUTDOWN NOSAVE, then SIGKILL)
-when the test ends, whatever its outcome."""
+when the test ends, whatever its outcome. Clients name 127.0.0.1, never "localhost": a fresh
+root without /etc/hosts would look that name up in DNS on every connection."""
 import os
 import shutil
 import socket
@@ -36,7 +37,7 @@ class Node:
         deadline = time.time() + 20
         while True:
             try:
-                if redis.Redis(port=self.port).ping():
+                if redis.Redis(host="127.0.0.1", port=self.port).ping():
                     return
             except redis.exceptions.ConnectionError:
                 if self.proc.poll() is not None or time.time() > deadline:
@@ -44,7 +45,7 @@ class Node:
                 time.sleep(0.02)
 
     def client(self, **kw):
-        return redis.Redis(port=self.port, **kw)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
 
     def log(self):
         try:

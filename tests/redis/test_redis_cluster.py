@@ -105,7 +105,7 @@ def test_commands_across_the_cluster(cluster):
 def primaries(port):
     """node id -> port of every primary that holds slots and is not failing, as `port` sees it."""
     out = {}
-    for addr, node in redis.Redis(port=port).execute_command("CLUSTER NODES").items():
+    for addr, node in redis.Redis(host="127.0.0.1", port=port).execute_command("CLUSTER NODES").items():
         if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"]:
             out[node["node_id"]] = int(addr.split(":")[1].split("@")[0])
     return out
@@ -124,7 +124,7 @@ class Router:
         port = self.owner.get(key, self.ports[0])
         for _ in range(100):
             try:
-                c = self.conns.get(port) or self.conns.setdefault(port, redis.Redis(port=port, socket_timeout=3))
+                c = self.conns.get(port) or self.conns.setdefault(port, redis.Redis(host="127.0.0.1", port=port, socket_timeout=3))
                 return c, c.execute_command(*args)
             except redis.exceptions.ResponseError as e:
                 words = str(e).split()

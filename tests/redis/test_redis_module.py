@@ -211,12 +211,12 @@ def test_acl_read_only_keys_and_denied_commands(nodes, rng):
     # Read-only key access (%R~): the key specs mark LA.WRITE as writing its key.
     r.execute_command("ACL", "SETUSER", "reader", "on", ">secret-reader", "+@all", "%R~*")
     r.execute_command("ACL", "SETUSER", "nowrite", "on", ">secret-nowrite", "+@all", "~*", "-la.write")
-    reader = redis.Redis(port=r.connection_pool.connection_kwargs["port"], username="reader", password="secret-reader")
+    reader = redis.Redis(host="127.0.0.1", port=r.connection_pool.connection_kwargs["port"], username="reader", password="secret-reader")
     q = blob(np.ones((1, 8)))
     assert reader.execute_command("LA.LOOKUP", "m", "QUERIES", q)
     with pytest.raises(redis.exceptions.NoPermissionError):
         reader.execute_command("LA.WRITE", "m", "KEYS", q)
-    nowrite = redis.Redis(port=r.connection_pool.connection_kwargs["port"], username="nowrite", password="secret-nowrite")
+    nowrite = redis.Redis(host="127.0.0.1", port=r.connection_pool.connection_kwargs["port"], username="nowrite", password="secret-nowrite")
     with pytest.raises(redis.exceptions.NoPermissionError):
         nowrite.execute_command("LA.WRITE", "m", "KEYS", q)
     assert nowrite.execute_command("LA.LOOKUP", "m", "QUERIES", q)
