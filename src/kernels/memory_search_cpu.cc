@@ -120,7 +120,8 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
       full = full || s.layout == Layout::full;
       packed = packed || s.layout == Layout::packed_symmetric;
     }
-    const std::vector<float> w_full = full ? quadratic_weights(x, Layout::full) : std::vector<float>{};
+    const std::vector<float> w_full =
+        full && m < kPanelQueries ? quadratic_weights(x, Layout::full) : std::vector<float>{};
     const std::vector<float> w_packed = packed ? quadratic_weights(x, Layout::packed_symmetric) : std::vector<float>{};
     std::vector<std::vector<TopK>> best(static_cast<size_t>(threads), std::vector<TopK>(static_cast<size_t>(m)));
     std::vector<std::vector<float>> panels(static_cast<size_t>(threads)), raw(static_cast<size_t>(threads)),
@@ -136,7 +137,9 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
       const int64_t j0 = job * kMemoriesPerJob, j1 = std::min(n, j0 + kMemoriesPerJob);
       for (int64_t j = j0; j < j1;) {
         const StoredState& s = states[static_cast<size_t>(j)];
-        if (!quadratic_form(s)) {  // low rank: answer, then score the answer
+        // Low rank, and full states with many queries (whose quadratic form does the same d^2
+        // work per query in a GEMM with K = d^2, measured slower): answer, then score the answer.
+        if (!quadratic_form(s) || (s.layout == Layout::full && m >= kPanelQueries)) {
           StoredState plain = s;
           plain.normalizer = nullptr;
           auto& r = answers[static_cast<size_t>(t)];
@@ -153,10 +156,10 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
           ++j;
           continue;
         }
-        // A run of states of this layout, widened side by side into an fp32 panel [cnt, numbers],
+        // A run of packed states, widened side by side into an fp32 panel [cnt, numbers],
         // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T.
         int64_t j_end = j;
-        while (j_end < j1 && states[static_cast<size_t>(j_end)].layout == s.layout) ++j_end;
+        while (j_end < j1 && states[static_cast<size_t>(j_end)].layout == Layout::packed_symmetric) ++j_end;
         const int64_t cnt = j_end - j;
         auto& panel = panels[static_cast<size_t>(t)];
         panel.resize(static_cast<size_t>(cnt * numbers));
