@@ -46,6 +46,13 @@ struct Recorder {
   std::atomic<int> batches{0};
   std::vector<int64_t> sizes;
   std::mutex mutex;
+  std::vector<std::future<Status>> outcomes;  // of the jobs made by tracked()
+  // A job whose outcome is kept in `outcomes`.
+  std::unique_ptr<RecordingJob> tracked(const std::string& key) {
+    auto j = job(key);
+    outcomes.push_back(j->outcome.get_future());
+    return j;
+  }
   std::unique_ptr<RecordingJob> job(const std::string& key, Clock::time_point deadline = Clock::time_point::max()) {
     auto j = std::make_unique<RecordingJob>();
     j->key = key;
@@ -74,20 +81,14 @@ TEST(Scheduler, BatchesSameKeyUpToMaxBatchAndKeepsKeysApart) {
   // One executor waiting out a long delay: every job submitted meanwhile joins a batch.
   Scheduler s({.max_batch = 4, .max_delay = std::chrono::milliseconds(300), .executors = 1},
               nullptr);
-  std::vector<std::future<Status>> outcomes;
-  auto make = [&](const std::string& key) {
-    auto job = rec.job(key);
-    outcomes.push_back(job->outcome.get_future());
-    return job;
-  };
   std::vector<std::unique_ptr<RecordingJob>> jobs;
-  for (int i = 0; i < 6; ++i) jobs.push_back(make("a"));
-  for (int i = 0; i < 2; ++i) jobs.push_back(make("b"));
+  for (int i = 0; i < 6; ++i) jobs.push_back(rec.tracked("a"));
+  for (int i = 0; i < 2; ++i) jobs.push_back(rec.tracked("b"));
   std::thread first([&, j = std::move(jobs[0])]() mutable { s.submit(std::move(j)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   for (size_t i = 1; i < jobs.size(); ++i) ASSERT_TRUE(s.submit(std::move(jobs[i])).ok());
   first.join();
-  for (auto& f : outcomes) EXPECT_TRUE(f.get().ok());
+  for (auto& f : rec.outcomes) EXPECT_TRUE(f.get().ok());
   // a: 4 + 2, b: 2, in some order of batches of at most 4.
   std::sort(rec.sizes.begin(), rec.sizes.end());
   EXPECT_EQ(rec.sizes, (std::vector<int64_t>{2, 2, 4}));
@@ -98,18 +99,10 @@ TEST(Scheduler, RefusesWhenTheQueueIsFull) {
   // Batches wait 300 ms to fill: two queued jobs fill a queue of two.
   Scheduler s({.max_batch = 1000, .max_delay = std::chrono::milliseconds(300), .max_queue = 2, .executors = 1},
               nullptr);
-  std::vector<std::future<Status>> outcomes;
-  auto make = [&](const std::string& key) {
-    auto job = rec.job(key);
-    outcomes.push_back(job->outcome.get_future());
-    return job;
-  };
-  ASSERT_TRUE(s.submit(make("a")).ok());
-  ASSERT_TRUE(s.submit(make("b")).ok());
-  auto third = make("c");
-  outcomes.pop_back();  // a refused job is never completed
-  EXPECT_EQ(s.submit(std::move(third)).code, Code::overloaded);
-  for (auto& f : outcomes) EXPECT_TRUE(f.get().ok());
+  ASSERT_TRUE(s.submit(rec.tracked("a")).ok());
+  ASSERT_TRUE(s.submit(rec.tracked("b")).ok());
+  EXPECT_EQ(s.submit(rec.job("c")).code, Code::overloaded);  // a refused job is never completed
+  for (auto& f : rec.outcomes) EXPECT_TRUE(f.get().ok());
 }
 
 TEST(Scheduler, FailsAJobWhoseDeadlinePassesWhileQueued) {

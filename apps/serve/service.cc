@@ -67,6 +67,12 @@ Status status_of_current_exception() {
   }
 }
 
+// In a catch block: every job of the batch fails with the exception's status.
+void fail_batch(std::span<std::unique_ptr<Scheduler::Job>> batch) {
+  const Status s = status_of_current_exception();
+  for (auto& j : batch) j->fail(s);
+}
+
 const char* const kOverflow = "the results overflow float32: scale the queries or the scale down";
 
 // The queries of a batch, one matrix: the only job's own rows, or every job's concatenated.
@@ -86,6 +92,40 @@ const float* gather_queries(std::span<std::unique_ptr<Scheduler::Job>> batch, in
   return buffer.data();
 }
 
+// Runs compute(queries, total, results) once over the batch's queries (J's, `width` columns) and
+// hands every job its own rows of the `out_width`-column results.
+template <class J, class Compute>
+void run_row_batch(std::span<std::unique_ptr<Scheduler::Job>> batch, int64_t width, int64_t out_width,
+                   int kernel_threads, const Compute& compute) {
+  int64_t total = 0;
+  std::vector<float> buffer, results;
+  try {
+    set_num_threads(kernel_threads);
+    const float* q = gather_queries<J>(batch, width, total, buffer);
+    results.resize(static_cast<size_t>(total * out_width));
+    compute(q, total, results.data());
+  } catch (...) {
+    fail_batch(batch);
+    return;
+  }
+  int64_t row = 0;
+  for (auto& j : batch) {
+    auto& job = static_cast<J&>(*j);
+    npy::Matrix out{job.rows, out_width, {}};
+    if (batch.size() == 1) {
+      out.data = std::move(results);
+    } else {
+      const auto first = results.begin() + row * out_width;
+      out.data.assign(first, first + job.rows * out_width);
+    }
+    row += job.rows;
+    if (!all_finite(out.data.data(), out.data.size()))
+      job.done({Code::invalid_argument, kOverflow}, {});
+    else
+      job.done({}, std::move(out));
+  }
+}
+
 class LookupJob final : public Scheduler::Job {
  public:
   std::shared_ptr<const Catalog> catalog;  // keeps `view` mapped
@@ -99,36 +139,9 @@ class LookupJob final : public Scheduler::Job {
 
   void run(std::span<std::unique_ptr<Scheduler::Job>> batch) override {
     const int64_t dk = view->info().config.key_dim, dv = view->info().config.value_dim;
-    int64_t total = 0;
-    std::vector<float> buffer, results;
-    try {
-      set_num_threads(kernel_threads);
-      const float* q = gather_queries<LookupJob>(batch, dk, total, buffer);
-      results.resize(static_cast<size_t>(total * dv));
-      view->lookup(CView2::contiguous(q, {total, dk}), View2::contiguous(results.data(), {total, dv}), options);
-    } catch (...) {
-      const Status s = status_of_current_exception();
-      for (auto& j : batch) j->fail(s);
-      return;
-    }
-    int64_t row = 0;
-    for (auto& j : batch) {
-      auto& job = static_cast<LookupJob&>(*j);
-      npy::Matrix out;
-      out.rows = job.rows;
-      out.cols = dv;
-      if (batch.size() == 1) {
-        out.data = std::move(results);
-      } else {
-        const auto first = results.begin() + row * dv;
-        out.data.assign(first, first + job.rows * dv);
-      }
-      row += job.rows;
-      if (!all_finite(out.data.data(), out.data.size()))
-        job.done({Code::invalid_argument, kOverflow}, {});
-      else
-        job.done({}, std::move(out));
-    }
+    run_row_batch<LookupJob>(batch, dk, dv, kernel_threads, [&](const float* q, int64_t total, float* r) {
+      view->lookup(CView2::contiguous(q, {total, dk}), View2::contiguous(r, {total, dv}), options);
+    });
   }
 };
 
@@ -143,27 +156,11 @@ class AttendJob final : public Scheduler::Job {
 
   void run(std::span<std::unique_ptr<Scheduler::Job>> batch) override {
     const int64_t d = states->cols, t = states->rows;
-    int64_t total = 0;
-    std::vector<float> buffer, results;
-    try {
-      set_num_threads(kernel_threads);
-      const float* q = gather_queries<AttendJob>(batch, d, total, buffer);
-      results.resize(static_cast<size_t>(total * d));
-      const float* h = states->data.data();
+    const float* h = states->data.data();
+    run_row_batch<AttendJob>(batch, d, d, kernel_threads, [&](const float* q, int64_t total, float* r) {
       softmax_attention(CView4::contiguous(q, {1, 1, total, d}), CView4::contiguous(h, {1, 1, t, d}),
-                        CView4::contiguous(h, {1, 1, t, d}), View4::contiguous(results.data(), {1, 1, total, d}));
-    } catch (...) {
-      const Status s = status_of_current_exception();
-      for (auto& j : batch) j->fail(s);
-      return;
-    }
-    int64_t row = 0;
-    for (auto& j : batch) {
-      auto& job = static_cast<AttendJob&>(*j);
-      const auto first = results.begin() + row * d;
-      job.done({}, npy::Matrix{job.rows, d, std::vector<float>(first, first + job.rows * d)});
-      row += job.rows;
-    }
+                        CView4::contiguous(h, {1, 1, t, d}), View4::contiguous(r, {1, 1, total, d}));
+    });
   }
 };
 
@@ -197,8 +194,7 @@ class SearchJob final : public Scheduler::Job {
       o.k = k;  // each job keeps its own first k: the order is total (memory/search.h)
       r = linattn::search(views, CView2::contiguous(q, {total, dk}), o);
     } catch (...) {
-      const Status s = status_of_current_exception();
-      for (auto& j : batch) j->fail(s);
+      fail_batch(batch);
       return;
     }
     int64_t row = 0;
