@@ -313,6 +313,29 @@ TEST_F(Serve, TokensGuardEveryRouteButHealthAndNeverEchoed) {
   }
 }
 
+TEST_F(Serve, VerifyChecksEveryMemorysChecksumAtStart) {
+  make_bank(bank(), 2, 8);
+  // One bit of the first memory's stored numbers flipped: its record header and structure stay
+  // valid, only the memory's own checksum can tell.
+  {
+    std::fstream f(bank(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(400);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 1);
+    f.seekp(400);
+    f.write(&c, 1);
+  }
+  {
+    ServerProcess plain(LINATTN_SERVE, {bank()}, dir_.path());
+    EXPECT_TRUE(plain.ok()) << plain.log();  // without --verify, the bank's pages are not read at start
+  }
+  ServerProcess verified(LINATTN_SERVE, {bank(), "--verify"}, dir_.path());
+  EXPECT_FALSE(verified.ok());
+  EXPECT_EQ(verified.exit_code(), 1);
+  EXPECT_NE(verified.log().find("bank entry 0"), std::string::npos) << verified.log();
+}
+
 TEST_F(Serve, RefusesToListenBeyondLoopbackWithoutTokens) {
   make_bank(bank(), 1, 8);
   ServerProcess s(LINATTN_SERVE, {bank(), "--http", "0.0.0.0:0"}, dir_.path());
