@@ -20,7 +20,7 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev lib
 # first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all deps redis-module-header build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python bench-serve \
+.PHONY: all deps redis-module-header build python python-install test test-fast asan fuzz bench bench-micro bench-torch bench-python bench-serve bench-redis \
         run clean
 
 all: build
@@ -106,6 +106,13 @@ bench-python: build
 bench-serve: build
 	PYTHONPATH=$(BUILD)/python $(PYTHON) bench/serve/bench_serve.py --bin $(BUILD)/bin --proto apps/serve/proto \
 	  --work $(BUILD)/bench-serve --out docs/bench/serve
+
+# linattn_redis.so on one node and on a 3 + 3 cluster: LA.LOOKUP against GET of an answer-sized
+# value and of the whole state, by redis-benchmark and a pipelined client; memory per key
+# (docs/bench/redis.{json,md}; about 10 minutes).
+bench-redis: build
+	$(PYTHON) bench/redis/bench_redis.py --module $(BUILD)/lib/linattn_redis.so --client $(BUILD)/bin/linattn_redis_client \
+	  --cluster-script apps/redis/redis-cluster.sh --work $(BUILD)/bench-redis --out docs/bench/redis
 
 bench-micro: build
 	./$(BUILD)/bin/linattn_micro_benchmarks --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

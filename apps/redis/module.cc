@@ -331,7 +331,7 @@ int la_info(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     num("symmetric", i.config.symmetric);
     num("rank", i.rank);
     num("tokens", i.tokens);
-    num("bytes", static_cast<long long>(m->bytes().size()));
+    num("bytes", static_cast<long long>(m->size()));
     return REDISMODULE_OK;
   });
 }
@@ -362,7 +362,8 @@ int la_export(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
   return guarded(ctx, [&] {
     const StoredMemory* m = open_value(ctx, argv[1], REDISMODULE_READ, nullptr);
     if (!m) return REDISMODULE_OK;
-    return RedisModule_ReplyWithStringBuffer(ctx, reinterpret_cast<const char*>(m->bytes().data()), m->bytes().size());
+    const std::vector<std::byte> b = m->bytes();
+    return RedisModule_ReplyWithStringBuffer(ctx, reinterpret_cast<const char*>(b.data()), b.size());
   });
 }
 
@@ -389,13 +390,14 @@ void* rdb_load(RedisModuleIO* io, int encver) {
 
 void rdb_save(RedisModuleIO* io, void* value) {
   const auto* m = static_cast<const StoredMemory*>(value);
-  RedisModule_SaveStringBuffer(io, reinterpret_cast<const char*>(m->bytes().data()), m->bytes().size());
+  const std::vector<std::byte> b = m->bytes();
+  RedisModule_SaveStringBuffer(io, reinterpret_cast<const char*>(b.data()), b.size());
 }
 
 void aof_rewrite(RedisModuleIO* aof, RedisModuleString* key, void* value) {
   const auto* m = static_cast<const StoredMemory*>(value);
-  RedisModule_EmitAOF(aof, "LA.IMPORT", "sbc", key, reinterpret_cast<const char*>(m->bytes().data()),
-                      m->bytes().size(), "REPLACE");
+  const std::vector<std::byte> b = m->bytes();
+  RedisModule_EmitAOF(aof, "LA.IMPORT", "sbc", key, reinterpret_cast<const char*>(b.data()), b.size(), "REPLACE");
 }
 
 size_t mem_usage(const void* value) { return static_cast<const StoredMemory*>(value)->memory_usage(); }
@@ -404,7 +406,8 @@ void free_value(void* value) { delete static_cast<StoredMemory*>(value); }
 
 void digest(RedisModuleDigest* md, void* value) {
   const auto* m = static_cast<const StoredMemory*>(value);
-  RedisModule_DigestAddStringBuffer(md, reinterpret_cast<const char*>(m->bytes().data()), m->bytes().size());
+  const std::vector<std::byte> b = m->bytes();
+  RedisModule_DigestAddStringBuffer(md, reinterpret_cast<const char*>(b.data()), b.size());
   RedisModule_DigestEndSequence(md);
 }
 
@@ -443,6 +446,7 @@ int describe(RedisModuleCtx* ctx, const char* name, int arity, uint64_t key_flag
 extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx* ctx, RedisModuleString**, int) {
   if (RedisModule_Init(ctx, "linattn", 1, REDISMODULE_APIVER_1) == REDISMODULE_ERR) return REDISMODULE_ERR;
   linattn::set_num_threads(1);  // Redis runs commands on one thread; so do the kernels
+  linattn::redis::set_allocator({[](size_t n) { return RedisModule_Alloc(n); }, [](void* p) { RedisModule_Free(p); }});
   RedisModuleTypeMethods tm;
   std::memset(&tm, 0, sizeof tm);
   tm.version = REDISMODULE_TYPE_METHOD_VERSION;

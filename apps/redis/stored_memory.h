@@ -1,5 +1,7 @@
-// The value of the Redis module's type: one memory in its stored form (the .lam bytes, 64-byte
-// aligned, viewed in place), with the changes the commands make. Lookups read the stored form,
+// The value of the Redis module's type: one memory in its stored form (the .lam bytes, viewed in
+// place), with the changes the commands make. The 128-byte header lives in the object and the
+// payload in an allocation of exactly its size: a power-of-two state plus the header would
+// fall into the allocator's next size class, a quarter larger. Lookups read the stored form,
 // so LA.LOOKUP answers exactly what `linattn lookup` answers from LA.EXPORT's bytes; changes go
 // through an fp32 copy and are stored again (a bf16 memory is rounded to bf16 after each, as a
 // bf16 file is). No Redis here: the fuzz target and the tests use it alone.
@@ -8,16 +10,27 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <array>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "linattn/memory/memory.h"
+#include "linattn/memory/memory_file.h"
 
 namespace linattn::redis {
 
 // The largest key or value width LA.CREATE and LA.IMPORT take (a 4096 x 4096 f32 state is 64 MiB).
 inline constexpr int64_t kMaxWidth = 4096;
+
+// Where stored bytes are allocated. The module points this at Redis's allocator, so that
+// used_memory, INFO and maxmemory (which refuses deny-oom commands past it) count the memories;
+// alone (tests, fuzzing) it is the C heap. Set once, before any memory exists.
+struct Allocator {
+  void* (*allocate)(size_t bytes);
+  void (*release)(void* p);
+};
+void set_allocator(Allocator a);
 
 class StoredMemory {
  public:
@@ -28,8 +41,10 @@ class StoredMemory {
 
   const MemoryView& view() const { return view_; }
   const MemoryInfo& info() const { return view_.info(); }
-  std::span<const std::byte> bytes() const { return {buffer_.get(), size_}; }
-  size_t memory_usage() const { return sizeof(*this) + size_; }
+  // The .lam bytes (a copy: header and payload are stored apart).
+  std::vector<std::byte> bytes() const;
+  size_t size() const { return kMemoryHeaderBytes + body_size_; }
+  size_t memory_usage() const { return sizeof(*this) + body_allocated_; }
 
   // keys [T, dk]; values [T, dv] or empty (then the keys, unless symmetric); gates [T] or empty.
   void write(CView2 keys, CView2 values, CView1 gates);
@@ -41,8 +56,9 @@ class StoredMemory {
   void store(const Memory& m);
   Memory editable() const;
 
-  std::shared_ptr<std::byte> buffer_;
-  size_t size_ = 0;
+  std::array<std::byte, kMemoryHeaderBytes> header_{};
+  std::shared_ptr<std::byte> body_;
+  size_t body_size_ = 0, body_allocated_ = 0;
   MemoryView view_{MemoryInfo{}, nullptr, nullptr, nullptr, nullptr};
 };
 

@@ -233,3 +233,59 @@ def test_the_cpp_example_runs(nodes):
                          timeout=60).stdout
     assert "tokens: 2" in out
     assert "lookup of e1: 1.25 0.25 0 0" in out, out
+
+
+def test_memories_count_in_used_memory_and_maxmemory_refuses_past_it(nodes, rng):
+    # The stored bytes come from Redis's allocator: INFO sees them, DEL gives them back, and
+    # maxmemory refuses new memories instead of letting the node grow past it.
+    r = nodes().client()
+    before = r.info("memory")["used_memory"]
+    for i in range(8):
+        r.execute_command("LA.CREATE", f"big{i}", "DK", 128, "DV", 128)  # 64 KiB of state each
+    grown = r.info("memory")["used_memory"] - before
+    assert grown >= 8 * 128 * 128 * 4, grown
+    assert grown <= 8 * 128 * 128 * 4 * 1.1, grown
+    r.delete(*[f"big{i}" for i in range(8)])
+    assert r.info("memory")["used_memory"] - before < 8 * 128 * 128 * 4 / 4
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", r.info("memory")["used_memory"] + 200_000)
+    refused = None
+    for i in range(10):
+        try:
+            r.execute_command("LA.CREATE", f"big{i}", "DK", 128, "DV", 128)
+        except redis.exceptions.ResponseError as e:  # redis-py maps OOM to a ResponseError
+            refused = (i, str(e))
+            break
+    assert refused is not None and "OOM" in refused[1] and 3 <= refused[0] <= 5, refused
+    assert r.execute_command("LA.LOOKUP", "big0", "QUERIES", blob(np.ones(128))) == blob(np.zeros(128))
+
+
+def test_the_benchmark_client_measures_each_request_kind(nodes, rng):
+    # bench/redis/pipelined_client.cc: what `make bench-redis` reads, on a short run.
+    import json
+    import os
+    import subprocess
+    client = os.environ.get("LINATTN_REDIS_CLIENT")
+    if not client:
+        pytest.skip("LINATTN_REDIS_CLIENT unset")
+    node = nodes()
+    r = node.client()
+    r.execute_command("LA.CREATE", "m", "DK", 16, "DV", 8)
+    r.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((4, 16))), "VALUES",
+                      blob(rng.standard_normal((4, 8))))
+    r.set("state", r.execute_command("LA.EXPORT", "m"))
+    r.set("small", b"x" * 32)
+
+    def run(*args):
+        return subprocess.run([client, "--target", f"{node.port}={args[0]}", "--mode", args[1], "--dk", "16",
+                               "--pipeline", "4", "--seconds", "0.2"], capture_output=True, text=True, timeout=60)
+    for key, mode, reply in [("m", "lookup", 32), ("small", "get", 32), ("state", "get-state", len(r.get("state")))]:
+        p = run(key, mode)
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)
+        assert out["requests"] > 0 and out["requests"] % 4 == 0 and out["reply_bytes"] == reply, out
+        assert 0 < out["p50_us"] <= out["p99_us"]
+    p = run("small", "lookup")  # a plain string is not a memory: the client stops with Redis's error
+    assert p.returncode == 1 and "WRONGTYPE" in p.stderr, p.stderr
+    p = run("missing", "get")
+    assert p.returncode == 1 and "unexpected reply" in p.stderr, p.stderr
