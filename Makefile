@@ -15,7 +15,8 @@ APT_PACKAGES := cmake make g++ pkg-config libdnnl-dev libxsmm-dev libhwy-dev lib
                 clang-14 libclang-rt-14-dev libomp-14-dev ocl-icd-opencl-dev gnuplot-nox libtorch-dev \
                 python3-dev pybind11-dev python3-numpy python3-torch python3-pytest \
                 libboost-dev libssl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
-                wrk nghttp2-client openssl redis-server redis-tools python3-redis libhiredis-dev
+                wrk nghttp2-client openssl redis-server redis-tools python3-redis libhiredis-dev \
+                libfaiss-dev libopenblas-dev
 # The Python package is built and tested for Debian's interpreter, not whichever python3 comes
 # first on PATH (pyenv, a venv): its NumPy and torch are Debian's packages above.
 PYTHON     ?= /usr/bin/python3

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include <sys/utsname.h>
@@ -12,6 +13,14 @@
 #include "kernels/simd_probe.h"
 
 namespace linattn::bench {
+
+std::vector<float> random_floats(int64_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = dist(g);
+  return x;
+}
 
 using Clock = std::chrono::steady_clock;
 

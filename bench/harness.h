@@ -28,6 +28,9 @@ struct Roofs {
   int threads = 1;
 };
 
+// n numbers from N(0, 0.1), the same for the same seed (every benchmark's inputs).
+std::vector<float> random_floats(int64_t n, unsigned seed);
+
 // Measures the compute roofs and memcpy bandwidth (about a second; less when quick).
 Roofs measure_roofs(bool quick);
 

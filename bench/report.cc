@@ -5,8 +5,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <random>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <cstdio>
+#include <memory>
 
 #include "harness.h"
 #include "recurrent_reference.h"
@@ -14,14 +23,6 @@
 
 namespace linattn::bench {
 namespace {
-
-std::vector<float> random_floats(int64_t n, unsigned seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> dist(0.f, 0.1f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (float& v : x) v = dist(g);
-  return x;
-}
 
 struct Context {
   const BenchOptions& opt;
@@ -33,9 +34,8 @@ struct Context {
 };
 
 // One kernel measurement with its roof, as a JSON row and a table line.
-nlohmann::json kernel_row(const Context& c, const std::string& name, const std::string& params, double flops,
-                          double bytes, const std::function<void()>& f, const std::string& note = "") {
-  const Timing t = time_it(f, c.budget());
+nlohmann::json timed_row(const Context& c, const std::string& name, const std::string& params, double flops,
+                         double bytes, const Timing& t, const std::string& note = "") {
   const Roof r = roof(flops, bytes, c.peak(), c.opt.quick);
   const double s = t.median_s;
   nlohmann::json j = {{"name", name},        {"params", params},          {"seconds", s},
@@ -47,6 +47,24 @@ nlohmann::json kernel_row(const Context& c, const std::string& name, const std::
   std::printf("%-34s %-26s %11.2f %9.1f %7.1f%% %9.1f  %-7s %6.1f%%\n", name.c_str(), params.c_str(), s * 1e6,
               flops / s / 1e9, 100.0 * flops / s / c.peak(), bytes / s / 1e9, r.bound.c_str(), 100.0 * r.seconds / s);
   return j;
+}
+
+nlohmann::json kernel_row(const Context& c, const std::string& name, const std::string& params, double flops,
+                          double bytes, const std::function<void()>& f, const std::string& note = "") {
+  return timed_row(c, name, params, flops, bytes, time_it(f, c.budget()), note);
+}
+
+// The FAISS baseline's rows (bench/faiss_baseline.cc, a program of its own so that this tool
+// never links FAISS and its BLAS): its JSON, one object per query count.
+nlohmann::json run_faiss_baseline(const BenchOptions& opt) {
+  const std::string cmd = "'" + opt.faiss_baseline + "' --threads " + std::to_string(opt.threads) + (opt.quick ? " --quick" : "");
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
+  if (!pipe) throw std::runtime_error("cannot run " + opt.faiss_baseline);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe.get())) > 0;) out.append(buf, n);
+  if (::pclose(pipe.release()) != 0) throw std::runtime_error(opt.faiss_baseline + " failed: " + out);
+  return nlohmann::json::parse(out);
 }
 
 void write_plots(const nlohmann::json& report, const std::string& dir) {
@@ -154,6 +172,9 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                  }));
     kernels.push_back(kernel_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
                                  [&] { mem_f32.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
+    // The baseline a user would reach for: oneDNN's sgemm as a gemv, out[1, d] = q[1, d] M[d, d].
+    kernels.push_back(kernel_row(c, "oneDNN sgemv, single (baseline)", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+                                 [&] { dnnl_sgemm('N', 'N', 1, d, d, 1.f, Q.data(), d, M.data(), d, 0.f, out.data(), d); }));
     kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
                                  [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
     kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
@@ -203,7 +224,7 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                 "token-by-token recurrence\n%-44s %5s %12s %10s %8s\n",
                 static_cast<long long>(Bc), static_cast<long long>(Hc), static_cast<long long>(Tc), opt.threads,
                 "kernel", "d", "time (ms)", "GFLOP/s", "% peak");
-    nlohmann::json causal = nlohmann::json::array();
+    nlohmann::json causal = nlohmann::json::array(), causal_goals = nlohmann::json::array();
     for (int64_t dc : {int64_t{64}, int64_t{128}}) {
       const int64_t n = Bc * Hc * Tc * dc;
       const auto cq = random_floats(n, 11), ck = random_floats(n, 12), cv = random_floats(n, 13), cdo = random_floats(n, 14);
@@ -254,6 +275,48 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
         causal_linear_attention(Qc, Kc, Vc, Oc, channel);
         causal_linear_attention_backward(Qc, Kc, Vc, Dc, grads_decay, channel);
       });
+      // `automatic` against the better of the library's two algorithms, each shape: the choice
+      // is measured on this machine (causal_automatic_choice), so it should be within 5%.
+      const CausalLinearAttentionOptions tokens{.algorithm = CausalAlgorithm::recurrent};
+      const CausalLinearAttentionOptions automatic{};
+      for (const bool gla : {false, true}) {
+        const Decay dec = gla ? channel : Decay{};
+        CausalLinearAttentionGrads& gr = gla ? grads_decay : grads;
+        const std::string what = gla ? "GLA" : "no decay";
+        for (const bool backward : {false, true}) {
+          auto pass_with = [&, backward](const CausalLinearAttentionOptions& o) -> std::function<void()> {
+            return [&, o, backward] {
+              causal_linear_attention(Qc, Kc, Vc, Oc, dec, o);
+              if (backward) causal_linear_attention_backward(Qc, Kc, Vc, Dc, gr, dec, o);
+            };
+          };
+          const std::string pass = backward ? "fwd+bwd, states recomputed" : "forward";
+          const double flops = backward ? 3 * F : F;
+          const size_t at = causal.size();
+          row("chunked " + pass + ", " + what + " (A)", flops, pass_with(chunks));
+          row("recurrent " + pass + ", " + what + " (B)", flops, pass_with(tokens));
+          row("automatic " + pass + ", " + what, flops, pass_with(automatic));
+          const double by_chunks = causal[at]["seconds"], by_tokens = causal[at + 1]["seconds"],
+                       got = causal[at + 2]["seconds"];
+          const CausalAutomaticChoice ch = causal_automatic_choice(dc, dc, gla ? DecayKind::per_channel : DecayKind::none,
+                                                                   false, automatic, backward);
+          const bool all_tokens = Tc <= ch.max_recurrent_length;
+          const double ratio = got / std::min(by_chunks, by_tokens);
+          std::printf("  automatic ran %s (token by token up to T = %s; measured %.1f vs %.1f ns/token at T = %lld): "
+                      "%.2fx the better of A and B\n",
+                      all_tokens ? "token by token" : "in chunks",
+                      ch.max_recurrent_length == std::numeric_limits<int64_t>::max() ? "any"
+                                                                                       : std::to_string(ch.max_recurrent_length).c_str(),
+                      ch.recurrent_ns_per_token, ch.chunked_ns_per_token, static_cast<long long>(ch.measured_at_length), ratio);
+          causal_goals.push_back({{"target", "automatic " + pass + ", " + what + ", d = " + std::to_string(dc)},
+                                  {"goal", "<= 1.05x the better of chunked and recurrent"},
+                                  {"value", ratio},
+                                  {"met", ratio <= 1.05},
+                                  {"chose", all_tokens ? "recurrent" : "chunked"},
+                                  {"max_recurrent_length", ch.max_recurrent_length},
+                                  {"measured", ch.measured}});
+        }
+      }
       row("recurrence forward, no decay", F, [&] { recurrent_forward(Qc, Kc, Vc, {}, Oc); });
       row("recurrence forward, per-channel decay", F, [&] { recurrent_forward(Qc, Kc, Vc, Ac, Oc); });
       row("recurrence forward+backward, no decay", 3 * F, [&] {
@@ -295,6 +358,7 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
       check("recurrence vs chunked gradients: log decay", chunked_grads[3], g4);
     }
     report["causal"] = causal;
+    report["causal_goals"] = causal_goals;
   }
 
   // Lookup cost against T: softmax grows, linear stays flat.
@@ -408,6 +472,22 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
         });
         base["bytes_per_memory"] = row["bytes_per_memory"];
         rows.push_back(base);
+      }
+    }
+    // Retrieval without fixed-size memories: FAISS's exact inner-product index over the same
+    // documents' hidden states (T x d x 4 bytes each), top 10 states per query.
+    if (opt.faiss_baseline.empty()) {
+      std::printf("  (FAISS baseline not run: linattn-bench-faiss is not beside this program)\n");
+    } else {
+      for (const auto& f : run_faiss_baseline(opt)) {
+        const Timing t{f["seconds"], f["min_seconds"], f["reps"]};
+        const std::string params = "states f32, N=" + std::to_string(f["documents"].get<int64_t>()) +
+                                   ", m=" + std::to_string(f["queries"].get<int64_t>());
+        nlohmann::json row = timed_row(c, "FAISS IndexFlatIP (baseline)", params, f["flops"], f["bytes"], t,
+                                       "FAISS " + f["faiss_version"].get<std::string>() + ", " +
+                                           std::to_string(f["states_per_document"].get<int64_t>()) + " states per document");
+        row["bytes_per_memory"] = f["bytes_per_document"];
+        rows.push_back(row);
       }
     }
     report["search"] = rows;

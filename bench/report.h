@@ -14,6 +14,7 @@ struct BenchOptions {
   int threads = 1;        // the targets are per core
   std::string json_path;  // write every figure here ("" = none)
   std::string plot_dir;   // write PNG plots here with gnuplot ("" = none)
+  std::string faiss_baseline;  // the linattn-bench-faiss program, for the search section ("" = not run)
   // Sections to run (empty = all): kernels (with the targets), causal, lookup, storage.
   std::vector<std::string> sections;
   bool runs(const std::string& section) const {

@@ -248,7 +248,17 @@ TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {
   ASSERT_EQ(r.code, 0) << r.err;
   std::ifstream in(p("only.json"));
   const auto j = nlohmann::json::parse(in);
-  EXPECT_EQ(j["causal"].size(), 30u);  // 10 rows and 5 baseline checks, for d = 64 and 128
+  // 22 rows and 5 baseline checks, for d = 64 and 128
+  EXPECT_EQ(j["causal"].size(), 54u);
+  // automatic against the better of chunked and recurrent: each pass and decay, both widths, with
+  // what it chose (timings are not asserted).
+  ASSERT_EQ(j["causal_goals"].size(), 8u);
+  for (const auto& g : j["causal_goals"]) {
+    EXPECT_TRUE(g["met"].is_boolean());
+    EXPECT_GT(g["value"].get<double>(), 0);
+    EXPECT_TRUE(g["chose"] == "chunked" || g["chose"] == "recurrent") << g;
+    EXPECT_TRUE(g["measured"].get<bool>());
+  }
   for (const auto& row : j["causal"]) {
     if (row.contains("relative_difference")) {
       EXPECT_LT(row["relative_difference"].get<double>(), 1e-4);
@@ -279,6 +289,14 @@ TEST_F(CliTest, BenchQuickWritesValidJsonAndPlots) {
   EXPECT_EQ(j["targets"].size(), 5u);
   for (const auto& t : j["targets"]) EXPECT_TRUE(t["met"].is_boolean());
   EXPECT_EQ(j["storage"].size(), 7u);
+  // The search section, with the baselines beside it: FAISS (a program of its own, built beside
+  // linattn) and oneDNN's sgemv.
+  int faiss_rows = 0;
+  for (const auto& row : j["search"]) faiss_rows += row["name"] == "FAISS IndexFlatIP (baseline)";
+  EXPECT_EQ(faiss_rows, 2);
+  bool sgemv = false;
+  for (const auto& k : j["kernels"]) sgemv = sgemv || k["name"] == "oneDNN sgemv, single (baseline)";
+  EXPECT_TRUE(sgemv);
   for (const char* png : {"lookup_vs_T.png", "pct_roof.png"}) {
     std::ifstream f(p("plots/") + png, std::ios::binary);
     std::string head(8, '\0');

@@ -1,4 +1,5 @@
 // `linattn bench`: the cost model measured on this machine (bench/report.h).
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
@@ -20,6 +21,11 @@ void add_bench_command(CLI::App& app) {
   cmd->callback([o] {
     if (!o->plot_dir.empty() && !(o->runs("kernels") && o->runs("lookup")))
       throw CLI::ValidationError("--plots", "the plots need the kernels and lookup sections (add them to --only)");
+    // The FAISS baseline is a program of its own, installed beside this one.
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec && std::filesystem::exists(self.parent_path() / "linattn-bench-faiss"))
+      o->faiss_baseline = (self.parent_path() / "linattn-bench-faiss").string();
     bench::run_benchmarks(*o);
   });
 }

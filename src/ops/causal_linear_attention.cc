@@ -56,13 +56,16 @@ void prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 v, const Decay&
   }
 
   // Token by token for sequences up to max_length, in chunks beyond.
-  const bool small_state = dk * (dv + (o.normalize ? 1 : 0)) <= kCausalRecurrentMaxState;
   int64_t max_length = 0;
   switch (o.algorithm) {
-    case CausalAlgorithm::automatic:
-      max_length = backward ? kCausalRecurrentBackwardMaxLength
-                            : (small_state ? kCausalRecurrentSmallStateMaxLength : kCausalRecurrentMaxLength);
+    case CausalAlgorithm::automatic: {
+      int64_t longest = T;
+      if (!lengths.empty()) longest = *std::max_element(lengths.begin(), lengths.end());
+      // One token (every step) runs token by token on any machine: nothing to measure.
+      max_length = longest <= 1 ? 1
+                                : causal_automatic_choice(dk, dv, decay.kind, gates.present(), o, backward).max_recurrent_length;
       break;
+    }
     case CausalAlgorithm::chunked: break;
     case CausalAlgorithm::recurrent: max_length = std::numeric_limits<int64_t>::max(); break;
     default: c.fail("options.algorithm", "unknown algorithm");

@@ -42,15 +42,16 @@ std::vector<float> retnet_decays(int64_t heads);
 // token (the backward: a forward sweep for dq, a reverse sweep for dk and dv); in chunks, the
 // work is matrix products with decays in log space.
 enum class CausalAlgorithm : uint8_t {
-  automatic,  // per sequence: token by token while short (the limits below), chunks otherwise
+  automatic,  // per sequence: token by token up to a length chosen for this machine, chunks beyond
   chunked,
   recurrent,  // token by token at any length
 };
-// `automatic` runs a sequence token by token when its length is at most
-// kCausalRecurrentMaxLength (forward), kCausalRecurrentSmallStateMaxLength (forward, with a state
-// of at most kCausalRecurrentMaxState numbers, which stays in L1) or
-// kCausalRecurrentBackwardMaxLength (backward), and in chunks otherwise. docs/causal.md gives
-// the measurements behind these limits.
+// `automatic` runs a sequence token by token when its length is at most a limit measured on the
+// machine it runs on (causal_automatic_choice below), and in chunks otherwise. Without a
+// measurement (LINATTN_CAUSAL_CALIBRATION=off, or set_causal_calibration) the limits are the
+// built-in ones: kCausalRecurrentMaxLength (forward), kCausalRecurrentSmallStateMaxLength
+// (forward, with a state of at most kCausalRecurrentMaxState numbers, which stays in L1) and
+// kCausalRecurrentBackwardMaxLength (backward). docs/causal.md gives the measurements.
 inline constexpr int64_t kCausalRecurrentMaxLength = 4;
 inline constexpr int64_t kCausalRecurrentSmallStateMaxLength = 8;
 inline constexpr int64_t kCausalRecurrentBackwardMaxLength = 8;
@@ -135,5 +136,27 @@ void causal_linear_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout,
 void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, View3 out, const Decay& decay = {},
                                   const CausalLinearAttentionOptions& options = {}, CView3 gates = {},
                                   View3 normalizer = {});
+
+// What `automatic` chooses for one kind of sequence: its widths, decay kind, options, gates and
+// pass. Measured once per process and kind, at its first use (single-threaded, one head, both
+// algorithms at T = 256 and, when the chunks win there, down to where the recurrence wins: about
+// 1-30 ms), then kept. The measured choice can differ between machines and runs near a tie;
+// either algorithm's results agree to float rounding (docs/causal.md gives the tolerances), and
+// `chunked` or `recurrent` fix the choice.
+struct CausalAutomaticChoice {
+  int64_t max_recurrent_length = 0;  // sequences up to this length run token by token (INT64_MAX: all)
+  bool measured = false;             // from this machine's timings (else the built-in limits)
+  // Per token at the longest length measured, each algorithm's best of 3 (0 when not measured).
+  double recurrent_ns_per_token = 0, chunked_ns_per_token = 0;
+  int64_t measured_at_length = 0;
+};
+CausalAutomaticChoice causal_automatic_choice(int64_t dk, int64_t dv, DecayKind decay, bool gated,
+                                              const CausalLinearAttentionOptions& options, bool backward);
+
+// Whether `automatic` measures (the default; LINATTN_CAUSAL_CALIBRATION=off in the environment
+// turns it off at start) or uses the built-in limits. Changing it forgets the measurements.
+enum class CausalCalibration : uint8_t { measure, builtin };
+void set_causal_calibration(CausalCalibration mode);
+CausalCalibration causal_calibration();
 
 }  // namespace linattn

@@ -1,0 +1,188 @@
+// CausalAlgorithm::automatic's choice, measured on the machine it runs on: which of the chunks
+// and the token-by-token recurrence is faster depends on the core (its caches, its vector and
+// matrix units) as much as on the shape, and limits measured on one CPU were wrong on another.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "linattn/core/error.h"
+#include "linattn/ops/causal_linear_attention.h"
+
+namespace linattn {
+namespace {
+
+// The kind of sequence a choice holds for (everything the two algorithms' costs depend on but
+// the length, the batch and the heads).
+using Key = std::tuple<int64_t, int64_t, DecayKind, bool, bool, FeatureMap, int64_t, bool>;
+
+// The length both algorithms are first timed at: several chunks, so that per-chunk costs are
+// paid as in a long sequence, while the inputs stay in cache (a probe of a few ms).
+constexpr int64_t kProbeLength = 256;
+
+CausalCalibration mode_from_environment() {
+  const char* e = std::getenv("LINATTN_CAUSAL_CALIBRATION");
+  if (!e || std::string(e).empty() || std::string(e) == "measure") return CausalCalibration::measure;
+  if (std::string(e) == "off") return CausalCalibration::builtin;
+  throw ArgumentError("linattn", "LINATTN_CAUSAL_CALIBRATION", "must be 'measure' or 'off', got '" + std::string(e) + "'");
+}
+
+struct State {
+  std::mutex mutex;
+  bool mode_read = false;
+  CausalCalibration mode = CausalCalibration::measure;
+  std::map<Key, CausalAutomaticChoice> choices;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+CausalAutomaticChoice builtin_choice(int64_t dk, int64_t dv, bool normalize, bool backward) {
+  const bool small_state = dk * (dv + (normalize ? 1 : 0)) <= kCausalRecurrentMaxState;
+  CausalAutomaticChoice c;
+  c.max_recurrent_length = backward ? kCausalRecurrentBackwardMaxLength
+                                    : (small_state ? kCausalRecurrentSmallStateMaxLength : kCausalRecurrentMaxLength);
+  return c;
+}
+
+// Synthetic inputs of one sequence of length T for the key's configuration, and a timer of
+// either algorithm on them (nanoseconds per token, best of 3 after one warm-up run).
+class Probe {
+ public:
+  Probe(const Key& key, int64_t T) : key_(key), T_(T) {
+    const auto [dk, dv, decay, gated, normalize, phi, chunk, backward] = key;
+    auto fill = [](std::vector<float>& x, size_t n, uint32_t seed, float lo, float hi) {
+      x.resize(n);
+      uint32_t s = seed;
+      for (float& e : x) {  // a fixed xorshift: the same inputs every run, no library state touched
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        e = lo + (hi - lo) * static_cast<float>(s >> 8) / static_cast<float>(1u << 24);
+      }
+    };
+    fill(q_, static_cast<size_t>(T * dk), 1, -0.5f, 0.5f);
+    fill(k_, static_cast<size_t>(T * dk), 2, -0.5f, 0.5f);
+    fill(v_, static_cast<size_t>(T * dv), 3, -0.5f, 0.5f);
+    fill(dout_, static_cast<size_t>(T * dv), 4, -0.5f, 0.5f);
+    out_.resize(v_.size());
+    dq_.resize(q_.size());
+    dk_.resize(k_.size());
+    dv_.resize(v_.size());
+    if (gated) fill(gates_, static_cast<size_t>(T), 5, 0.25f, 1.f);
+    switch (decay) {
+      case DecayKind::none: break;
+      case DecayKind::per_head: per_head_.assign(1, 0.99f); break;
+      case DecayKind::per_step: fill(logs_, static_cast<size_t>(T), 6, -0.05f, 0.f); break;
+      case DecayKind::per_channel: fill(logs_, static_cast<size_t>(T * dk), 6, -0.05f, 0.f); break;
+    }
+    dgates_.resize(gates_.size());
+    dlogs_.resize(logs_.size());
+  }
+
+  double ns_per_token(CausalAlgorithm algorithm) {
+    const auto [dk, dv, decay_kind, gated, normalize, phi, chunk, backward] = key_;
+    const CausalLinearAttentionOptions o{.feature_map = phi, .normalize = normalize, .chunk_size = chunk, .algorithm = algorithm};
+    const std::array<int64_t, 4> sk{1, 1, T_, dk}, sv{1, 1, T_, dv};
+    const CView4 q = CView4::contiguous(q_.data(), sk), k = CView4::contiguous(k_.data(), sk),
+                 v = CView4::contiguous(v_.data(), sv), dout = CView4::contiguous(dout_.data(), sv);
+    Decay decay{.kind = decay_kind};
+    if (decay_kind == DecayKind::per_head) decay.per_head = CView1::contiguous(per_head_.data(), {1});
+    if (decay_kind == DecayKind::per_step) decay.per_step = CView3::contiguous(logs_.data(), {1, 1, T_});
+    if (decay_kind == DecayKind::per_channel) decay.per_channel = CView4::contiguous(logs_.data(), sk);
+    const CausalInputs in{.gates = gated ? CView3::contiguous(gates_.data(), {1, 1, T_}) : CView3{}};
+    CausalLinearAttentionGrads g{View4::contiguous(dq_.data(), sk), View4::contiguous(dk_.data(), sk),
+                                 View4::contiguous(dv_.data(), sv)};
+    if (gated) g.dgates = View3::contiguous(dgates_.data(), {1, 1, T_});
+    if (decay_kind == DecayKind::per_step) g.dper_step = View3::contiguous(dlogs_.data(), {1, 1, T_});
+    if (decay_kind == DecayKind::per_channel) g.dper_channel = View4::contiguous(dlogs_.data(), sk);
+    auto run = [&] {
+      if (backward) causal_linear_attention_backward(q, k, v, dout, g, decay, o, in);
+      else causal_linear_attention(q, k, v, View4::contiguous(out_.data(), sv), decay, o, in);
+    };
+    run();
+    double best = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 3; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best / static_cast<double>(T_);
+  }
+
+ private:
+  Key key_;
+  int64_t T_;
+  std::vector<float> q_, k_, v_, dout_, out_, dq_, dk_, dv_, gates_, dgates_, per_head_, logs_, dlogs_;
+};
+
+// The recurrence costs the same per token at any length; the chunks cost less per token as the
+// length grows to a few chunks. So: if the recurrence wins at the probe length it wins at every
+// length; otherwise the limit is the longest power of two, from 2 up, where it still wins.
+CausalAutomaticChoice measure(const Key& key) {
+  CausalAutomaticChoice c;
+  c.measured = true;
+  c.measured_at_length = kProbeLength;
+  {
+    Probe p(key, kProbeLength);
+    c.recurrent_ns_per_token = p.ns_per_token(CausalAlgorithm::recurrent);
+    c.chunked_ns_per_token = p.ns_per_token(CausalAlgorithm::chunked);
+  }
+  if (c.recurrent_ns_per_token <= c.chunked_ns_per_token) {
+    c.max_recurrent_length = std::numeric_limits<int64_t>::max();
+    return c;
+  }
+  c.max_recurrent_length = 1;
+  for (int64_t T = 2; T < kProbeLength; T *= 2) {
+    Probe p(key, T);
+    if (p.ns_per_token(CausalAlgorithm::recurrent) > p.ns_per_token(CausalAlgorithm::chunked)) break;
+    c.max_recurrent_length = T;
+  }
+  return c;
+}
+
+}  // namespace
+
+void set_causal_calibration(CausalCalibration mode) {
+  State& s = state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  s.mode_read = true;
+  s.mode = mode;
+  s.choices.clear();
+}
+
+CausalCalibration causal_calibration() {
+  State& s = state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.mode_read) {
+    s.mode = mode_from_environment();
+    s.mode_read = true;
+  }
+  return s.mode;
+}
+
+CausalAutomaticChoice causal_automatic_choice(int64_t dk, int64_t dv, DecayKind decay, bool gated,
+                                              const CausalLinearAttentionOptions& options, bool backward) {
+  if (dk < 1 || dv < 1) throw ArgumentError("linattn::causal_automatic_choice", "dk, dv", "must be positive");
+  if (causal_calibration() == CausalCalibration::builtin) return builtin_choice(dk, dv, options.normalize, backward);
+  const Key key{dk, dv, decay, gated, options.normalize, options.feature_map, options.chunk_size, backward};
+  State& s = state();
+  // Measured under the lock: a second thread asking for the same kind waits for the first's
+  // answer instead of timing while it runs.
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  const auto it = s.choices.find(key);
+  if (it != s.choices.end()) return it->second;
+  const CausalAutomaticChoice c = measure(key);
+  s.choices.emplace(key, c);
+  return c;
+}
+
+}  // namespace linattn

@@ -1,0 +1,115 @@
+// CausalAlgorithm::automatic: the choice measured on this machine, kept, inspectable, and
+// followed by both passes (results bit for bit those of the algorithm it names).
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "linattn/linattn.h"
+#include "test_util.h"
+
+namespace linattn {
+namespace {
+
+using test::Tensor;
+
+// Every test leaves the default mode behind, whatever happens in it.
+struct CalibrationGuard {
+  ~CalibrationGuard() { set_causal_calibration(CausalCalibration::measure); }
+};
+
+TEST(CausalAutomaticChoice, BuiltinModeGivesTheDocumentedLimits) {
+  CalibrationGuard guard;
+  set_causal_calibration(CausalCalibration::builtin);
+  EXPECT_EQ(causal_calibration(), CausalCalibration::builtin);
+  const CausalLinearAttentionOptions o;
+  const CausalAutomaticChoice small = causal_automatic_choice(64, 64, DecayKind::none, false, o, false);
+  EXPECT_FALSE(small.measured);
+  EXPECT_EQ(small.max_recurrent_length, kCausalRecurrentSmallStateMaxLength);
+  EXPECT_EQ(causal_automatic_choice(128, 128, DecayKind::none, false, o, false).max_recurrent_length,
+            kCausalRecurrentMaxLength);
+  EXPECT_EQ(causal_automatic_choice(128, 128, DecayKind::per_channel, true, o, true).max_recurrent_length,
+            kCausalRecurrentBackwardMaxLength);
+}
+
+TEST(CausalAutomaticChoice, IsMeasuredOnceAndKept) {
+  CalibrationGuard guard;
+  set_causal_calibration(CausalCalibration::measure);
+  const CausalLinearAttentionOptions o{.normalize = true};
+  for (const bool backward : {false, true}) {
+    const CausalAutomaticChoice a = causal_automatic_choice(24, 20, DecayKind::per_channel, true, o, backward);
+    EXPECT_TRUE(a.measured);
+    EXPECT_GT(a.recurrent_ns_per_token, 0);
+    EXPECT_GT(a.chunked_ns_per_token, 0);
+    EXPECT_GE(a.max_recurrent_length, 1);
+    // The recurrence wins at the probe length exactly when it runs at every length.
+    EXPECT_EQ(a.recurrent_ns_per_token <= a.chunked_ns_per_token,
+              a.max_recurrent_length == std::numeric_limits<int64_t>::max());
+    if (a.max_recurrent_length != std::numeric_limits<int64_t>::max()) {
+      EXPECT_LT(a.max_recurrent_length, a.measured_at_length);
+    }
+    const CausalAutomaticChoice b = causal_automatic_choice(24, 20, DecayKind::per_channel, true, o, backward);
+    EXPECT_EQ(b.max_recurrent_length, a.max_recurrent_length);
+    EXPECT_EQ(b.recurrent_ns_per_token, a.recurrent_ns_per_token);  // the same measurement, not a new one
+  }
+  EXPECT_THROW(causal_automatic_choice(0, 4, DecayKind::none, false, o, false), ArgumentError);
+}
+
+// The forward and the backward under `automatic` equal, bit for bit, the algorithm the choice
+// names, on both sides of its limit (sequences of one batch may fall on different sides).
+TEST(CausalAutomaticChoice, BothPassesFollowTheChoice) {
+  CalibrationGuard guard;
+  for (const CausalCalibration mode : {CausalCalibration::builtin, CausalCalibration::measure}) {
+    set_causal_calibration(mode);
+    const int64_t B = 2, H = 2, dk = 12, dv = 10, T = 40;
+    const CausalLinearAttentionOptions automatic{.chunk_size = 16};
+    CausalLinearAttentionOptions chunked = automatic, recurrent = automatic;
+    chunked.algorithm = CausalAlgorithm::chunked;
+    recurrent.algorithm = CausalAlgorithm::recurrent;
+    const auto q = test::random_tensor<4>({B, H, T, dk}), k = test::random_tensor<4>({B, H, T, dk});
+    const auto v = test::random_tensor<4>({B, H, T, dv}), dout = test::random_tensor<4>({B, H, T, dv});
+    for (const bool backward : {false, true}) {
+      const int64_t limit = causal_automatic_choice(dk, dv, DecayKind::none, false, automatic, backward).max_recurrent_length;
+      const int64_t short_len = std::min<int64_t>(std::max<int64_t>(limit, 2), T), long_len = T;
+      const std::vector<int64_t> lengths{short_len, long_len};
+      auto run = [&](const CausalLinearAttentionOptions& o) {
+        Tensor<4> out({B, H, T, dv}), dq({B, H, T, dk}), dkk({B, H, T, dk}), dvv({B, H, T, dv});
+        if (!backward) {
+          causal_linear_attention(q.cview(), k.cview(), v.cview(), out.view(), {}, o, {.lengths = lengths});
+          return out.data;
+        }
+        causal_linear_attention_backward(q.cview(), k.cview(), v.cview(), dout.cview(),
+                                         {dq.view(), dkk.view(), dvv.view()}, {}, o, {.lengths = lengths});
+        std::vector<float> all = dq.data;
+        all.insert(all.end(), dkk.data.begin(), dkk.data.end());
+        all.insert(all.end(), dvv.data.begin(), dvv.data.end());
+        return all;
+      };
+      const std::vector<float> got = run(automatic), by_chunks = run(chunked), by_tokens = run(recurrent);
+      // Per sequence: the part of every tensor that belongs to batch element b.
+      const size_t per_b_out = static_cast<size_t>(H * T * dv);
+      for (int64_t b = 0; b < B; ++b) {
+        const bool token_by_token = lengths[static_cast<size_t>(b)] <= limit;
+        const std::vector<float>& want = token_by_token ? by_tokens : by_chunks;
+        if (!backward) {
+          for (size_t i = static_cast<size_t>(b) * per_b_out; i < static_cast<size_t>(b + 1) * per_b_out; ++i)
+            ASSERT_EQ(got[i], want[i]) << "forward, sequence " << b << ", limit " << limit;
+        } else {
+          // dq, dk, dv one after another, each [B, H, T, w].
+          size_t base = 0;
+          for (const int64_t w : {dk, dk, dv}) {
+            const size_t per_b = static_cast<size_t>(H * T * w);
+            for (size_t i = base + static_cast<size_t>(b) * per_b; i < base + static_cast<size_t>(b + 1) * per_b; ++i)
+              ASSERT_EQ(got[i], want[i]) << "backward, sequence " << b << ", limit " << limit;
+            base += static_cast<size_t>(B) * per_b;
+          }
+        }
+      }
+      if (limit < T) {
+        EXPECT_NE(by_chunks, by_tokens) << "the two algorithms round differently: the test can tell them apart";
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace linattn
