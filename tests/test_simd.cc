@@ -157,7 +157,13 @@ TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
 }
 
 TEST_P(SimdTest, PackedSymmetricGemvMatchesTheFullMatrix) {
-  for (int64_t n = 1; n < 140; n += (n < 40 ? 1 : 13)) {  // up to 131: every tail, d = 128 and beyond
+  // Every n up to 40 (every tail), every multiple of 8 and 16 up to 128 (the kernel that keeps y
+  // in registers, for each block count), and widths beyond.
+  std::vector<int64_t> widths;
+  for (int64_t n = 1; n <= 40; ++n) widths.push_back(n);
+  for (int64_t n = 48; n <= 128; n += 8) widths.push_back(n);
+  for (int64_t n : {53, 131, 144}) widths.push_back(n);
+  for (const int64_t n : widths) {
     const int64_t packed_size = n * (n + 1) / 2;
     const auto packed = random_vector(packed_size), x = random_vector(n);
     std::vector<uint16_t> pb(packed.size());

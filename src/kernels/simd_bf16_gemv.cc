@@ -193,6 +193,66 @@ HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const 
   for (int64_t i = 0; i < full; ++i) y[i] += hn::GetLane(hn::SumOfLanes(d, hn::LoadU(d, dots.data() + i * lanes)));
 }
 
+// The same product when n is a whole number of vectors, at most NB of them (d = 64 and 128 with
+// AVX-512): y lives in NB registers for the whole pass, so rows stream by in order and each
+// stored number is loaded once into two FMAs with no store in between (the general kernel above
+// stores a row's dot vector back for every number it reads). Row i reads its blocks from the
+// one holding column i on (the columns left of i masked: they are row i - 1's last numbers, in
+// bounds); its dot over columns c > i is reduced to a scalar once per row.
+template <int NB, class Load>
+HWY_INLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, const Load& load) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  V ys[NB], xs[NB];
+  for (int b = 0; b < NB; ++b) {
+    ys[b] = hn::Zero(d);
+    xs[b] = hn::LoadU(d, x + b * lanes);
+  }
+  float dots[NB * HWY_MAX_BYTES / sizeof(float)];
+  int64_t row = 0;  // the packed position of (i, 0): row_start(i) - i
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b0 = i / lanes;
+    const size_t left = static_cast<size_t>(i - b0 * lanes);
+    const V xi = hn::Set(d, x[i]);
+    V dot0 = hn::Zero(d), dot1 = hn::Zero(d);  // two chains: a row's blocks overlap
+#pragma GCC unroll 16
+    for (int b = 0; b < NB; ++b) {
+      if (b < b0) continue;
+      V m = load(row + b * lanes);
+      if (b == b0) {
+        m = hn::IfThenZeroElse(hn::FirstN(d, left), m);
+        ys[b] = hn::MulAdd(xi, m, ys[b]);  // the diagonal goes to the column sums only
+        dot0 = hn::MulAdd(hn::IfThenZeroElse(hn::FirstN(d, left + 1), m), xs[b], dot0);
+      } else {
+        ys[b] = hn::MulAdd(xi, m, ys[b]);
+        if (b & 1) dot1 = hn::MulAdd(m, xs[b], dot1);
+        else dot0 = hn::MulAdd(m, xs[b], dot0);
+      }
+    }
+    dots[i] = hn::GetLane(hn::SumOfLanes(d, hn::Add(dot0, dot1)));
+    row += n - i - 1;
+  }
+  for (int b = 0; b < NB; ++b) hn::StoreU(hn::Add(ys[b], hn::LoadU(d, dots + b * lanes)), d, y + b * lanes);
+}
+
+// n / lanes blocks held in registers when n is a whole number of at most 8 vectors; else false.
+template <class Load>
+HWY_INLINE bool sym_packed_gemv_small(int64_t n, const float* x, float* y, const Load& load) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D()));
+  if (n % lanes != 0) return false;
+  switch (n / lanes) {
+    case 1: sym_packed_gemv_registers<1>(n, x, y, load); return true;
+    case 2: sym_packed_gemv_registers<2>(n, x, y, load); return true;
+    case 3: sym_packed_gemv_registers<3>(n, x, y, load); return true;
+    case 4: sym_packed_gemv_registers<4>(n, x, y, load); return true;
+    case 5: sym_packed_gemv_registers<5>(n, x, y, load); return true;
+    case 6: sym_packed_gemv_registers<6>(n, x, y, load); return true;
+    case 7: sym_packed_gemv_registers<7>(n, x, y, load); return true;
+    case 8: sym_packed_gemv_registers<8>(n, x, y, load); return true;
+    default: return false;
+  }
+}
+
 float bf16_at(const uint16_t* x, int64_t i) {
   const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
   float f;
@@ -202,11 +262,13 @@ float bf16_at(const uint16_t* x, int64_t i) {
 
 void SymPackedGemv(const float* packed, int64_t n, const float* x, float* y) {
   const D d;
+  if (sym_packed_gemv_small(n, x, y, [&](int64_t off) { return hn::LoadU(d, packed + off); })) return;
   sym_packed_gemv_impl(n, x, y, [&](int64_t off) { return hn::LoadU(d, packed + off); },
                        [&](int64_t off) { return packed[off]; });
 }
 
 void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
+  if (sym_packed_gemv_small(n, x, y, [&](int64_t off) { return load_bf16(packed + off); })) return;
   sym_packed_gemv_impl(n, x, y, [&](int64_t off) { return load_bf16(packed + off); },
                        [&](int64_t off) { return bf16_at(packed, off); });
 }
