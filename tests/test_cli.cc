@@ -258,6 +258,7 @@ TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {
     EXPECT_GT(g["value"].get<double>(), 0);
     EXPECT_TRUE(g["chose"] == "chunked" || g["chose"] == "recurrent") << g;
     EXPECT_TRUE(g["measured"].get<bool>());
+    EXPECT_TRUE(g["chose_the_faster"].is_boolean());
   }
   for (const auto& row : j["causal"]) {
     if (row.contains("relative_difference")) {
