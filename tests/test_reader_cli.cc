@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_runner.h"
 #include "scratch_dir.h"
 
@@ -25,6 +27,44 @@ class ReaderCliTest : public ::testing::Test {
 };
 
 const std::string kSmall = "--mqar-pairs 3 --mqar-vocab 32 --mqar-train 60 --hidden 12 --embedding 8 --no-progress";
+
+// Early stopping ends a run --patience epochs after its best validation epoch, and a resumed
+// stopped run trains no more; each mechanism trains at its default learning rate unless --lr.
+TEST_F(ReaderCliTest, PatienceStopsARunAndLearningRatesDefaultPerMechanism) {
+  auto json_of = [&](const std::string& file) {
+    std::ifstream in(p(file));
+    std::string line;
+    std::getline(in, line);
+    return nlohmann::json::parse(line);
+  };
+  // Tiny MQAR: validation accuracy stops improving long before 60 epochs.
+  auto r = reader("train " + kSmall + " --mechanism linear --epochs 60 --patience 2 --checkpoint " + p("e.ckpt") +
+                  " --results " + p("e.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto e = json_of("e.jsonl");
+  ASSERT_TRUE(e["stopped_early"].get<bool>()) << e.dump();
+  EXPECT_NE(r.out.find("stopping early after epoch"), std::string::npos) << r.out;
+  EXPECT_EQ(e["epochs_run"].get<int>() - e["best_epoch"].get<int>(), 2);
+  EXPECT_EQ(e["curve"].size(), e["epochs_run"].get<size_t>());
+  EXPECT_LT(e["epochs_run"].get<int>(), 60);
+  EXPECT_EQ(e["patience"].get<int>(), 2);
+  EXPECT_DOUBLE_EQ(e["lr"].get<double>(), 1e-3);
+  r = reader("train --resume --checkpoint " + p("e.ckpt") + " --no-progress --results " + p("e2.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json_of("e2.jsonl")["epochs_run"], e["epochs_run"]);  // stopped stays stopped
+  expect_error("train --resume --checkpoint " + p("e.ckpt") + " --patience 5", "disagrees with");
+
+  // Without --patience every epoch runs; softmax defaults to 3e-4; --lr overrides it.
+  r = reader("train " + kSmall + " --mechanism softmax --epochs 2 --results " + p("s.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto s = json_of("s.jsonl");
+  EXPECT_EQ(s["epochs_run"].get<int>(), 2);
+  EXPECT_FALSE(s["stopped_early"].get<bool>());
+  EXPECT_DOUBLE_EQ(s["lr"].get<double>(), 3e-4);
+  r = reader("train " + kSmall + " --mechanism softmax --epochs 1 --lr 0.002 --results " + p("l.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_DOUBLE_EQ(json_of("l.jsonl")["lr"].get<double>(), 0.002);
+}
 
 TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
   auto r = reader("train " + kSmall + " --mechanism gated-scalar --epochs 2 --checkpoint " + p("m.ckpt") +

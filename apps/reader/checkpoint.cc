@@ -105,6 +105,8 @@ Dataset load_dataset(const DataSpec& spec, const std::string& data_dir, const Vo
   return words && answers ? babi_dataset(task, *words, *answers) : babi_dataset(task);
 }
 
+double default_learning_rate(Mechanism m) { return m == Mechanism::softmax ? 3e-4 : 1e-3; }
+
 Checkpoint Checkpoint::start(const ReaderOptions& options, const DataSpec& data, const TrainSettings& settings,
                              const Vocabulary& words, const Vocabulary& answers) {
   Checkpoint c;
@@ -130,14 +132,14 @@ nlohmann::json Checkpoint::describe() const {
           {"data", to_json(data)},
           {"settings",
            {{"epochs", settings.epochs}, {"batch", settings.batch}, {"lr", settings.lr}, {"clip", settings.clip},
-            {"seed", settings.seed}, {"checkpoint_every", settings.checkpoint_every}}},
+            {"seed", settings.seed}, {"checkpoint_every", settings.checkpoint_every}, {"patience", settings.patience}}},
           {"words", words.tokens()},
           {"answers", answers.tokens()},
           {"progress",
            {{"epochs_done", progress.epochs_done}, {"step_in_epoch", progress.step_in_epoch},
             {"loss_sum", progress.loss_sum}, {"seen", progress.seen}, {"correct", progress.correct},
             {"best_valid", progress.best_valid}, {"best_epoch", progress.best_epoch},
-            {"seconds", progress.seconds}, {"curve", curve}}}};
+            {"seconds", progress.seconds}, {"stopped_early", progress.stopped_early}, {"curve", curve}}}};
 }
 
 void Checkpoint::save(const std::string& path) const {
@@ -193,7 +195,8 @@ Checkpoint Checkpoint::load(const std::string& path) {
     c.data = data_spec_of(j.at("data"));
     const auto& s = j.at("settings");
     c.settings = {s.at("epochs").get<int>(), s.at("batch").get<int64_t>(), s.at("lr").get<double>(),
-                  s.at("clip").get<double>(), s.at("seed").get<uint64_t>(), s.at("checkpoint_every").get<int64_t>()};
+                  s.at("clip").get<double>(), s.at("seed").get<uint64_t>(), s.at("checkpoint_every").get<int64_t>(),
+                  s.value("patience", 0)};  // checkpoints from before patience trained every epoch
     c.words = vocabulary_of(j.at("words"));
     c.answers = vocabulary_of(j.at("answers"));
     if (c.words.size() != c.model_options.vocab() || c.answers.size() != c.model_options.answers())
@@ -207,6 +210,7 @@ Checkpoint Checkpoint::load(const std::string& path) {
     c.progress.best_valid = p.at("best_valid").get<double>();
     c.progress.best_epoch = p.at("best_epoch").get<int>();
     c.progress.seconds = p.at("seconds").get<double>();
+    c.progress.stopped_early = p.value("stopped_early", false);
     for (const auto& r : p.at("curve"))
       c.progress.curve.push_back({r.at("epoch").get<int>(), r.at("loss").get<double>(), r.at("train_accuracy").get<double>(),
                                   r.at("valid_accuracy").get<double>(), r.at("seconds").get<double>()});

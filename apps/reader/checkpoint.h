@@ -30,12 +30,18 @@ struct DataSpec {
 };
 
 struct TrainSettings {
-  int epochs = 20;
+  int epochs = 20;               // the most epochs to train
   int64_t batch = 32;
   double lr = 1e-3, clip = 10.0;
   uint64_t seed = 1;            // initialisation, batch order, dropout
   int64_t checkpoint_every = 0;  // steps between mid-epoch checkpoints (0: at each epoch's end only)
+  int patience = 0;              // stop after this many epochs without a better validation
+                                 // accuracy (0: train every epoch)
 };
+
+// The Adam learning rate a mechanism trains at unless told otherwise: the authors' 3e-4 for
+// softmax attention, 1e-3 for every other mechanism.
+double default_learning_rate(Mechanism m);
 
 struct EpochRecord {
   int epoch = 0;
@@ -50,6 +56,7 @@ struct Progress {
   double best_valid = -1;
   int best_epoch = 0;
   double seconds = 0;         // training time so far
+  bool stopped_early = false;  // settings.patience epochs passed without a better validation
   std::vector<EpochRecord> curve;
 };
 

@@ -99,6 +99,9 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
   std::map<std::string, std::map<int, std::map<std::string, Stats>>> babi;
   std::map<std::string, std::map<std::string, Stats>> babi_overall;  // data -> mechanism -> per-task means
   std::set<std::string> babi_mechanisms;
+  // data -> mechanism -> epochs each run trained, and the learning rates it used.
+  std::map<std::string, std::map<std::string, std::vector<int>>> epochs_run;
+  std::map<std::string, std::map<std::string, std::set<double>>> rates;
   // Learning curves: (data, task, mechanism) -> epoch -> valid accuracies over seeds.
   std::map<std::string, std::map<int, std::map<std::string, std::map<int, Stats>>>> curves;
   for (const auto& r : results) {
@@ -108,6 +111,9 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     const std::string m = r.value("mechanism", std::string("?"));
     babi[data][task][m].values.push_back(r["test_accuracy"].get<double>());
     babi_mechanisms.insert(m);
+    // Runs from before early stopping trained every epoch of "epochs".
+    epochs_run[data][m].push_back(r.value("epochs_run", r.value("epochs", 0)));
+    if (r.contains("lr")) rates[data][m].insert(r["lr"].get<double>());
     if (r.contains("curve"))
       for (const auto& e : r["curve"]) curves[data][task][m][e.value("epoch", 0)].values.push_back(e.value("valid_accuracy", 0.0));
   }
@@ -143,7 +149,24 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     for (const auto& [task, by_mech] : tasks)
       for (const auto& [m, st] : by_mech) fewest = std::min(fewest, st.values.size()), most = std::max(most, st.values.size());
     md << "\nSeeds per cell: " << (fewest == most ? std::to_string(most) : std::to_string(fewest) + " to " + std::to_string(most))
-       << ".\n";
+       << ".\n\nEpochs trained per run (early stopping ends a run after --patience epochs without a better "
+          "validation accuracy), and learning rates:\n\n| mechanism | epochs: mean (fewest-most) | learning rate |\n|---|---|---|\n";
+    for (const auto& m : mechs) {
+      const std::vector<int>& e = epochs_run[data][m];
+      if (e.empty()) continue;
+      double sum = 0;
+      for (int x : e) sum += x;
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%.1f (%d-%d)", sum / static_cast<double>(e.size()), *std::min_element(e.begin(), e.end()),
+                    *std::max_element(e.begin(), e.end()));
+      std::string lr;
+      for (double x : rates[data][m]) {
+        char b2[32];
+        std::snprintf(b2, sizeof b2, "%g", x);
+        lr += (lr.empty() ? "" : ", ") + std::string(b2);
+      }
+      md << "| " << m << " | " << buf << " | " << (lr.empty() ? "not recorded" : lr) << " |\n";
+    }
   }
 
   // MQAR: (hidden) x pairs x mechanism.

@@ -63,7 +63,7 @@ bool train(Checkpoint& c, const Dataset& data, const RunOptions& run) {
   int64_t steps = 0;
   auto last_draw = Clock::now();
   c.model->train();
-  for (int epoch = pr.epochs_done + 1; epoch <= s.epochs; ++epoch) {
+  for (int epoch = pr.epochs_done + 1; epoch <= s.epochs && !pr.stopped_early; ++epoch) {
     const auto batches = length_sorted_batches(data.train, s.batch, epoch_seed(s.seed, epoch));
     const int64_t n_batches = static_cast<int64_t>(batches.size());
     for (int64_t step = pr.step_in_epoch; step < n_batches; ++step) {
@@ -118,6 +118,12 @@ bool train(Checkpoint& c, const Dataset& data, const RunOptions& run) {
     pr.step_in_epoch = 0;
     pr.loss_sum = 0;
     pr.seen = pr.correct = 0;
+    if (s.patience > 0 && epoch - pr.best_epoch >= s.patience) {
+      pr.stopped_early = true;
+      std::fprintf(run.log, "stopping early after epoch %d: no better validation accuracy for %d epochs (best %.3f at epoch %d)\n",
+                   epoch, s.patience, pr.best_valid, pr.best_epoch);
+      std::fflush(run.log);
+    }
     save();
   }
   return true;

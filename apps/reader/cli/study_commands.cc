@@ -26,6 +26,7 @@ struct StudyArgs {
   std::vector<std::string> mechanisms = kAllMechanisms;
   bool ten_k = false, mqar = false, no_babi = false, no_plots = false;
   int seeds = 3, epochs = 20, jobs = 2, mqar_epochs = 8;
+  int patience = 0;  // each run stops after this many epochs without a better validation (0: never)
   // MQAR: measured at 8 pairs, width 16: vocabulary 512 and 8,000 questions leave every
   // mechanism near chance (under-trained); vocabulary 128 and 16,000 questions learn.
   int64_t hidden = 64, mqar_questions = 16000, mqar_vocab = 128;
@@ -41,6 +42,7 @@ std::vector<Job> plan(const StudyArgs& a) {
     const std::string base = runs + "/" + name;
     args.insert(args.end(), {"--checkpoint", base + ".ckpt", "--resume", "--results", base + ".json", "--no-progress",
                              "--threads", "1"});
+    if (a.patience > 0) args.insert(args.end(), {"--patience", std::to_string(a.patience)});
     if (!a.data_dir.empty()) args.insert(args.end(), {"--data", a.data_dir});
     jobs.push_back({name, std::move(args), base + ".json", base + ".log"});
   };
@@ -188,7 +190,11 @@ void add_study_options(CLI::App* cmd, StudyArgs& a) {
   cmd->add_option("--data", a.data_dir, "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi)");
   cmd->add_option("--jobs", a.jobs, "runs at a time (each on one thread)")->check(CLI::Range(1, 256));
   cmd->add_option("--seeds", a.seeds, "seeds per setting (1..N)")->check(CLI::Range(1, 100));
-  cmd->add_option("--epochs", a.epochs, "epochs per bAbI run")->check(CLI::Range(1, 10000));
+  cmd->add_option("--epochs", a.epochs, "epochs per bAbI run (the most, with --patience)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--patience", a.patience,
+                  "each run stops after this many epochs without a better validation accuracy (0: every epoch); "
+                  "learning rates are each mechanism's default (softmax 3e-4, others 1e-3)")
+      ->check(CLI::Range(0, 10000));
   cmd->add_option("--mechanisms", a.mechanisms, "mechanisms to compare")->delimiter(',');
   cmd->add_option("--tasks", a.tasks, "bAbI tasks, e.g. 1,2,3")->delimiter(',')->check(CLI::Range(1, 20));
   cmd->add_flag("--no-plots", a.no_plots, "Markdown only (no gnuplot)");

@@ -40,7 +40,8 @@ constexpr Fixed kFixedOnResume[] = {
     {"--output-size", "model", "output"}, {"--dropout", "model", "dropout"},
     {"--linear-scale", "model", "linear_scale"}, {"--batch", "settings", "batch"},
     {"--lr", "settings", "lr"},           {"--clip", "settings", "clip"},
-    {"--seed", "settings", "seed"},       {"--checkpoint-every", "settings", "checkpoint_every"}};
+    {"--seed", "settings", "seed"},       {"--checkpoint-every", "settings", "checkpoint_every"},
+    {"--patience", "settings", "patience"}};
 
 void append_result(const std::string& path, const nlohmann::json& line) {
   std::ofstream out(path, std::ios::app);
@@ -62,7 +63,8 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
                               .layers(a.layers).bidirectional(a.bidirectional).attention(a.attention).output(a.output)
                               .dropout(a.dropout).linear_scale(a.linear_scale))},
         {"settings", {{"batch", a.settings.batch}, {"lr", a.settings.lr}, {"clip", a.settings.clip},
-                      {"seed", a.settings.seed}, {"checkpoint_every", a.settings.checkpoint_every}}}};
+                      {"seed", a.settings.seed}, {"checkpoint_every", a.settings.checkpoint_every},
+                      {"patience", a.settings.patience}}}};
     for (const Fixed& f : kFixedOnResume) {
       if (cmd.count(f.option) == 0) continue;
       const auto& want = requested.at(f.section);
@@ -91,10 +93,12 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
                                       .linear_scale(a.linear_scale);
     c = Checkpoint::start(options, a.data, a.settings, data.words, data.answers);
   }
-  std::printf("%s: %zu train / %zu valid / %zu test questions; %s attention, %lld units%s; %d epochs\n",
+  std::printf("%s: %zu train / %zu valid / %zu test questions; %s attention, %lld units%s; %s%d epochs, lr %g%s\n",
               c.data.describe().c_str(), data.train.size(), data.valid.size(), data.test.size(),
               to_string(c.model_options.mechanism()).c_str(), static_cast<long long>(c.model_options.hidden()),
-              c.model_options.bidirectional() ? " per direction" : "", c.settings.epochs);
+              c.model_options.bidirectional() ? " per direction" : "", c.settings.patience > 0 ? "up to " : "",
+              c.settings.epochs, c.settings.lr,
+              c.settings.patience > 0 ? (", patience " + std::to_string(c.settings.patience)).c_str() : "");
   if (a.checkpoint.empty()) std::printf("(no --checkpoint: the trained model will not be saved)\n");
   std::fflush(stdout);
   RunOptions run{a.checkpoint, a.max_steps, !a.no_progress, stdout};
@@ -114,6 +118,10 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
     line.update({{"data", c.data.kind == "babi" ? (c.data.ten_k ? "en-10k" : "en") : "mqar"},
                  {"seed", c.settings.seed},
                  {"epochs", c.settings.epochs},
+                 {"epochs_run", c.progress.epochs_done},
+                 {"stopped_early", c.progress.stopped_early},
+                 {"patience", c.settings.patience},
+                 {"lr", c.settings.lr},
                  {"best_epoch", c.progress.best_epoch},
                  {"valid_accuracy", c.progress.best_valid},
                  {"test_accuracy", test},
@@ -155,9 +163,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--dropout", a->dropout, "dropout on embeddings and read-out")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--linear-scale", a->linear_scale, "r = scale C q / n for (gated) linear attention (authors: 1000)")
       ->check(linattn::apps::positive());
-  cmd->add_option("--epochs", a->settings.epochs, "training epochs (when resuming: extends the run)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--epochs", a->settings.epochs, "training epochs, the most with --patience (when resuming: extends the run)")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--patience", a->settings.patience,
+                  "stop after this many epochs without a better validation accuracy (0: train every epoch)")
+      ->check(CLI::Range(0, 100000));
   cmd->add_option("--batch", a->settings.batch, "batch size")->check(CLI::Range(1, 4096));
-  cmd->add_option("--lr", a->settings.lr, "Adam learning rate")->check(linattn::apps::positive());
+  cmd->add_option("--lr", a->settings.lr, "Adam learning rate (default: 3e-4 for softmax, as the authors; 1e-3 otherwise)")
+      ->check(linattn::apps::positive());
   cmd->add_option("--clip", a->settings.clip, "gradient norm clipping")->check(linattn::apps::positive());
   cmd->add_option("--seed", a->settings.seed, "seed of initialisation, batch order, dropout and the validation split");
   cmd->add_option("--checkpoint", a->checkpoint, "save the run here (atomically) after every epoch");
@@ -170,6 +183,7 @@ void add_train_command(CLI::App& app) {
   cmd->callback([a, cmd] {
     TrainArgs args = *a;
     if (cmd->count("--mqar-pairs") > 0) args.data.kind = "mqar";
+    if (cmd->count("--lr") == 0) args.settings.lr = default_learning_rate(parse_mechanism(args.mechanism));
     args.data.seed = args.settings.seed;
     run(args, *cmd);
   });
