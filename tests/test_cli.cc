@@ -287,7 +287,7 @@ TEST_F(CliTest, BenchQuickWritesValidJsonAndPlots) {
     EXPECT_TRUE(k["bound"] == "compute" || k["bound"] == "memory") << k["name"];
   }
   ASSERT_GE(j["lookup_vs_T"].size(), 4u);
-  EXPECT_EQ(j["targets"].size(), 5u);
+  EXPECT_EQ(j["targets"].size(), 7u);
   for (const auto& t : j["targets"]) EXPECT_TRUE(t["met"].is_boolean());
   EXPECT_EQ(j["storage"].size(), 7u);
   // The search section, with the baselines beside it: FAISS (a program of its own, built beside

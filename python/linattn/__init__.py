@@ -21,6 +21,7 @@ from ._linattn import (  # noqa: F401
     MemoryView,
     additive_attention,
     additive_attention_backward,
+    causal_automatic_choice,
     causal_linear_attention,
     causal_linear_attention_backward,
     causal_linear_attention_step,
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError", "Bank", "CausalGrads", "CausalResult", "Error", "FormatError", "Memory", "MemoryView",
-    "additive_attention", "additive_attention_backward", "causal_linear_attention",
+    "additive_attention", "additive_attention_backward", "causal_automatic_choice", "causal_linear_attention",
     "causal_linear_attention_backward", "causal_linear_attention_step", "compress", "linear_attention_encode",
     "linear_attention_encode_backward", "linear_attention_lookup", "linear_attention_lookup_backward",
     "num_threads", "open_memory", "retnet_decays", "scalar_gate", "scalar_gate_backward", "search", "set_num_threads",

@@ -1,7 +1,7 @@
 # Type annotations of the compiled extension (python/src/*.cc), for type checkers and editors.
 # Shapes: [batch B, heads H, positions T, features d]; arrays are float32 (others are converted
 # once), lengths int64.
-from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -156,6 +156,9 @@ def scalar_gate_backward(h: ArrayLike, w: ArrayLike, g: ArrayLike, dg: ArrayLike
 def vector_gate(h: ArrayLike, w: ArrayLike, b: ArrayLike, *, return_gate: bool = False) -> Union[F32, Tuple[F32, F32]]: ...
 def vector_gate_backward(h: ArrayLike, w: ArrayLike, gate: ArrayLike, dout: ArrayLike) -> Tuple[F32, F32, F32]: ...
 def retnet_decays(heads: int) -> list[float]: ...
+def causal_automatic_choice(dk: int, dv: int, *, decay: str = "none", gated: bool = False,
+                            feature_map: str = "identity", normalize: bool = False, chunk_size: int = 32,
+                            backward: bool = False) -> Dict[str, Any]: ...
 def causal_linear_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, *, decay: Optional[ArrayLike] = None,
                             gates: Optional[ArrayLike] = None, lengths: Lengths = None,
                             initial_state: Optional[ArrayLike] = None, initial_normalizer: Optional[ArrayLike] = None,

@@ -12,6 +12,8 @@
 #include "bindings.h"
 #include "linattn/ops/causal_linear_attention.h"
 #include "linattn/ops/gates.h"
+#include <limits>
+
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
 
@@ -323,6 +325,43 @@ CausalLinearAttentionOptions causal_options(const std::string& feature_map, bool
 
 void bind_causal(py::module_& m) {
   m.def("retnet_decays", &retnet_decays, py::arg("heads"), "RetNet's fixed per-head decays, gamma_h = 1 - 2^(-5-h).");
+  m.def(
+      "causal_automatic_choice",
+      [](int64_t dk, int64_t dv, const std::string& decay, bool gated, const std::string& feature_map, bool normalize,
+         int64_t chunk_size, bool backward) {
+        const char* op = "linattn.causal_automatic_choice";
+        DecayKind kind;
+        if (decay == "none") kind = DecayKind::none;
+        else if (decay == "per_head") kind = DecayKind::per_head;
+        else if (decay == "per_step") kind = DecayKind::per_step;
+        else if (decay == "per_channel") kind = DecayKind::per_channel;
+        else throw ArgumentError(op, "decay", "unknown decay kind '" + decay + "' (none, per_head, per_step, per_channel)");
+        const CausalLinearAttentionOptions o{.feature_map = feature_map_arg(feature_map, op), .normalize = normalize,
+                                             .chunk_size = chunk_size};
+        CausalAutomaticChoice c;
+        {
+          py::gil_scoped_release nogil;  // a first use measures (a few ms)
+          c = causal_automatic_choice(dk, dv, kind, gated, o, backward);
+        }
+        py::dict d;
+        d["max_recurrent_length"] = c.max_recurrent_length == std::numeric_limits<int64_t>::max()
+                                        ? py::object(py::none())
+                                        : py::object(py::int_(c.max_recurrent_length));
+        d["measured"] = c.measured;
+        d["recurrent_ns_per_token"] = c.recurrent_ns_per_token;
+        d["chunked_ns_per_token"] = c.chunked_ns_per_token;
+        d["measured_at_length"] = c.measured_at_length;
+        return d;
+      },
+      py::arg("dk"), py::arg("dv"), py::kw_only(), py::arg("decay") = "none", py::arg("gated") = false,
+      py::arg("feature_map") = "identity", py::arg("normalize") = false, py::arg("chunk_size") = kCausalChunkSize,
+      py::arg("backward") = false,
+      R"(What algorithm="automatic" does for this kind of sequence on this machine.
+
+Returns a dict: max_recurrent_length (sequences up to it run token by token, longer ones in
+chunks; None: every length token by token), measured (False with LINATTN_CAUSAL_CALIBRATION=off),
+and the two algorithms' nanoseconds per token at measured_at_length. The first call for a kind
+times both algorithms (a few ms); later calls return the kept answer.)");
 
   m.def("causal_linear_attention",
         [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& decay_,

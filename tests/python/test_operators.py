@@ -250,3 +250,25 @@ def test_operator_errors_name_the_argument(rng):
         linattn.linear_attention_encode(k, v, feature_map="softplus")
     with pytest.raises(linattn.ArgumentError, match="normaliz"):
         linattn.linear_attention_lookup(q, linattn.linear_attention_encode(k, v), normalize=True)
+
+
+def test_causal_automatic_choice_is_inspectable_and_followed():
+    c = linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)
+    assert set(c) == {"max_recurrent_length", "measured", "recurrent_ns_per_token", "chunked_ns_per_token",
+                      "measured_at_length"}
+    assert c["measured"] and c["recurrent_ns_per_token"] > 0 and c["chunked_ns_per_token"] > 0
+    assert c == linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)  # kept, not re-measured
+    limit = linattn.causal_automatic_choice(12, 10)["max_recurrent_length"]
+    assert limit is None or limit >= 1
+    # automatic's output is bit for bit the output of the algorithm the choice names
+    rng = np.random.default_rng(3)
+    T = 40
+    q, k = (rng.standard_normal((1, 2, T, 12), dtype=np.float32) for _ in range(2))
+    v = rng.standard_normal((1, 2, T, 10), dtype=np.float32)
+    named = "recurrent" if limit is None or T <= limit else "chunked"
+    np.testing.assert_array_equal(linattn.causal_linear_attention(q, k, v),
+                                  linattn.causal_linear_attention(q, k, v, algorithm=named))
+    with pytest.raises(linattn.ArgumentError, match="decay"):
+        linattn.causal_automatic_choice(4, 4, decay="sideways")
+    with pytest.raises(linattn.ArgumentError):
+        linattn.causal_automatic_choice(0, 4)
