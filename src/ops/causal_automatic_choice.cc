@@ -58,7 +58,9 @@ CausalAutomaticChoice builtin_choice(int64_t dk, int64_t dv, bool normalize, boo
 class Probe {
  public:
   Probe(const Key& key, int64_t T) : key_(key), T_(T) {
-    const auto [dk, dv, decay, gated, normalize, phi, chunk, backward] = key;
+    const int64_t dk = std::get<0>(key), dv = std::get<1>(key);
+    const DecayKind decay = std::get<2>(key);
+    const bool gated = std::get<3>(key);
     auto fill = [](std::vector<float>& x, size_t n, uint32_t seed, float lo, float hi) {
       x.resize(n);
       uint32_t s = seed;
@@ -89,7 +91,12 @@ class Probe {
   }
 
   double ns_per_token(CausalAlgorithm algorithm) {
-    const auto [dk, dv, decay_kind, gated, normalize, phi, chunk, backward] = key_;
+    // Plain copies, not structured bindings: lambdas below capture them (clang 14 cannot capture bindings).
+    const int64_t dk = std::get<0>(key_), dv = std::get<1>(key_);
+    const DecayKind decay_kind = std::get<2>(key_);
+    const bool gated = std::get<3>(key_), normalize = std::get<4>(key_), backward = std::get<7>(key_);
+    const FeatureMap phi = std::get<5>(key_);
+    const int64_t chunk = std::get<6>(key_);
     const CausalLinearAttentionOptions o{.feature_map = phi, .normalize = normalize, .chunk_size = chunk, .algorithm = algorithm};
     const std::array<int64_t, 4> sk{1, 1, T_, dk}, sv{1, 1, T_, dv};
     const CView4 q = CView4::contiguous(q_.data(), sk), k = CView4::contiguous(k_.data(), sk),
