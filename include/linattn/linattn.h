@@ -13,6 +13,7 @@
 #include "linattn/memory/memory_file.h"
 #include "linattn/memory/search.h"
 #include "linattn/ops/causal_linear_attention.h"
+#include "linattn/ops/content_lambda.h"
 #include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"

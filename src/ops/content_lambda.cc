@@ -1,0 +1,116 @@
+#include "linattn/ops/content_lambda.h"
+
+#include <string>
+#include <vector>
+
+#include "core/checks.h"
+#include "kernels/content_lambda_cpu.h"
+#include "linattn/ops/linear_attention.h"
+
+namespace linattn {
+namespace {
+
+void check_kv(const detail::Checks& c, CView4 k, CView4 v, Lengths lengths) {
+  c.view("k", k, false);
+  c.view("v", v, false);
+  c.positive("k", k.shape[0], "batch size (dimension 0)");
+  c.positive("k", k.shape[1], "head count (dimension 1)");
+  c.positive("k", k.shape[3], "key width dk (dimension 3)");
+  c.positive("v", v.shape[3], "value width dv (dimension 3)");
+  c.dim("v", v, 0, k.shape[0], "the batch size of k");
+  c.dim("v", v, 1, k.shape[1], "the head count of k");
+  c.dim("v", v, 2, k.shape[2], "the length T of k");
+  c.lengths("lengths", lengths, k.shape[0], k.shape[2], "the sequence length T");
+}
+
+void check_q(const detail::Checks& c, CView4 q, CView4 k) {
+  c.view("q", q, false);
+  c.dim("q", q, 0, k.shape[0], "the batch size of k");
+  c.dim("q", q, 1, k.shape[1], "the head count of k");
+  c.dim("q", q, 3, k.shape[3], "the key width dk of k");
+}
+
+int64_t length_of(Lengths lengths, int64_t b, int64_t T) { return lengths.empty() ? T : lengths[static_cast<size_t>(b)]; }
+
+// Every (b, h)'s lambda into a contiguous [B, H, dk, dv] buffer, and the softmax weights
+// [B, H, T, dk] when asked for (the backward's).
+std::vector<float> lambdas(CView4 k, CView4 v, Lengths lengths, std::vector<float>* weights) {
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dk = k.shape[3], dv = v.shape[3];
+  std::vector<float> out(static_cast<size_t>(B * H * dk * dv)), w_local;
+  std::vector<float>& w = weights ? *weights : w_local;
+  w.assign(static_cast<size_t>(weights ? B * H * T * dk : T * dk), 0.f);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      float* wb = w.data() + (weights ? (b * H + h) * T * dk : 0);
+      kernels::content_lambda_forward(k.data + b * k.stride[0] + h * k.stride[1], k.stride[2],
+                                      v.data + b * v.stride[0] + h * v.stride[1], v.stride[2], length_of(lengths, b, T),
+                                      dk, dv, wb, out.data() + (b * H + h) * dk * dv);
+    }
+  return out;
+}
+
+}  // namespace
+
+void content_lambda_encode(CView4 k, CView4 v, View4 lambda, Lengths lengths) {
+  const detail::Checks c("linattn::content_lambda_encode");
+  check_kv(c, k, v, lengths);
+  const int64_t B = k.shape[0], H = k.shape[1], dk = k.shape[3], dv = v.shape[3];
+  c.same_shape("lambda", lambda, "[B, H, dk, dv]", CView4(nullptr, {B, H, dk, dv}, {}), true);
+  c.disjoint("lambda", lambda, "k", k);
+  c.disjoint("lambda", lambda, "v", v);
+  const std::vector<float> l = lambdas(k, v, lengths, nullptr);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < dk; ++i)
+        for (int64_t j = 0; j < dv; ++j) lambda(b, h, i, j) = l[static_cast<size_t>(((b * H + h) * dk + i) * dv + j)];
+}
+
+void content_lambda_attention(CView4 q, CView4 k, CView4 v, View4 out, Lengths lengths) {
+  const detail::Checks c("linattn::content_lambda_attention");
+  check_kv(c, k, v, lengths);
+  check_q(c, q, k);
+  const int64_t B = k.shape[0], H = k.shape[1], dk = k.shape[3], dv = v.shape[3];
+  c.same_shape("out", out, "[B, H, Tq, dv]", CView4(nullptr, {B, H, q.shape[2], dv}, {}), true);
+  c.disjoint("out", out, "q", q);
+  c.disjoint("out", out, "k", k);
+  c.disjoint("out", out, "v", v);
+  const std::vector<float> l = lambdas(k, v, lengths, nullptr);
+  linear_attention_lookup(q, CView4::contiguous(l.data(), {B, H, dk, dv}), out);
+}
+
+void content_lambda_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk, View4 dv,
+                                       Lengths lengths) {
+  const detail::Checks c("linattn::content_lambda_attention_backward");
+  check_kv(c, k, v, lengths);
+  check_q(c, q, k);
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], kd = k.shape[3], vd = v.shape[3];
+  c.same_shape("dout", dout, "[B, H, Tq, dv]", CView4(nullptr, {B, H, q.shape[2], vd}, {}), false);
+  c.same_shape("dq", dq, "q", q, true);
+  c.same_shape("dk", dk, "k", k, true);
+  c.same_shape("dv", dv, "v", v, true);
+  for (const auto& [name, g] : {std::pair<const char*, View4>{"dq", dq}, {"dk", dk}, {"dv", dv}}) {
+    c.disjoint(name, g, "q", q);
+    c.disjoint(name, g, "k", k);
+    c.disjoint(name, g, "v", v);
+    c.disjoint(name, g, "dout", dout);
+  }
+  std::vector<float> w;
+  const std::vector<float> l = lambdas(k, v, lengths, &w);
+  std::vector<float> dl(l.size());
+  linear_attention_lookup_backward(q, CView4::contiguous(l.data(), {B, H, kd, vd}), dout, dq,
+                                   View4::contiguous(dl.data(), {B, H, kd, vd}));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t n = length_of(lengths, b, T);
+      kernels::content_lambda_backward(v.data + b * v.stride[0] + h * v.stride[1], v.stride[2],
+                                       w.data() + (b * H + h) * T * kd, dl.data() + (b * H + h) * kd * vd, n, kd, vd,
+                                       dk.data + b * dk.stride[0] + h * dk.stride[1], dk.stride[2],
+                                       dv.data + b * dv.stride[0] + h * dv.stride[1], dv.stride[2]);
+      for (int64_t t = n; t < T; ++t) {  // padding
+        for (int64_t i = 0; i < kd; ++i) dk(b, h, t, i) = 0.f;
+        for (int64_t j = 0; j < vd; ++j) dv(b, h, t, j) = 0.f;
+      }
+    }
+}
+
+}  // namespace linattn
