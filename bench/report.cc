@@ -188,6 +188,17 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                  [&] { packed.lookup(CView2::contiguous(Q.data(), {m, d}), View2::contiguous(out.data(), {m, d})); }));
     kernels.push_back(kernel_row(c, "stored lookup, batched, rank 16", "m=1024 d=128 r=16", 4.0 * m * fd * 16, 4.0 * (2.0 * m * d + 16 * d),
                                  [&] { low_rank.lookup(CView2::contiguous(Q.data(), {m, d}), View2::contiguous(out.data(), {m, d})); }));
+    // The relatives' encodes (a document's fixed-size state) and their one-query answers.
+    kernels.push_back(kernel_row(c, "Galerkin attention, one query", "T=4096 d=128", 2.0 * T * fd * fd + 2.0 * fd * fd,
+                                 4.0 * (2.0 * T * d + d), [&] {
+                                   galerkin_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
+                                                      View4::contiguous(out.data(), {1, 1, 1, d}));
+                                 }));
+    kernels.push_back(kernel_row(c, "content lambda, one query", "T=4096 d=128", 2.0 * T * fd * fd + 2.0 * fd * fd,
+                                 4.0 * (2.0 * T * d + d), [&] {
+                                   content_lambda_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
+                                                            View4::contiguous(out.data(), {1, 1, 1, d}));
+                                 }));
     kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
                                  [&] {
                                    softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,

@@ -1,19 +1,18 @@
-// Content lambda for one (batch, head): the softmax over positions per key channel, lambda, and
-// the backward through both (ops/content_lambda.h checks the arguments).
+// Content lambda's softmax over positions, one per key channel, and its backward, for one
+// (batch, head) (ops/content_lambda.h checks the arguments; the products with V are linear
+// attention's GEMMs).
 #pragma once
 
 #include <cstdint>
 
 namespace linattn::kernels {
 
-// k [n, dk] and v [n, dv] rows at strides ldk, ldv; w [n, dk] (contiguous) receives the softmax
-// weights, lambda [dk, dv] (contiguous) the state. n = 0 gives lambda = 0.
-void content_lambda_forward(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t n, int64_t dk,
-                            int64_t dv, float* w, float* lambda);
+// w[t, i] = exp(k[t, i] - max_t k[:, i]) / sum_s exp(k[s, i] - max): k [n, dk] at row stride ldk,
+// w [n, dk] at row stride ldw.
+void content_lambda_weights(const float* k, int64_t ldk, int64_t n, int64_t dk, float* w, int64_t ldw);
 
-// Given w and dlambda [dk, dv]: dk rows (stride lddk) and dv rows (stride lddv) for the n
-// positions, with k's softmax backward dk = w (*) (dw - sum_t w (*) dw) per channel.
-void content_lambda_backward(const float* v, int64_t ldv, const float* w, const float* dlambda, int64_t n, int64_t dk,
-                             int64_t dv, float* dk_out, int64_t lddk, float* dv_out, int64_t lddv);
+// dk[t, i] = w[t, i] (dw[t, i] - sum_s w[s, i] dw[s, i]); dk may be dw (same stride ld).
+void content_lambda_weights_backward(const float* w, int64_t ldw, const float* dw, int64_t n, int64_t dk, float* dk_out,
+                                     int64_t ld);
 
 }  // namespace linattn::kernels

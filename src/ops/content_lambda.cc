@@ -32,20 +32,23 @@ void check_q(const detail::Checks& c, CView4 q, CView4 k) {
 
 int64_t length_of(Lengths lengths, int64_t b, int64_t T) { return lengths.empty() ? T : lengths[static_cast<size_t>(b)]; }
 
-// Every (b, h)'s lambda into a contiguous [B, H, dk, dv] buffer, and the softmax weights
-// [B, H, T, dk] when asked for (the backward's).
-std::vector<float> lambdas(CView4 k, CView4 v, Lengths lengths, std::vector<float>* weights) {
-  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dk = k.shape[3], dv = v.shape[3];
-  std::vector<float> out(static_cast<size_t>(B * H * dk * dv)), w_local;
-  std::vector<float>& w = weights ? *weights : w_local;
-  w.assign(static_cast<size_t>(weights ? B * H * T * dk : T * dk), 0.f);
+// The softmax weights of every (b, h), contiguous [B, H, T, dk] (padding 0).
+std::vector<float> weights_of(CView4 k, Lengths lengths) {
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dk = k.shape[3];
+  std::vector<float> w(static_cast<size_t>(B * H * T * dk), 0.f);
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      float* wb = w.data() + (weights ? (b * H + h) * T * dk : 0);
-      kernels::content_lambda_forward(k.data + b * k.stride[0] + h * k.stride[1], k.stride[2],
-                                      v.data + b * v.stride[0] + h * v.stride[1], v.stride[2], length_of(lengths, b, T),
-                                      dk, dv, wb, out.data() + (b * H + h) * dk * dv);
-    }
+    for (int64_t h = 0; h < H; ++h)
+      kernels::content_lambda_weights(k.data + b * k.stride[0] + h * k.stride[1], k.stride[2], length_of(lengths, b, T), dk,
+                                      w.data() + (b * H + h) * T * dk, dk);
+  return w;
+}
+
+// lambda = w^T V: linear attention's encode with the weights as keys (one GEMM per head).
+std::vector<float> lambdas(const std::vector<float>& w, CView4 k, CView4 v, Lengths lengths) {
+  const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], dk = k.shape[3], dv = v.shape[3];
+  std::vector<float> out(static_cast<size_t>(B * H * dk * dv));
+  linear_attention_encode(CView4::contiguous(w.data(), {B, H, T, dk}), v, View4::contiguous(out.data(), {B, H, dk, dv}),
+                          {}, {}, lengths);
   return out;
 }
 
@@ -58,7 +61,7 @@ void content_lambda_encode(CView4 k, CView4 v, View4 lambda, Lengths lengths) {
   c.same_shape("lambda", lambda, "[B, H, dk, dv]", CView4(nullptr, {B, H, dk, dv}, {}), true);
   c.disjoint("lambda", lambda, "k", k);
   c.disjoint("lambda", lambda, "v", v);
-  const std::vector<float> l = lambdas(k, v, lengths, nullptr);
+  const std::vector<float> l = lambdas(weights_of(k, lengths), k, v, lengths);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < dk; ++i)
@@ -74,7 +77,7 @@ void content_lambda_attention(CView4 q, CView4 k, CView4 v, View4 out, Lengths l
   c.disjoint("out", out, "q", q);
   c.disjoint("out", out, "k", k);
   c.disjoint("out", out, "v", v);
-  const std::vector<float> l = lambdas(k, v, lengths, nullptr);
+  const std::vector<float> l = lambdas(weights_of(k, lengths), k, v, lengths);
   linear_attention_lookup(q, CView4::contiguous(l.data(), {B, H, dk, dv}), out);
 }
 
@@ -94,23 +97,19 @@ void content_lambda_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout
     c.disjoint(name, g, "v", v);
     c.disjoint(name, g, "dout", dout);
   }
-  std::vector<float> w;
-  const std::vector<float> l = lambdas(k, v, lengths, &w);
+  const std::vector<float> w = weights_of(k, lengths);
+  const std::vector<float> l = lambdas(w, k, v, lengths);
   std::vector<float> dl(l.size());
   linear_attention_lookup_backward(q, CView4::contiguous(l.data(), {B, H, kd, vd}), dout, dq,
                                    View4::contiguous(dl.data(), {B, H, kd, vd}));
+  // dw and dv from the encode's backward (padding 0), then the softmax's backward into dk.
+  linear_attention_encode_backward(CView4::contiguous(w.data(), {B, H, T, kd}), v, CView4::contiguous(dl.data(), {B, H, kd, vd}),
+                                   dk, dv, {}, {}, lengths);
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t n = length_of(lengths, b, T);
-      kernels::content_lambda_backward(v.data + b * v.stride[0] + h * v.stride[1], v.stride[2],
-                                       w.data() + (b * H + h) * T * kd, dl.data() + (b * H + h) * kd * vd, n, kd, vd,
-                                       dk.data + b * dk.stride[0] + h * dk.stride[1], dk.stride[2],
-                                       dv.data + b * dv.stride[0] + h * dv.stride[1], dv.stride[2]);
-      for (int64_t t = n; t < T; ++t) {  // padding
-        for (int64_t i = 0; i < kd; ++i) dk(b, h, t, i) = 0.f;
-        for (int64_t j = 0; j < vd; ++j) dv(b, h, t, j) = 0.f;
-      }
-    }
+    for (int64_t h = 0; h < H; ++h)
+      kernels::content_lambda_weights_backward(w.data() + (b * H + h) * T * kd, kd, dk.data + b * dk.stride[0] + h * dk.stride[1],
+                                               length_of(lengths, b, T), kd, dk.data + b * dk.stride[0] + h * dk.stride[1],
+                                               dk.stride[2]);
 }
 
 }  // namespace linattn
