@@ -14,6 +14,8 @@
 #include "linattn/ops/gates.h"
 #include <limits>
 
+#include "linattn/ops/content_lambda.h"
+#include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
 
@@ -495,6 +497,81 @@ recompute them.)");
         "this step: [H] gammas, [B,H,1] or [B,H,1,dk] log gammas; gates [B,H,1].");
 }
 
+// The relatives: Galerkin attention and the content lambda, forward and backward.
+void bind_relatives(py::module_& m) {
+  m.def("galerkin_attention",
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& lengths, float eps) {
+          const char* op = "linattn.galerkin_attention";
+          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
+          same_batch_heads(op, "k", k, "q", q);
+          same_batch_heads(op, "k", k, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> out({q.size(0), q.size(1), q.size(2), v.size(3)});
+          run([&] { galerkin_attention(q.view, k.view, v.view, out.view, len.span(), eps); });
+          return out.array;
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
+        py::arg_v("eps", kGalerkinEps, "1e-05"),
+        "Galerkin attention: q (LN(K)^T LN(V)) / n, keys and values layer-normalised row by row.\n"
+        "q [B,H,Tq,dk], k [B,H,T,dk], v [B,H,T,dv] -> [B,H,Tq,dv].");
+  m.def("galerkin_attention_backward",
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& dout_,
+           const py::object& lengths, float eps) {
+          const char* op = "linattn.galerkin_attention_backward";
+          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
+          const auto dout = input<4>(dout_, op, "dout");
+          same_batch_heads(op, "k", k, "q", q);
+          same_batch_heads(op, "k", k, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> dq(q.view.shape), dk(k.view.shape), dv(v.view.shape);
+          run([&] { galerkin_attention_backward(q.view, k.view, v.view, dout.view, dq.view, dk.view, dv.view, len.span(), eps); });
+          return py::make_tuple(dq.array, dk.array, dv.array);
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dout"), py::kw_only(), py::arg("lengths") = py::none(),
+        py::arg_v("eps", kGalerkinEps, "1e-05"), "(dq, dk, dv) of galerkin_attention given dout.");
+  m.def("content_lambda_attention",
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& lengths) {
+          const char* op = "linattn.content_lambda_attention";
+          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
+          same_batch_heads(op, "k", k, "q", q);
+          same_batch_heads(op, "k", k, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> out({q.size(0), q.size(1), q.size(2), v.size(3)});
+          run([&] { content_lambda_attention(q.view, k.view, v.view, out.view, len.span()); });
+          return out.array;
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
+        "LambdaNetworks' content lambda: q lambda, lambda = softmax over positions of K (per channel)^T V.\n"
+        "q [B,H,Tq,dk], k [B,H,T,dk], v [B,H,T,dv] -> [B,H,Tq,dv].");
+  m.def("content_lambda_encode",
+        [](const py::object& k_, const py::object& v_, const py::object& lengths) {
+          const char* op = "linattn.content_lambda_encode";
+          const auto k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
+          same_batch_heads(op, "k", k, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> lambda({k.size(0), k.size(1), k.size(3), v.size(3)});
+          run([&] { content_lambda_encode(k.view, v.view, lambda.view, len.span()); });
+          return lambda.array;
+        },
+        py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
+        "The fixed-size lambda [B,H,dk,dv] (linear_attention_lookup reads it).");
+  m.def("content_lambda_attention_backward",
+        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& dout_,
+           const py::object& lengths) {
+          const char* op = "linattn.content_lambda_attention_backward";
+          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
+          const auto dout = input<4>(dout_, op, "dout");
+          same_batch_heads(op, "k", k, "q", q);
+          same_batch_heads(op, "k", k, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> dq(q.view.shape), dk(k.view.shape), dv(v.view.shape);
+          run([&] { content_lambda_attention_backward(q.view, k.view, v.view, dout.view, dq.view, dk.view, dv.view, len.span()); });
+          return py::make_tuple(dq.array, dk.array, dv.array);
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dout"), py::kw_only(), py::arg("lengths") = py::none(),
+        "(dq, dk, dv) of content_lambda_attention given dout.");
+}
+
 }  // namespace
 
 void bind_operators(py::module_& m) {
@@ -502,6 +579,7 @@ void bind_operators(py::module_& m) {
   bind_linear(m);
   bind_gates(m);
   bind_causal(m);
+  bind_relatives(m);
 }
 
 }  // namespace linattn::python

@@ -272,3 +272,38 @@ def test_causal_automatic_choice_is_inspectable_and_followed():
         linattn.causal_automatic_choice(4, 4, decay="sideways")
     with pytest.raises(linattn.ArgumentError):
         linattn.causal_automatic_choice(0, 4)
+
+
+def test_relatives_match_numpy_and_their_gradients():
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((2, 3, 4, 6), dtype=np.float32)
+    k = rng.standard_normal((2, 3, 9, 6), dtype=np.float32)
+    v = rng.standard_normal((2, 3, 9, 5), dtype=np.float32)
+    # Galerkin: layer-normalised keys and values, mean read-out
+    ln = lambda x: (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    want = q.astype(np.float64) @ (np.swapaxes(ln(k.astype(np.float64)), -1, -2) @ ln(v.astype(np.float64))) / 9
+    np.testing.assert_allclose(linattn.galerkin_attention(q, k, v), want, rtol=1e-4, atol=1e-5)
+    # content lambda: a softmax over positions per key channel
+    w = np.exp(k - k.max(2, keepdims=True)).astype(np.float64)
+    w /= w.sum(2, keepdims=True)
+    lam = np.swapaxes(w, -1, -2) @ v
+    np.testing.assert_allclose(linattn.content_lambda_encode(k, v), lam, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(linattn.content_lambda_attention(q, k, v), q @ lam, rtol=1e-4, atol=1e-5)
+    # gradients of sum(out * r) against a finite difference of one element of each input
+    r = rng.standard_normal((2, 3, 4, 5), dtype=np.float32)
+    for fwd, bwd in [(linattn.galerkin_attention, linattn.galerkin_attention_backward),
+                     (linattn.content_lambda_attention, linattn.content_lambda_attention_backward)]:
+        grads = bwd(q, k, v, r)
+        for which, x in enumerate((q, k, v)):
+            idx = (1, 2, 3, 4)
+            h = 1e-2
+            xp, xm = x.copy(), x.copy()
+            xp[idx] += h
+            xm[idx] -= h
+            args_p = [q, k, v]
+            args_m = [q, k, v]
+            args_p[which], args_m[which] = xp, xm
+            fd = ((fwd(*args_p) * r).sum(dtype=np.float64) - (fwd(*args_m) * r).sum(dtype=np.float64)) / (2 * h)
+            assert abs(grads[which][idx] - fd) <= 2e-2 * max(1.0, abs(fd)), (fwd.__name__, which, grads[which][idx], fd)
+    with pytest.raises(linattn.ArgumentError, match="lengths"):
+        linattn.galerkin_attention(q, k, v, lengths=[10, 2])
