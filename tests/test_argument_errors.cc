@@ -11,18 +11,7 @@ namespace linattn {
 namespace {
 using test::Tensor;
 
-// Runs f and checks it throws ArgumentError about `argument` whose message mentions `words`.
-template <class F>
-void expect_argument_error(F f, const std::string& argument, const std::string& words) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one about '" << argument << "'";
-  } catch (const ArgumentError& e) {
-    EXPECT_EQ(e.argument(), argument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("linattn::"), std::string::npos) << e.what();
-  }
-}
+using test::expect_argument_error;
 
 struct Inputs {
   Tensor<4> q{{2, 3, 5, 8}}, k{{2, 3, 7, 8}}, v{{2, 3, 7, 6}}, out{{2, 3, 5, 6}};

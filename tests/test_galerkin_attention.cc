@@ -77,15 +77,9 @@ TEST_P(GalerkinAttention, GradientsMatchFiniteDifferences) {
   const auto R = test::random_tensor<4>({B, H, cs.Tq, cs.dv});
   Tensor<4> dq(q.shape), dk(k.shape), dv(v.shape);
   galerkin_attention_backward(q.cview(), k.cview(), v.cview(), R.cview(), dq.view(), dk.view(), dv.view(), lengths);
-  auto loss = [&] {
-    const auto o = reference(q, k, v, lengths, kGalerkinEps);
-    double s = 0;
-    for (size_t i = 0; i < o.size(); ++i) s += o[i] * R.data[i];
-    return s;
-  };
-  test::expect_gradient(q.data, dq.data, loss, "dq", 1e-3, 1e-3f);
-  test::expect_gradient(k.data, dk.data, loss, "dk", 2e-3, 1e-3f);
-  test::expect_gradient(v.data, dv.data, loss, "dv", 2e-3, 1e-3f);
+  test::expect_qkv_gradients(q, k, v, R, dq, dk, dv, [&](const Tensor<4>& q_, const Tensor<4>& k_, const Tensor<4>& v_) {
+    return reference(q_, k_, v_, lengths, kGalerkinEps);
+  });
   if (cs.ragged) {  // the second sequence's padding gets no gradient
     for (int64_t t = cs.T / 2; t < cs.T; ++t)
       for (int64_t i = 0; i < cs.dk; ++i) EXPECT_EQ(dk(1, 0, t, i), 0.f);
@@ -127,23 +121,15 @@ TEST(GalerkinAttentionEdges, BadArgumentsAreNamed) {
   const auto q = test::random_tensor<4>({1, 1, 2, 4}), k = test::random_tensor<4>({1, 1, 3, 4});
   const auto v = test::random_tensor<4>({1, 1, 3, 5});
   Tensor<4> out({1, 1, 2, 5}), wrong({1, 1, 2, 4});
-  auto expect = [](auto&& f, const std::string& words) {
-    try {
-      f();
-      ADD_FAILURE() << "no error; expected: " << words;
-    } catch (const ArgumentError& e) {
-      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-    }
-  };
-  expect([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), wrong.view()); }, "out");
-  expect([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), out.view(), {}, 0.f); }, "eps");
+
+  test::expect_argument_error([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), wrong.view()); }, "out", "[B, H, Tq, dv]");
+  test::expect_argument_error([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), out.view(), {}, 0.f); }, "eps", "> 0");
   const std::vector<int64_t> too_long{4};
-  expect([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), out.view(), too_long); }, "lengths");
+  test::expect_argument_error([&] { galerkin_attention(q.cview(), k.cview(), v.cview(), out.view(), too_long); }, "lengths", "larger than");
   const auto q5 = test::random_tensor<4>({1, 1, 2, 5});
-  expect([&] { galerkin_attention(q5.cview(), k.cview(), v.cview(), out.view()); }, "q");
+  test::expect_argument_error([&] { galerkin_attention(q5.cview(), k.cview(), v.cview(), out.view()); }, "q", "key width");
   Tensor<4> shared({1, 1, 3, 5});
-  expect([&] { galerkin_attention(q.cview(), k.cview(), shared.cview(), View4(shared.data.data(), {1, 1, 2, 5}, {15, 15, 5, 1})); },
-         "shares memory");
+  test::expect_argument_error([&] { galerkin_attention(q.cview(), k.cview(), shared.cview(), View4(shared.data.data(), {1, 1, 2, 5}, {15, 15, 5, 1})); }, "out", "shares memory");
 }
 
 }  // namespace

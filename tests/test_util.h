@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "linattn/core/error.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -97,6 +99,36 @@ inline void expect_gradient(std::vector<float>& x, const std::vector<float>& ana
     fd[i] = (up - down) / (xp - xm);
   }
   EXPECT_LE(relative_error(analytic, fd), tol) << what;
+}
+
+// Runs f and checks it throws ArgumentError about `argument` whose message mentions `words`
+// (and names the operator, "linattn::...").
+template <class F>
+void expect_argument_error(F f, const std::string& argument, const std::string& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one about '" << argument << "'";
+  } catch (const ArgumentError& e) {
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("linattn::"), std::string::npos) << e.what();
+  }
+}
+
+// An attention backward's dq, dk, dv against central finite differences of
+// sum(reference(q, k, v) . r), the reference evaluated in double.
+template <class Reference>
+void expect_qkv_gradients(Tensor<4>& q, Tensor<4>& k, Tensor<4>& v, const Tensor<4>& r, const Tensor<4>& dq,
+                          const Tensor<4>& dk, const Tensor<4>& dv, Reference reference) {
+  auto loss = [&] {
+    const std::vector<double> o = reference(q, k, v);
+    double s = 0;
+    for (size_t i = 0; i < o.size(); ++i) s += o[i] * r.data[i];
+    return s;
+  };
+  expect_gradient(q.data, dq.data, loss, "dq", 1e-3, 1e-3f);
+  expect_gradient(k.data, dk.data, loss, "dk", 2e-3, 1e-3f);
+  expect_gradient(v.data, dv.data, loss, "dv", 2e-3, 1e-3f);
 }
 
 }  // namespace linattn::test

@@ -497,17 +497,35 @@ recompute them.)");
         "this step: [H] gammas, [B,H,1] or [B,H,1,dk] log gammas; gates [B,H,1].");
 }
 
+// q, k, v (and dout for a backward) as inputs of one batch and head count, and the lengths.
+struct QkvInputs {
+  Input<4> q, k, v, dout;
+  IndexInput lengths;
+};
+QkvInputs qkv_inputs(const char* op, const py::object& q, const py::object& k, const py::object& v,
+                     const py::object& dout, const py::object& lengths) {
+  QkvInputs in{input<4>(q, op, "q"), input<4>(k, op, "k"), input<4>(v, op, "v"), optional_input<4>(dout, op, "dout"),
+               index_input(lengths, op, "lengths")};
+  same_batch_heads(op, "k", in.k, "q", in.q);
+  same_batch_heads(op, "k", in.k, "v", in.v);
+  return in;
+}
+
+// An attention backward's (dq, dk, dv), shaped as q, k, v.
+template <class F>
+py::tuple qkv_backward(const QkvInputs& in, F&& backward) {
+  Output<4> dq(in.q.view.shape), dk(in.k.view.shape), dv(in.v.view.shape);
+  run([&] { backward(dq.view, dk.view, dv.view); });
+  return py::make_tuple(dq.array, dk.array, dv.array);
+}
+
 // The relatives: Galerkin attention and the content lambda, forward and backward.
 void bind_relatives(py::module_& m) {
   m.def("galerkin_attention",
         [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& lengths, float eps) {
-          const char* op = "linattn.galerkin_attention";
-          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
-          same_batch_heads(op, "k", k, "q", q);
-          same_batch_heads(op, "k", k, "v", v);
-          const auto len = index_input(lengths, op, "lengths");
-          Output<4> out({q.size(0), q.size(1), q.size(2), v.size(3)});
-          run([&] { galerkin_attention(q.view, k.view, v.view, out.view, len.span(), eps); });
+          const QkvInputs in = qkv_inputs("linattn.galerkin_attention", q_, k_, v_, py::none(), lengths);
+          Output<4> out({in.q.size(0), in.q.size(1), in.q.size(2), in.v.size(3)});
+          run([&] { galerkin_attention(in.q.view, in.k.view, in.v.view, out.view, in.lengths.span(), eps); });
           return out.array;
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
@@ -515,29 +533,20 @@ void bind_relatives(py::module_& m) {
         "Galerkin attention: q (LN(K)^T LN(V)) / n, keys and values layer-normalised row by row.\n"
         "q [B,H,Tq,dk], k [B,H,T,dk], v [B,H,T,dv] -> [B,H,Tq,dv].");
   m.def("galerkin_attention_backward",
-        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& dout_,
+        [](const py::object& q, const py::object& k, const py::object& v, const py::object& dout,
            const py::object& lengths, float eps) {
-          const char* op = "linattn.galerkin_attention_backward";
-          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
-          const auto dout = input<4>(dout_, op, "dout");
-          same_batch_heads(op, "k", k, "q", q);
-          same_batch_heads(op, "k", k, "v", v);
-          const auto len = index_input(lengths, op, "lengths");
-          Output<4> dq(q.view.shape), dk(k.view.shape), dv(v.view.shape);
-          run([&] { galerkin_attention_backward(q.view, k.view, v.view, dout.view, dq.view, dk.view, dv.view, len.span(), eps); });
-          return py::make_tuple(dq.array, dk.array, dv.array);
+          const QkvInputs in = qkv_inputs("linattn.galerkin_attention_backward", q, k, v, dout, lengths);
+          return qkv_backward(in, [&](View4 dq, View4 dk, View4 dv) {
+            galerkin_attention_backward(in.q.view, in.k.view, in.v.view, in.dout.view, dq, dk, dv, in.lengths.span(), eps);
+          });
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dout"), py::kw_only(), py::arg("lengths") = py::none(),
         py::arg_v("eps", kGalerkinEps, "1e-05"), "(dq, dk, dv) of galerkin_attention given dout.");
   m.def("content_lambda_attention",
         [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& lengths) {
-          const char* op = "linattn.content_lambda_attention";
-          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
-          same_batch_heads(op, "k", k, "q", q);
-          same_batch_heads(op, "k", k, "v", v);
-          const auto len = index_input(lengths, op, "lengths");
-          Output<4> out({q.size(0), q.size(1), q.size(2), v.size(3)});
-          run([&] { content_lambda_attention(q.view, k.view, v.view, out.view, len.span()); });
+          const QkvInputs in = qkv_inputs("linattn.content_lambda_attention", q_, k_, v_, py::none(), lengths);
+          Output<4> out({in.q.size(0), in.q.size(1), in.q.size(2), in.v.size(3)});
+          run([&] { content_lambda_attention(in.q.view, in.k.view, in.v.view, out.view, in.lengths.span()); });
           return out.array;
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
@@ -556,17 +565,12 @@ void bind_relatives(py::module_& m) {
         py::arg("k"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(),
         "The fixed-size lambda [B,H,dk,dv] (linear_attention_lookup reads it).");
   m.def("content_lambda_attention_backward",
-        [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& dout_,
+        [](const py::object& q, const py::object& k, const py::object& v, const py::object& dout,
            const py::object& lengths) {
-          const char* op = "linattn.content_lambda_attention_backward";
-          const auto q = input<4>(q_, op, "q"), k = input<4>(k_, op, "k"), v = input<4>(v_, op, "v");
-          const auto dout = input<4>(dout_, op, "dout");
-          same_batch_heads(op, "k", k, "q", q);
-          same_batch_heads(op, "k", k, "v", v);
-          const auto len = index_input(lengths, op, "lengths");
-          Output<4> dq(q.view.shape), dk(k.view.shape), dv(v.view.shape);
-          run([&] { content_lambda_attention_backward(q.view, k.view, v.view, dout.view, dq.view, dk.view, dv.view, len.span()); });
-          return py::make_tuple(dq.array, dk.array, dv.array);
+          const QkvInputs in = qkv_inputs("linattn.content_lambda_attention_backward", q, k, v, dout, lengths);
+          return qkv_backward(in, [&](View4 dq, View4 dk, View4 dv) {
+            content_lambda_attention_backward(in.q.view, in.k.view, in.v.view, in.dout.view, dq, dk, dv, in.lengths.span());
+          });
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dout"), py::kw_only(), py::arg("lengths") = py::none(),
         "(dq, dk, dv) of content_lambda_attention given dout.");

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "linattn/core/error.h"
 #include "linattn/core/view.h"
@@ -115,5 +116,22 @@ class Checks {
  private:
   const char* op_;
 };
+
+// The gradients of a q, k, v attention backward: dout [B, H, Tq, dv] and dq, dk, dv of the inputs'
+// shapes, none sharing memory with an input.
+inline void check_qkv_gradients(const Checks& c, CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk,
+                                View4 dv) {
+  c.same_shape("dout", dout, "[B, H, Tq, dv]", CView4(nullptr, {k.shape[0], k.shape[1], q.shape[2], v.shape[3]}, {}), false);
+  c.same_shape("dq", dq, "q", q, true);
+  c.same_shape("dk", dk, "k", k, true);
+  c.same_shape("dv", dv, "v", v, true);
+  const std::pair<const char*, View4> grads[] = {{"dq", dq}, {"dk", dk}, {"dv", dv}};
+  for (const auto& g : grads) {
+    c.disjoint(g.first, g.second, "q", q);
+    c.disjoint(g.first, g.second, "k", k);
+    c.disjoint(g.first, g.second, "v", v);
+    c.disjoint(g.first, g.second, "dout", dout);
+  }
+}
 
 }  // namespace linattn::detail

@@ -87,16 +87,7 @@ void content_lambda_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout
   check_kv(c, k, v, lengths);
   check_q(c, q, k);
   const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], kd = k.shape[3], vd = v.shape[3];
-  c.same_shape("dout", dout, "[B, H, Tq, dv]", CView4(nullptr, {B, H, q.shape[2], vd}, {}), false);
-  c.same_shape("dq", dq, "q", q, true);
-  c.same_shape("dk", dk, "k", k, true);
-  c.same_shape("dv", dv, "v", v, true);
-  for (const auto& [name, g] : {std::pair<const char*, View4>{"dq", dq}, {"dk", dk}, {"dv", dv}}) {
-    c.disjoint(name, g, "q", q);
-    c.disjoint(name, g, "k", k);
-    c.disjoint(name, g, "v", v);
-    c.disjoint(name, g, "dout", dout);
-  }
+  detail::check_qkv_gradients(c, q, k, v, dout, dq, dk, dv);
   const std::vector<float> w = weights_of(k, lengths);
   const std::vector<float> l = lambdas(w, k, v, lengths);
   std::vector<float> dl(l.size());

@@ -91,16 +91,7 @@ void galerkin_attention_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View
   const detail::Checks c("linattn::galerkin_attention_backward");
   check_inputs(c, q, k, v, lengths, eps);
   const int64_t B = k.shape[0], H = k.shape[1], T = k.shape[2], kd = k.shape[3], vd = v.shape[3];
-  c.same_shape("dout", dout, "[B, H, Tq, dv]", CView4(nullptr, {B, H, q.shape[2], vd}, {}), false);
-  c.same_shape("dq", dq, "q", q, true);
-  c.same_shape("dk", dk, "k", k, true);
-  c.same_shape("dv", dv, "v", v, true);
-  for (const auto& [name, g] : {std::pair<const char*, View4>{"dq", dq}, {"dk", dk}, {"dv", dv}}) {
-    c.disjoint(name, g, "q", q);
-    c.disjoint(name, g, "k", k);
-    c.disjoint(name, g, "v", v);
-    c.disjoint(name, g, "dout", dout);
-  }
+  detail::check_qkv_gradients(c, q, k, v, dout, dq, dk, dv);
   const Normalized kn = normalize(k, lengths, eps), vn = normalize(v, lengths, eps);
   std::vector<float> m(static_cast<size_t>(B * H * kd * vd)), dm(m.size());
   const View4 M = View4::contiguous(m.data(), {B, H, kd, vd}), dM = View4::contiguous(dm.data(), {B, H, kd, vd});
