@@ -307,3 +307,23 @@ def test_relatives_match_numpy_and_their_gradients():
             assert abs(grads[which][idx] - fd) <= 2e-2 * max(1.0, abs(fd)), (fwd.__name__, which, grads[which][idx], fd)
     with pytest.raises(linattn.ArgumentError, match="lengths"):
         linattn.galerkin_attention(q, k, v, lengths=[10, 2])
+
+
+def test_causal_calibration_environment_variable():
+    # Read once at the first use: a fresh interpreter for each value.
+    import os
+    import subprocess
+    import sys
+    code = ("import linattn, sys\n"
+            "try:\n"
+            "    print(linattn.causal_automatic_choice(8, 8)['measured'])\n"
+            "except linattn.ArgumentError as e:\n"
+            "    print('error:', e)\n")
+    def run(value):
+        env = dict(os.environ, LINATTN_CAUSAL_CALIBRATION=value)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              timeout=120, check=True).stdout
+    assert run("off").strip() == "False"
+    assert run("measure").strip() == "True"
+    out = run("sideways")
+    assert out.startswith("error:") and "LINATTN_CAUSAL_CALIBRATION" in out and "sideways" in out, out
