@@ -118,6 +118,108 @@ TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
   expect_error("eval --model " + p("missing.ckpt"), "missing.ckpt");
 }
 
+// CNN end to end on a made-up data set in the DeepMind layout (`cnn-sample`): train (checkpointed, resumable),
+// eval on a split and on files, store every document's memory and answer from it, answer a
+// .question file in the file's own entity names.
+TEST_F(ReaderCliTest, CnnTrainEvalEncodeAnswer) {
+  ASSERT_EQ(reader("cnn-sample --out " + p("cnn") + " --train 60 --valid 12 --test 12").code, 0);
+  const std::string cnn = " --cnn " + p("cnn");
+  auto r = reader("train" + cnn + " --mechanism linear --hidden 12 --embedding 8 --epochs 2 --no-progress --checkpoint " +
+                  p("c.ckpt") + " --results " + p("c.jsonl") + " --max-steps 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = reader("train --resume --checkpoint " + p("c.ckpt") + " --no-progress --results " + p("c.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("CNN ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("60 train / 12 valid / 12 test questions"), std::string::npos) << r.out;
+  std::ifstream results(p("c.jsonl"));
+  std::string line;
+  ASSERT_TRUE(std::getline(results, line));
+  const auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["data"], "cnn");
+  EXPECT_EQ(j["hidden"], 12);
+  EXPECT_EQ(j["epochs_run"], 2);
+  expect_error("train --resume --checkpoint " + p("c.ckpt") + " --cnn " + p("."), "disagrees with");
+
+  // The authors' sizes are this data's defaults; --max-examples reads the first files only.
+  r = reader("train" + cnn + " --mechanism none --epochs 1 --max-examples 5 --no-progress --results " + p("d.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("5 train / 5 valid / 5 test questions"), std::string::npos) << r.out;
+  std::ifstream defaults(p("d.jsonl"));
+  ASSERT_TRUE(std::getline(defaults, line));
+  EXPECT_EQ(nlohmann::json::parse(line)["hidden"], 100);
+  EXPECT_EQ(nlohmann::json::parse(line)["embedding"], 100);
+
+  // Evaluation and storage never need the training split.
+  fs::rename(p("cnn/questions/training"), p("cnn/training.away"));
+  r = reader("eval --model " + p("c.ckpt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("on 12 questions of test"), std::string::npos) << r.out;
+  r = reader("eval --model " + p("c.ckpt") + " --file " + p("cnn/questions/validation"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("on 12 questions of"), std::string::npos) << r.out;
+  // Three questions per document: four memories answer twelve questions, equal to the graph.
+  r = reader("encode --model " + p("c.ckpt") + " --bank " + p("c.lamb"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("stored 4 test stories"), std::string::npos) << r.out;
+  r = reader("eval --model " + p("c.ckpt") + " --bank " + p("c.lamb"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("equal to in-graph 12/12"), std::string::npos) << r.out;
+  // A moved data set: --cnn points at it.
+  fs::rename(p("cnn"), p("moved"));
+  expect_error("eval --model " + p("c.ckpt"), "is not a directory");
+  r = reader("eval --model " + p("c.ckpt") + " --cnn " + p("moved"));
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  // answer: a .question file brings its own query; answers are the file's markers and names,
+  // chosen among the document's entities only.
+  const std::string question = p("moved/questions/test/q100072.question");
+  std::ifstream in(question);
+  std::stringstream text;
+  text << in.rdbuf();
+  r = reader("answer --model " + p("c.ckpt") + " --story " + question + " --top 50");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream answers(r.out);
+  int printed = 0;
+  for (std::string marker; answers >> marker; ++printed) {
+    EXPECT_NE(text.str().find(marker + " "), std::string::npos) << marker << " is not in the document\n" << r.out;
+    std::string rest;
+    std::getline(answers, rest);
+    EXPECT_NE(rest.find("(Person "), std::string::npos) << rest;
+  }
+  EXPECT_GE(printed, 2);
+  EXPECT_LE(printed, 12);  // six sentences, two entities each
+  r = reader("answer --model " + p("c.ckpt") + " --story " + question + " --question \"@placeholder met\"");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("@entity", 0), 0u) << r.out;
+
+  r = reader("cnn-sample --out " + p("sample") + " --train 5 --valid 2 --test 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::distance(fs::directory_iterator(p("sample/questions/training")), fs::directory_iterator()), 5);
+  expect_error("cnn-sample --out " + p("sample"), "exists already");
+  expect_error("train --cnn " + p("nowhere") + " --epochs 1", "--cnn");
+  expect_error("train --cnn " + p("moved") + " --task 2", "not a bAbI --task");
+  expect_error("train --max-examples 3 --epochs 1", "--max-examples requires --cnn");
+}
+
+// The relatives as reader mechanisms: trained, stored one memory per story (Galerkin packed,
+// the lambda full), and answered from the bank exactly as in the graph.
+TEST_F(ReaderCliTest, GalerkinAndLambdaReadersAnswerFromStoredMemories) {
+  for (const std::string m : {"galerkin", "lambda"}) {
+    const std::string ckpt = p(m + ".ckpt"), bank = p(m + ".lamb");
+    auto r = reader("train " + kSmall + " --mechanism " + m + " --epochs 1 --checkpoint " + ckpt);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find(m + " attention"), std::string::npos) << r.out;
+    r = reader("encode --model " + ckpt + " --bank " + bank);
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = reader("eval --model " + ckpt + " --bank " + bank);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
+    // 12 units: Galerkin's symmetric memory is stored packed (78 numbers), the lambda's whole (144).
+    EXPECT_NE(r.out.find(m == "galerkin" ? "312 bytes/story" : "576 bytes/story"), std::string::npos) << r.out;
+  }
+  expect_error("study --out " + p("s") + " --no-babi --mqar --mechanisms linear,kslot", "unknown attention mechanism 'kslot'");
+}
+
 TEST_F(ReaderCliTest, StudyRunsInParallelResumesAndReports) {
   const std::string study = "study --out " + p("study") + " --no-babi --mqar --mqar-pairs 2,3 --mqar-widths 8 --mqar-epochs 1 "
                             "--mqar-questions 60 --mechanisms none,linear --seeds 1 --jobs 2";

@@ -8,9 +8,11 @@
 
 #include "babi.h"
 #include "cnn.h"
+#include "cnn_sample.h"
 #include "dataset.h"
 #include "linattn/core/error.h"
 #include "mqar.h"
+#include "scratch_dir.h"
 #include "vocabulary.h"
 
 namespace linattn::reader {
@@ -120,6 +122,85 @@ TEST(Cnn, ParsesQuestionFilesAndNamesProblems) {
                       "does not occur in the story");
   expect_format_error([] { parse_cnn_question("u\n\n@entity1 x\n\n@placeholder\n\n@entity1\n\nbroken\n", "e.question"); },
                       "e.question:9: expected '@entityN:Name'");
+}
+
+// Re-shuffling renames every marker consistently: the text keeps its shape, the answer stays a
+// candidate, the names follow their entities, and the new markers fall in [0, range).
+TEST(Cnn, ShufflingEntitiesRenamesThemConsistently) {
+  const std::string text =
+      "u\n\n@entity7 met @entity30 in @entity2 . @entity7 left .\n\n@placeholder met @entity30\n\n@entity7\n\n"
+      "@entity7:Alice\n@entity30:Bob\n@entity2:Paris\n@entity99:Nobody\n";
+  const CnnExample before = parse_cnn_question(text, "a.question");
+  std::set<std::string> drawn;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    CnnExample ex = before;
+    const auto rename = shuffle_entities(ex, 5, seed);
+    ASSERT_EQ(rename.size(), 3u);
+    for (size_t i = 0; i < ex.story.size(); ++i)
+      EXPECT_EQ(ex.story[i], rename.count(before.story[i]) ? rename.at(before.story[i]) : before.story[i]);
+    EXPECT_EQ(ex.answer, rename.at("@entity7"));
+    EXPECT_EQ(ex.story[0], ex.story[6]);  // both mentions of @entity7
+    EXPECT_EQ(ex.query[2], rename.at("@entity30"));
+    EXPECT_EQ(ex.candidates, (std::vector<std::string>{rename.at("@entity7"), rename.at("@entity30"), rename.at("@entity2")}));
+    EXPECT_EQ(ex.entity_names.at(rename.at("@entity30")), "Bob");
+    EXPECT_EQ(ex.entity_names.size(), 3u);  // @entity99 is not in the text
+    for (const auto& [from, to] : rename) {
+      const int id = std::stoi(to.substr(7));
+      EXPECT_TRUE(id >= 0 && id < 5) << to;
+      drawn.insert(to);
+    }
+  }
+  EXPECT_EQ(drawn.size(), 5u);  // every marker of the range is drawn for some seed
+  CnnExample ex = before;
+  expect_format_error([&] { shuffle_entities(ex, 2, 0); }, "3 entities, more than the 2");
+  EXPECT_EQ(entity_count(before), 3);
+}
+
+TEST(Cnn, ReadsTheDeepMindLayout) {
+  test::ScratchDir dir("linattn_cnn_data");
+  expect_format_error([&] { cnn_question_files(dir.path(), "training"); }, "DIR/questions/{training,validation,test}");
+  fs::create_directories(dir("questions/training"));
+  expect_format_error([&] { cnn_question_files(dir.path(), "training"); }, "holds no .question files");
+  write_cnn_sample(dir.path(), {.train = 30, .valid = 9, .test = 9, .questions_per_document = 3});
+  const auto files = cnn_question_files(dir.path(), "training");
+  ASSERT_EQ(files.size(), 30u);
+  EXPECT_TRUE(std::is_sorted(files.begin(), files.end()));
+  EXPECT_EQ(cnn_question_files(dir.path(), "training", 4), std::vector<std::string>(files.begin(), files.begin() + 4));
+
+  const Dataset d = cnn_dataset({.dir = dir.path()}, 1);
+  ASSERT_EQ(d.train.size(), 30u);
+  ASSERT_EQ(d.valid.size(), 9u);
+  ASSERT_EQ(d.test.size(), 9u);
+  // Answers are the markers @entity0..R-1 only.
+  for (int64_t i = 2; i < d.answers.size(); ++i) EXPECT_EQ(d.answers.token(i), "@entity" + std::to_string(i - 2));
+  for (const auto* split : {&d.train, &d.valid, &d.test})
+    for (const Example& e : *split) {
+      ASSERT_FALSE(e.candidates.empty());
+      EXPECT_NE(std::find(e.candidates.begin(), e.candidates.end(), e.answer), e.candidates.end());
+      std::set<int64_t> in_story;
+      for (int64_t w : e.story)
+        if (d.words.token(w).rfind("@entity", 0) == 0) in_story.insert(d.answers.id(d.words.token(w)));
+      EXPECT_EQ(in_story, std::set<int64_t>(e.candidates.begin(), e.candidates.end()));
+      for (int64_t w : e.question) EXPECT_NE(w, Vocabulary::kUnknown);
+    }
+  // Validation and test: one renaming and one story id per document; training: one per example.
+  for (const auto* split : {&d.valid, &d.test})
+    for (size_t i = 0; i < split->size(); i += 3) {
+      EXPECT_EQ((*split)[i].story, (*split)[i + 1].story);
+      EXPECT_EQ((*split)[i].story_id, (*split)[i + 2].story_id);
+      EXPECT_NE((*split)[i].story_id, i + 3 < split->size() ? (*split)[i + 3].story_id : -1);
+    }
+  int differ = 0;
+  for (size_t i = 0; i < d.train.size(); i += 3) differ += d.train[i].story != d.train[i + 1].story;
+  EXPECT_GT(differ, 5);
+  EXPECT_NE(d.train[0].story_id, d.train[1].story_id);
+
+  // Through given vocabularies, without the training split; --max-examples.
+  const Dataset eval = cnn_dataset({.dir = dir.path(), .max_examples = 4, .read_training = false}, 1, &d.words, &d.answers);
+  EXPECT_TRUE(eval.train.empty());
+  ASSERT_EQ(eval.test.size(), 4u);
+  EXPECT_EQ(eval.test[0].story, d.test[0].story);
+  EXPECT_EQ(cnn_examples({files[0]}, d.words, d.answers, 1).front().answer >= 2, true);
 }
 
 TEST(Mqar, SequencesFollowTheDefinition) {

@@ -137,6 +137,43 @@ TEST(TorchModules, GatedLinearAttentionMatchesNaive) {
   }
 }
 
+// Galerkin: r = (LN(h)^T LN(h) / n) q over the valid positions; the stored memory, read with the
+// mean, gives the same r.
+TEST(TorchModules, GalerkinAttentionMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6;
+  const Batch x = batch(B, T, d, d);
+  GalerkinAttention m;
+  auto naive = [&](const std::vector<torch::Tensor>& in) {
+    const torch::Tensor hn = torch::layer_norm(in[0], {d}, {}, {}, 1e-5) * x.mask;
+    const torch::Tensor M = torch::matmul(hn.transpose(1, 2), hn) / x.lengths.to(torch::kFloat64).view({-1, 1, 1});
+    return torch::matmul(M, in[1].unsqueeze(2)).squeeze(2);
+  };
+  compare([&](const std::vector<torch::Tensor>& in) { return m->forward(in[0], in[1], x.lengths); }, naive, {x.h, x.q},
+          {"h", "q"});
+  const torch::Tensor C = m->encode(x.h, x.lengths);
+  const torch::Tensor stored = torch::matmul(C, x.q.unsqueeze(2)).squeeze(2) / x.lengths.to(torch::kFloat32).unsqueeze(1);
+  EXPECT_LE(rel(stored, naive({x.h.to(torch::kFloat64), x.q.to(torch::kFloat64)})), 1e-5);
+}
+
+// Content lambda: lambda = softmax over valid positions of h (per channel)^T h, r = lambda^T q;
+// encode gives lambda itself, and refuses to be differentiated.
+TEST(TorchModules, ContentLambdaMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6;
+  const Batch x = batch(B, T, d, d);
+  ContentLambda m;
+  auto naive_lambda = [&](const torch::Tensor& h) {
+    const torch::Tensor w = torch::softmax(h.masked_fill(x.mask == 0, -INFINITY), 1);  // over positions
+    return torch::matmul(w.transpose(1, 2), h * x.mask);                              // [B, d, d]
+  };
+  compare([&](const std::vector<torch::Tensor>& in) { return m->forward(in[0], in[1], x.lengths); },
+          [&](const std::vector<torch::Tensor>& in) {
+            return torch::matmul(naive_lambda(in[0]).transpose(1, 2), in[1].unsqueeze(2)).squeeze(2);
+          },
+          {x.h, x.q}, {"h", "q"});
+  EXPECT_LE(rel(m->encode(x.h, x.lengths), naive_lambda(x.h.to(torch::kFloat64))), 1e-5);
+  EXPECT_THROW(m->encode(x.h.clone().set_requires_grad(true), x.lengths), c10::Error);
+}
+
 TEST(TorchModules, NoAttentionTakesTheLastValidState) {
   const Batch x = batch(3, 5, 4, 4);
   NoAttention m;

@@ -34,6 +34,17 @@ ReaderBatch make_batch(const std::vector<Example>& examples, const std::vector<i
   }
   b.candidates = torch::ones({B, answer_count}, torch::kBool);
   b.candidates.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, std::min<int64_t>(2, answer_count))}, false);
+  auto allowed = b.candidates.accessor<bool, 2>();
+  for (int64_t r = 0; r < B; ++r) {
+    const Example& e = examples[static_cast<size_t>(indices[static_cast<size_t>(r)])];
+    if (e.candidates.empty()) continue;
+    for (int64_t a = 0; a < answer_count; ++a) allowed[r][a] = false;
+    bool any = false;
+    for (int64_t a : e.candidates)
+      if (a >= 2 && a < answer_count) any = allowed[r][a] = true;
+    if (!any)  // no known candidate: every answer, rather than a row of -inf logits (a NaN loss)
+      for (int64_t a = 2; a < answer_count; ++a) allowed[r][a] = true;
+  }
   return b;
 }
 

@@ -10,8 +10,9 @@
 
 namespace linattn::reader {
 
-// One padded batch of examples[indices]. Every answer id >= 2 is a candidate (0 and 1 are the
-// answer vocabulary's padding and unknown, never predicted; an unknown answer counts as wrong).
+// One padded batch of examples[indices]. The candidates are an example's own (CNN: the
+// document's entities), else every answer id >= 2 (0 and 1 are the answer vocabulary's padding
+// and unknown, never predicted; an unknown answer counts as wrong).
 ReaderBatch make_batch(const std::vector<Example>& examples, const std::vector<int64_t>& indices, int64_t answer_count);
 
 // Batches of `size` indices, similar story lengths together (the authors: sorted by length within

@@ -58,6 +58,9 @@ DataSpec data_spec_of(const nlohmann::json& j) {
     d.mqar.train_sequences = j.at("train_sequences").get<int64_t>();
     d.mqar.valid_sequences = j.at("valid_sequences").get<int64_t>();
     d.mqar.test_sequences = j.at("test_sequences").get<int64_t>();
+  } else if (d.kind == "cnn") {
+    d.cnn.dir = j.at("dir").get<std::string>();
+    d.cnn.max_examples = j.at("max_examples").get<int64_t>();
   } else {
     throw Error("unknown data kind '" + d.kind + "'");
   }
@@ -74,6 +77,8 @@ void copy_parameters(const Reader& from, Reader& to) {
 
 std::string DataSpec::describe() const {
   if (kind == "mqar") return "MQAR, " + std::to_string(mqar.pairs) + " pairs";
+  if (kind == "cnn")
+    return "CNN (" + cnn.dir + (cnn.max_examples >= 0 ? ", at most " + std::to_string(cnn.max_examples) + " per split" : "") + ")";
   return "bAbI task " + std::to_string(task) + (ten_k ? " (en-10k)" : " (en)");
 }
 
@@ -84,7 +89,13 @@ nlohmann::json to_json(const ReaderOptions& o) {
           {"dropout", o.dropout()},     {"linear_scale", o.linear_scale()}};
 }
 
+std::string DataSpec::name() const {
+  if (kind == "babi") return ten_k ? "en-10k" : "en";
+  return kind;
+}
+
 nlohmann::json to_json(const DataSpec& d) {
+  if (d.kind == "cnn") return {{"kind", d.kind}, {"seed", d.seed}, {"dir", d.cnn.dir}, {"max_examples", d.cnn.max_examples}};
   if (d.kind == "mqar")
     return {{"kind", d.kind}, {"seed", d.seed}, {"pairs", d.mqar.pairs}, {"vocab", d.mqar.vocab},
             {"train_sequences", d.mqar.train_sequences}, {"valid_sequences", d.mqar.valid_sequences},
@@ -98,8 +109,14 @@ nlohmann::json to_json(const EpochRecord& r) {
 }
 
 Dataset load_dataset(const DataSpec& spec, const std::string& data_dir, const Vocabulary* words,
-                     const Vocabulary* answers) {
+                     const Vocabulary* answers, bool need_training) {
   if (spec.kind == "mqar") return mqar_dataset(spec.mqar, spec.seed);  // ids do not depend on the draws
+  if (spec.kind == "cnn") {
+    CnnReaderOptions o = spec.cnn;
+    if (!data_dir.empty()) o.dir = data_dir;
+    o.read_training = need_training;
+    return cnn_dataset(o, spec.seed, words, answers, stderr);
+  }
   const std::string root = find_babi_root(data_dir.empty() ? std::nullopt : std::optional<std::string>(data_dir));
   const BabiTask task = load_babi(root, spec.task, spec.ten_k, spec.valid_fraction, spec.seed);
   return words && answers ? babi_dataset(task, *words, *answers) : babi_dataset(task);

@@ -20,13 +20,15 @@ namespace linattn::reader {
 
 // Where the examples come from.
 struct DataSpec {
-  std::string kind = "babi";  // "babi" or "mqar"
+  std::string kind = "babi";  // "babi", "mqar" or "cnn"
   int task = 1;               // bAbI task 1-20
   bool ten_k = false;         // en-10k
   double valid_fraction = 0.1;
   MqarReaderOptions mqar;
-  uint64_t seed = 1;          // the validation split (bAbI) or the draws (MQAR)
-  std::string describe() const;  // "bAbI task 1 (en)", "MQAR, 8 pairs"
+  CnnReaderOptions cnn;       // the directory as given to train (eval/encode may point elsewhere)
+  uint64_t seed = 1;          // the validation split (bAbI), the draws (MQAR), the entity shuffles (CNN)
+  std::string describe() const;  // "bAbI task 1 (en)", "MQAR, 8 pairs", "CNN (dir)"
+  std::string name() const;      // "en", "en-10k", "mqar" or "cnn": the results' "data"
 };
 
 struct TrainSettings {
@@ -62,9 +64,11 @@ struct Progress {
 
 // Loads the examples `spec` names, mapped through the given vocabularies when non-empty (a
 // trained model's), else through vocabularies built from the training split. data_dir: the
-// bAbI directory (find_babi_root rules).
+// bAbI directory (find_babi_root rules) or the CNN one.
+// CNN: data_dir, when not empty, replaces the directory in `spec` (a moved data set), and the
+// training split is read only when `need_training` or there are no vocabularies.
 Dataset load_dataset(const DataSpec& spec, const std::string& data_dir, const Vocabulary* words = nullptr,
-                     const Vocabulary* answers = nullptr);
+                     const Vocabulary* answers = nullptr, bool need_training = true);
 
 struct Checkpoint {
   ReaderOptions model_options{2, 3};

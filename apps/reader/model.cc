@@ -11,15 +11,18 @@ std::string to_string(Mechanism m) {
     case Mechanism::linear: return "linear";
     case Mechanism::gated_scalar: return "gated-scalar";
     case Mechanism::gated_vector: return "gated-vector";
+    case Mechanism::galerkin: return "galerkin";
+    case Mechanism::lambda: return "lambda";
   }
   return "unknown";
 }
 
 Mechanism parse_mechanism(const std::string& name) {
   for (Mechanism m : {Mechanism::none, Mechanism::softmax, Mechanism::linear, Mechanism::gated_scalar,
-                      Mechanism::gated_vector})
+                      Mechanism::gated_vector, Mechanism::galerkin, Mechanism::lambda})
     if (to_string(m) == name) return m;
-  throw Error("unknown attention mechanism '" + name + "' (none, softmax, linear, gated-scalar, gated-vector)");
+  throw Error("unknown attention mechanism '" + name +
+              "' (none, softmax, linear, gated-scalar, gated-vector, galerkin, lambda)");
 }
 
 ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
@@ -57,6 +60,8 @@ ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
                                                                                                   : torch_ext::GateKind::vector)
                                                    .scale(o.linear_scale())));
       break;
+    case Mechanism::galerkin: galerkin = register_module("attention", torch_ext::GalerkinAttention()); break;
+    case Mechanism::lambda: lambda = register_module("attention", torch_ext::ContentLambda()); break;
   }
 }
 
@@ -90,19 +95,42 @@ torch::Tensor ReaderImpl::attend(const torch::Tensor& h, const torch::Tensor& q,
     case Mechanism::none: return none->forward(h, q, lengths);
     case Mechanism::softmax: return softmax->forward(h, q, lengths);
     case Mechanism::linear: return linear->forward(h, q, lengths);
+    case Mechanism::galerkin: return galerkin->forward(h, q, lengths);
+    case Mechanism::lambda: return lambda->forward(h, q, lengths);
     default: return gated->forward(h, q, lengths);
   }
 }
 
 bool ReaderImpl::has_fixed_size_memory() const {
-  return options.mechanism() == Mechanism::linear || options.mechanism() == Mechanism::gated_scalar ||
-         options.mechanism() == Mechanism::gated_vector;
+  return options.mechanism() != Mechanism::none && options.mechanism() != Mechanism::softmax;
 }
 
 torch::Tensor ReaderImpl::encode_memory(const torch::Tensor& h, const torch::Tensor& lengths) {
-  if (!has_fixed_size_memory())
-    throw Error("a " + to_string(options.mechanism()) + " reader has no fixed-size memory (linear and gated linear do)");
-  return options.mechanism() == Mechanism::linear ? linear->encode(h, lengths) : gated->encode(h, lengths);
+  switch (options.mechanism()) {
+    case Mechanism::linear: return linear->encode(h, lengths);
+    case Mechanism::gated_scalar:
+    case Mechanism::gated_vector: return gated->encode(h, lengths);
+    case Mechanism::galerkin: return galerkin->encode(h, lengths);
+    case Mechanism::lambda: return lambda->encode(h, lengths);
+    default:
+      throw Error("a " + to_string(options.mechanism()) +
+                  " reader has no fixed-size memory (linear, gated linear, galerkin and lambda do)");
+  }
+}
+
+MemoryReadout ReaderImpl::memory_readout() const {
+  switch (options.mechanism()) {
+    case Mechanism::galerkin: return {.symmetric = true, .mean = true, .scale = 1.0};
+    case Mechanism::lambda: return {.symmetric = false, .mean = false, .scale = 1.0};
+    default: return {.symmetric = true, .mean = true, .scale = options.linear_scale()};
+  }
+}
+
+torch::Tensor ReaderImpl::lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) const {
+  const MemoryReadout m = memory_readout();
+  torch::Tensor r = torch::matmul(C.transpose(1, 2), q.unsqueeze(2)).squeeze(2) * m.scale;
+  if (m.mean) r = r / lengths.clamp_min(1).to(r.scalar_type()).unsqueeze(1);
+  return r;
 }
 
 torch::Tensor ReaderImpl::output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates) {

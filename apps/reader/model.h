@@ -11,10 +11,18 @@
 
 namespace linattn::reader {
 
-enum class Mechanism { none, softmax, linear, gated_scalar, gated_vector };
+enum class Mechanism { none, softmax, linear, gated_scalar, gated_vector, galerkin, lambda };
 std::string to_string(Mechanism m);
-// "none", "softmax", "linear", "gated-scalar", "gated-vector"; throws linattn::Error otherwise.
+// "none", "softmax", "linear", "gated-scalar", "gated-vector", "galerkin", "lambda"; throws
+// linattn::Error otherwise.
 Mechanism parse_mechanism(const std::string& name);
+
+// How a mechanism's fixed-size memory C [d, d] answers: r = scale C^T q (/ n when mean). Linear,
+// gated and Galerkin memories are symmetric (stored packed); the content lambda's is not.
+struct MemoryReadout {
+  bool symmetric = true, mean = true;
+  double scale = 1.0;
+};
 
 struct ReaderOptions {
   ReaderOptions(int64_t vocab, int64_t answers) : vocab_(vocab), answers_(answers) {}
@@ -57,10 +65,14 @@ class ReaderImpl : public torch::nn::Module {
   torch::Tensor encode_story(const torch::Tensor& story, const torch::Tensor& lengths);
   // The attention read-out r [B, hidden].
   torch::Tensor attend(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
-  // Linear and gated linear attention: the story's fixed-size memory C [B, d, d] (read out as
-  // r = linear_scale * C q / n). Throws linattn::Error for the other mechanisms.
+  // Linear, gated linear, Galerkin and content-lambda attention: the story's fixed-size memory
+  // C [B, d, d], read out as memory_readout() says (lookup_memory). Throws linattn::Error for
+  // the other mechanisms.
   bool has_fixed_size_memory() const;
   torch::Tensor encode_memory(const torch::Tensor& h, const torch::Tensor& lengths);
+  MemoryReadout memory_readout() const;
+  // r [B, d] from memories C [B, d, d], questions q [B, d] and story lengths [B].
+  torch::Tensor lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) const;
   // The answer logits from r and q.
   torch::Tensor output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates);
 
@@ -75,6 +87,8 @@ class ReaderImpl : public torch::nn::Module {
   torch_ext::LinearAttention linear{nullptr};
   torch_ext::GatedLinearAttention gated{nullptr};
   torch_ext::NoAttention none{nullptr};
+  torch_ext::GalerkinAttention galerkin{nullptr};
+  torch_ext::ContentLambda lambda{nullptr};
 };
 TORCH_MODULE(Reader);
 

@@ -18,7 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::vector<std::string> kMechanisms = {"none", "linear", "gated-scalar", "gated-vector", "softmax"};
+const std::vector<std::string> kMechanisms = {"none",    "linear",   "gated-scalar", "gated-vector",
+                                              "galerkin", "lambda", "softmax"};
 
 struct Stats {
   std::vector<double> values;
@@ -166,6 +167,25 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
         lr += (lr.empty() ? "" : ", ") + std::string(b2);
       }
       md << "| " << m << " | " << buf << " | " << (lr.empty() ? "not recorded" : lr) << " |\n";
+    }
+  }
+
+  // CNN: mechanism -> test accuracies (and epochs) over seeds.
+  std::map<std::string, Stats> cnn, cnn_epochs;
+  for (const auto& r : results) {
+    if (kind_of(r) != "cnn" || !r.contains("test_accuracy")) continue;
+    const std::string m = r.value("mechanism", std::string("?"));
+    cnn[m].values.push_back(r["test_accuracy"].get<double>());
+    cnn_epochs[m].values.push_back(r.value("epochs_run", r.value("epochs", 0)));
+  }
+  if (!cnn.empty()) {
+    std::set<std::string> seen;
+    for (const auto& [m, st] : cnn) seen.insert(m);
+    md << "\n## CNN: test accuracy\n\n| mechanism | test accuracy | runs | epochs trained (mean) |\n|---|---|---|---|\n";
+    for (const auto& m : present_mechanisms(seen)) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1f", cnn_epochs[m].mean());
+      md << "| " << m << " | " << cnn[m].cell() << " | " << cnn[m].values.size() << " | " << buf << " |\n";
     }
   }
 

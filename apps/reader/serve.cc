@@ -27,9 +27,9 @@ std::vector<int64_t> distinct_stories(const std::vector<Example>& examples) {
 
 MemoryConfig memory_config(const Reader& model, DType dtype) {
   const int64_t d = model->state_size();
-  // C = sum h~ h~^T is symmetric: stored packed, d(d+1)/2 numbers.
+  // C = sum h~ h~^T (linear, gated, Galerkin) is symmetric: stored packed, d(d+1)/2 numbers.
   return {.key_dim = d, .value_dim = d, .feature_map = FeatureMap::identity, .normalize = false, .gated = false,
-          .symmetric = true, .dtype = dtype};
+          .symmetric = model->memory_readout().symmetric, .dtype = dtype};
 }
 
 ServeReport compare(const std::vector<Example>& examples, const std::vector<torch::Tensor>& logits, Reader& model,
@@ -50,12 +50,17 @@ ServeReport compare(const std::vector<Example>& examples, const std::vector<torc
 
 }  // namespace
 
+LookupOptions lookup_options(const Reader& model) {
+  const MemoryReadout m = model->memory_readout();
+  return {.mean = m.mean, .scale = static_cast<float>(m.scale)};
+}
+
 std::string story_key(const Example& e) { return std::to_string(e.story_id) + ":" + std::to_string(e.story.size()); }
 
 EncodeReport encode_stories(Checkpoint& c, const std::vector<Example>& examples, const std::string& bank_path,
                             DType dtype) {
   if (!c.best->has_fixed_size_memory())
-    throw Error("only linear and gated linear readers store fixed-size memories; this one uses " +
+    throw Error("only linear, gated linear, galerkin and lambda readers store fixed-size memories; this one uses " +
                 to_string(c.model_options.mechanism()) + " attention");
   const auto start = Clock::now();
   torch::NoGradGuard no_grad;
@@ -99,7 +104,7 @@ ServeReport answer_from_bank(Checkpoint& c, const std::vector<Example>& examples
                 std::to_string(c.best->state_size()));
   torch::NoGradGuard no_grad;
   c.best->eval();
-  const LookupOptions lookup{.mean = true, .scale = static_cast<float>(c.model_options.linear_scale())};
+  const LookupOptions lookup = lookup_options(c.best);
   std::vector<torch::Tensor> logits;
   double lookup_seconds = 0;
   const auto start = Clock::now();
@@ -120,7 +125,7 @@ ServeReport answer_from_bank(Checkpoint& c, const std::vector<Example>& examples
   const double seconds = seconds_since(start);
   ServeReport r = compare(examples, logits, c.best, c.answers.size());
   r.mechanism = to_string(c.model_options.mechanism());
-  r.store = "d x d memory, packed, bank file";
+  r.store = c.best->memory_readout().symmetric ? "d x d memory, packed, bank file" : "d x d memory, bank file";
   r.stories = bank.size();
   for (int64_t i = 0; i < bank.size(); ++i) r.bytes_per_story += static_cast<double>(bank.memory(i).info().payload_bytes);
   if (bank.size() > 0) r.bytes_per_story /= static_cast<double>(bank.size());
@@ -144,7 +149,8 @@ ServeReport answer_from_states(Reader& model, const std::vector<Example>& exampl
     else if (mech == Mechanism::none) kept = model->attend(h, h.select(1, 0), b.story_lengths);  // [1, d]
     else kept = model->encode_memory(h, b.story_lengths);                                     // [1, d, d]
     const int64_t d = model->state_size();
-    stored_bytes += 4.0 * static_cast<double>(model->has_fixed_size_memory() ? d * (d + 1) / 2 : kept.numel());
+    const bool packed = model->has_fixed_size_memory() && model->memory_readout().symmetric;
+    stored_bytes += 4.0 * static_cast<double>(packed ? d * (d + 1) / 2 : kept.numel());
     store.emplace(story_key(examples[static_cast<size_t>(i)]), kept);
   }
   std::vector<torch::Tensor> logits;
@@ -158,8 +164,7 @@ ServeReport answer_from_states(Reader& model, const std::vector<Example>& exampl
     torch::Tensor r;
     if (mech == Mechanism::softmax) r = model->attend(kept, q, b.story_lengths);
     else if (mech == Mechanism::none) r = kept;
-    else r = torch::matmul(kept, q.unsqueeze(2)).squeeze(2) * (model->options.linear_scale() /
-                                                               static_cast<double>(std::max<size_t>(1, examples[i].story.size())));
+    else r = model->lookup_memory(kept, q, b.story_lengths);
     lookup_seconds += seconds_since(t);
     logits.push_back(model->output(r, q, b.candidates)[0]);
   }

@@ -10,8 +10,12 @@
 
 #include "checkpoint.h"
 #include "linattn/core/types.h"
+#include "linattn/memory/memory.h"
 
 namespace linattn::reader {
+
+// The Memory lookup that reads a stored memory of `model` as its in-graph read-out does.
+LookupOptions lookup_options(const Reader& model);
 
 // The bank entry name of an example's story: "<story id>:<tokens>" (a story prefix; every
 // question of bAbI reads the statements before it).

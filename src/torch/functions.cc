@@ -4,6 +4,8 @@
 #include <span>
 
 #include "linattn/ops/causal_linear_attention.h"
+#include "linattn/ops/content_lambda.h"
+#include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
@@ -139,6 +141,40 @@ struct LinearEncodeFn : torch::autograd::Function<LinearEncodeFn> {
     return {dk, dv, dg, torch::Tensor(), torch::Tensor()};
   }
 };
+
+// Galerkin attention and the content lambda share a signature (q, k, v, lengths) and the shape
+// of their gradients: one autograd function for both, the operator pair its parameter.
+template <auto Forward, auto Backward>
+struct RelativeAttentionFn : torch::autograd::Function<RelativeAttentionFn<Forward, Backward>> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                               torch::Tensor lengths) {
+    q = prepared(q, "q", 4), k = prepared(k, "k", 4), v = prepared(v, "v", 4);
+    lengths = prepared_lengths(lengths);
+    auto out = torch::empty({q.size(0), q.size(1), q.size(2), v.size(3)});
+    Forward(cview<4>(q), cview<4>(k), cview<4>(v), view<4>(out), span_of(lengths));
+    ctx->save_for_backward({q, k, v, lengths});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto dq = torch::empty_like(s[0]), dk = torch::empty_like(s[1]), dv = torch::empty_like(s[2]);
+    Backward(cview<4>(s[0]), cview<4>(s[1]), cview<4>(s[2]), cview<4>(dout), view<4>(dq), view<4>(dk), view<4>(dv),
+             span_of(s[3]));
+    return {dq, dk, dv, torch::Tensor()};
+  }
+};
+
+void galerkin_forward(CView4 q, CView4 k, CView4 v, View4 out, Lengths n) { linattn::galerkin_attention(q, k, v, out, n); }
+void galerkin_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk, View4 dv, Lengths n) {
+  linattn::galerkin_attention_backward(q, k, v, dout, dq, dk, dv, n);
+}
+void lambda_forward(CView4 q, CView4 k, CView4 v, View4 out, Lengths n) { linattn::content_lambda_attention(q, k, v, out, n); }
+void lambda_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk, View4 dv, Lengths n) {
+  linattn::content_lambda_attention_backward(q, k, v, dout, dq, dk, dv, n);
+}
+using GalerkinFn = RelativeAttentionFn<&galerkin_forward, &galerkin_backward>;
+using ContentLambdaFn = RelativeAttentionFn<&lambda_forward, &lambda_backward>;
 
 struct LinearLookupFn : torch::autograd::Function<LinearLookupFn> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor M, torch::Tensor counts,
@@ -311,6 +347,25 @@ torch::Tensor scalar_gate(const torch::Tensor& h, const torch::Tensor& w, const 
 
 torch::Tensor vector_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
   return VectorGateFn::apply(h, w, b);
+}
+
+torch::Tensor galerkin_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& lengths) {
+  return GalerkinFn::apply(q, k, v, absent_as_empty(lengths));
+}
+
+torch::Tensor content_lambda_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                       const torch::Tensor& lengths) {
+  return ContentLambdaFn::apply(q, k, v, absent_as_empty(lengths));
+}
+
+torch::Tensor content_lambda_encode(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lengths) {
+  TORCH_CHECK(!(torch::GradMode::is_enabled() && (k.requires_grad() || v.requires_grad())),
+              "linattn: content_lambda_encode has no gradient; use content_lambda_attention to train");
+  const torch::Tensor kc = prepared(k, "k", 4), vc = prepared(v, "v", 4), n = prepared_lengths(absent_as_empty(lengths));
+  auto lambda = torch::empty({kc.size(0), kc.size(1), kc.size(3), vc.size(3)});
+  linattn::content_lambda_encode(cview<4>(kc), cview<4>(vc), view<4>(lambda), span_of(n));
+  return lambda;
 }
 
 }  // namespace linattn::torch_ext

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "linattn/ops/galerkin_attention.h"
+
 namespace linattn::torch_ext {
 namespace {
 
@@ -93,6 +95,25 @@ torch::Tensor GatedLinearAttentionImpl::forward(const torch::Tensor& h, const to
                                  options.scale())
       .squeeze(2)
       .squeeze(1);
+}
+
+torch::Tensor GalerkinAttentionImpl::encode(const torch::Tensor& h, const torch::Tensor& lengths) {
+  const torch::Tensor normalised = torch::layer_norm(h, {h.size(2)}, {}, {}, kGalerkinEps);
+  return linear_attention_encode(heads(normalised), heads(normalised), {}, lengths).squeeze(1);
+}
+
+torch::Tensor GalerkinAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  return galerkin_attention(q.unsqueeze(1).unsqueeze(1), heads(h), heads(h), lengths).squeeze(2).squeeze(1);
+}
+
+torch::Tensor ContentLambdaImpl::encode(const torch::Tensor& h, const torch::Tensor& lengths) {
+  return content_lambda_encode(heads(h), heads(h), lengths).squeeze(1);
+}
+
+torch::Tensor ContentLambdaImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  return content_lambda_attention(q.unsqueeze(1).unsqueeze(1), heads(h), heads(h), lengths).squeeze(2).squeeze(1);
 }
 
 torch::Tensor NoAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {

@@ -195,7 +195,17 @@ void add_study_options(CLI::App* cmd, StudyArgs& a) {
                   "each run stops after this many epochs without a better validation accuracy (0: every epoch); "
                   "learning rates are each mechanism's default (softmax 3e-4, others 1e-3)")
       ->check(CLI::Range(0, 10000));
-  cmd->add_option("--mechanisms", a.mechanisms, "mechanisms to compare")->delimiter(',');
+  cmd->add_option("--mechanisms", a.mechanisms,
+                  "mechanisms to compare (default: none, linear, gated-scalar, gated-vector, softmax; also galerkin, lambda)")
+      ->delimiter(',')
+      ->check([](const std::string& m) {
+        try {
+          parse_mechanism(m);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      });
   cmd->add_option("--tasks", a.tasks, "bAbI tasks, e.g. 1,2,3")->delimiter(',')->check(CLI::Range(1, 20));
   cmd->add_flag("--no-plots", a.no_plots, "Markdown only (no gnuplot)");
 }

@@ -41,7 +41,8 @@ constexpr Fixed kFixedOnResume[] = {
     {"--linear-scale", "model", "linear_scale"}, {"--batch", "settings", "batch"},
     {"--lr", "settings", "lr"},           {"--clip", "settings", "clip"},
     {"--seed", "settings", "seed"},       {"--checkpoint-every", "settings", "checkpoint_every"},
-    {"--patience", "settings", "patience"}};
+    {"--patience", "settings", "patience"}, {"--cnn", "data", "dir"},
+    {"--max-examples", "data", "max_examples"}};
 
 void append_result(const std::string& path, const nlohmann::json& line) {
   std::ofstream out(path, std::ios::app);
@@ -115,7 +116,7 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
     line.update(to_json(c.model_options));
     nlohmann::json curve = nlohmann::json::array();
     for (const auto& r : c.progress.curve) curve.push_back(to_json(r));
-    line.update({{"data", c.data.kind == "babi" ? (c.data.ten_k ? "en-10k" : "en") : "mqar"},
+    line.update({{"data", c.data.name()},
                  {"seed", c.settings.seed},
                  {"epochs", c.settings.epochs},
                  {"epochs_run", c.progress.epochs_done},
@@ -138,12 +139,13 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
 
 void add_train_command(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Train one mechanism on a bAbI task (or MQAR); report test accuracy");
+  CLI::App* cmd = app.add_subcommand("train", "Train one mechanism on a bAbI task (or CNN, or MQAR); report test accuracy");
   cmd->footer(
       "Examples:\n"
       "  linattn-reader train --task 1 --mechanism gated-vector --checkpoint t1.ckpt --results runs.jsonl\n"
       "  linattn-reader train --resume --checkpoint t1.ckpt          (continues as if never stopped)\n"
-      "  linattn-reader train --mqar-pairs 16 --mechanism linear --hidden 64");
+      "  linattn-reader train --mqar-pairs 16 --mechanism linear --hidden 64\n"
+      "  linattn-reader train --cnn ~/cnn --mechanism linear --patience 2 --checkpoint cnn.ckpt  (the DeepMind layout)");
   cmd->add_option("--task", a->data.task, "bAbI task number")->check(CLI::Range(1, 20));
   cmd->add_flag("--ten-k", a->data.ten_k, "use en-10k (10,000 training questions)");
   cmd->add_option("--data", a->data_dir, "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi)");
@@ -153,9 +155,16 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--mqar-vocab", a->data.mqar.vocab, "MQAR vocabulary (keys below half, values above)")->check(CLI::Range(8, 1000000));
   cmd->add_option("--mqar-train", a->data.mqar.train_sequences, "MQAR training sequences")->check(CLI::Range(1, 10000000));
-  cmd->add_option("--mechanism", a->mechanism, "none, softmax, linear, gated-scalar or gated-vector");
-  cmd->add_option("--hidden", a->hidden, "GRU units (per direction)")->check(CLI::Range(1, 4096));
-  cmd->add_option("--embedding", a->embedding, "word embedding size")->check(CLI::Range(1, 4096));
+  auto* cnn = cmd->add_option("--cnn", a->data.cnn.dir,
+                              "train on CNN / Daily Mail cloze QA: a directory holding questions/{training,validation,test}/*.question")
+                  ->check(CLI::ExistingDirectory);
+  cmd->add_option("--max-examples", a->data.cnn.max_examples, "CNN: read at most N questions per split (the first by name)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->needs(cnn);
+  cmd->add_option("--mechanism", a->mechanism,
+                  "none, softmax, linear, gated-scalar, gated-vector, or the relatives galerkin and lambda");
+  cmd->add_option("--hidden", a->hidden, "GRU units (per direction; default 64, CNN 100 as the authors)")->check(CLI::Range(1, 4096));
+  cmd->add_option("--embedding", a->embedding, "word embedding size (default 64, CNN 100)")->check(CLI::Range(1, 4096));
   cmd->add_option("--layers", a->layers, "stacked GRU layers")->check(CLI::Range(1, 16));
   cmd->add_flag("--bidirectional", a->bidirectional, "bidirectional GRU encoders (states 2 x hidden wide)");
   cmd->add_option("--attention-size", a->attention, "softmax's additive scorer width")->check(CLI::Range(1, 4096));
@@ -182,7 +191,15 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--no-progress", a->no_progress, "no live progress line (one line per epoch only)");
   cmd->callback([a, cmd] {
     TrainArgs args = *a;
+    if (cmd->count("--mqar-pairs") > 0 && cmd->count("--cnn") > 0) throw CLI::ValidationError("--cnn", "--cnn and --mqar-pairs exclude each other");
     if (cmd->count("--mqar-pairs") > 0) args.data.kind = "mqar";
+    if (cmd->count("--cnn") > 0) {
+      if (cmd->count("--task") > 0 || cmd->count("--ten-k") > 0) throw CLI::ValidationError("--cnn", "--cnn reads CNN, not a bAbI --task");
+      args.data.kind = "cnn";
+      args.data.cnn.dir = std::filesystem::absolute(args.data.cnn.dir).lexically_normal().string();
+      if (cmd->count("--hidden") == 0) args.hidden = 100;  // the authors' sizes for this data
+      if (cmd->count("--embedding") == 0) args.embedding = 100;
+    }
     if (cmd->count("--lr") == 0) args.settings.lr = default_learning_rate(parse_mechanism(args.mechanism));
     args.data.seed = args.settings.seed;
     run(args, *cmd);

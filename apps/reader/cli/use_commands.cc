@@ -1,10 +1,15 @@
 // linattn-reader eval / encode / answer: using a trained model, in the graph or from stored
 // fixed-size memories.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
 #include "batches.h"
+#include "cnn_sample.h"
 #include "commands.h"
 #include "linattn/core/error.h"
 #include "linattn/memory/bank.h"
@@ -35,7 +40,7 @@ void print_serve(const ServeReport& r, bool cost_only = false) {
 nlohmann::json serve_json(const ServeReport& r, const Checkpoint& c) {
   return {{"kind", "serve"},
           {"task", c.data.task},
-          {"data", c.data.kind == "babi" ? (c.data.ten_k ? "en-10k" : "en") : "mqar"},
+          {"data", c.data.name()},
           {"mechanism", r.mechanism},
           {"store", r.store},
           {"stories", r.stories},
@@ -54,18 +59,35 @@ struct UseArgs {
   int threads = 1, top = 1;
 };
 
+// `--file` of a CNN model: one .question file, or a directory of them (sorted by name).
+std::vector<std::string> question_files(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return {path};
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(path))
+    if (entry.path().extension() == ".question") files.push_back(entry.path().string());
+  if (files.empty()) throw Error(path + " holds no .question files");
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 void eval(const UseArgs& a) {
   set_threads(a.threads);
   Checkpoint c = Checkpoint::load(a.model);
   Dataset data;
   std::string what = a.split;
-  if (!a.file.empty()) {  // any file in the bAbI format, read through the model's vocabularies
+  if (!a.file.empty() && c.data.kind == "cnn") {  // .question files, through the model's vocabularies
+    data.words = c.words;
+    data.answers = c.answers;
+    data.test = cnn_examples(question_files(a.file), c.words, c.answers, c.data.seed);
+    what = a.file;
+  } else if (!a.file.empty()) {  // any file in the bAbI format, read through the model's vocabularies
     BabiTask task;
     task.test = parse_babi(read_text_file(a.file), a.file);
     data = babi_dataset(task, c.words, c.answers);
     what = a.file;
   } else {
-    data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+    data = load_dataset(c.data, a.data_dir, &c.words, &c.answers, a.split == "train");
   }
   const auto& examples = a.file.empty() ? split_of(data, a.split) : data.test;
   if (examples.empty()) throw Error("no questions in " + what + " to evaluate on");
@@ -98,7 +120,7 @@ void eval(const UseArgs& a) {
 void encode(const UseArgs& a) {
   set_threads(a.threads);
   Checkpoint c = Checkpoint::load(a.model);
-  const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers);
+  const Dataset data = load_dataset(c.data, a.data_dir, &c.words, &c.answers, a.split == "train");
   const EncodeReport r = encode_stories(c, split_of(data, a.split), a.bank, a.bf16 ? DType::bf16 : DType::f32);
   std::printf("stored %lld %s stories of %s in %s: %.0f bytes each in the bank (%.0f of numbers), %.2f s\n",
               static_cast<long long>(r.stories), a.split.c_str(), c.data.describe().c_str(), a.bank.c_str(),
@@ -120,16 +142,51 @@ std::vector<std::string> read_story(const std::string& path) {
   return tokens;
 }
 
+// A CNN question file read for `answer`: the example through the model's vocabularies, and how
+// to print an answer in the file's own terms ("@entity12 (Name)").
+struct CnnQuestion {
+  Example example;
+  std::map<std::string, std::string> label;  // the model's marker -> the file's marker and name
+};
+
+CnnQuestion read_cnn_question(const Checkpoint& c, const std::string& path, const std::string& question, int64_t* unknown) {
+  const CnnExample original = load_cnn_question(path);
+  std::vector<std::map<std::string, std::string>> renames;
+  CnnQuestion q{cnn_examples({path}, c.words, c.answers, c.data.seed, &renames).front(), {}};
+  for (const auto& [old_marker, new_marker] : renames.front()) {
+    const auto name = original.entity_names.find(old_marker);
+    q.label[new_marker] = old_marker + (name == original.entity_names.end() ? "" : " (" + name->second + ")");
+  }
+  if (!question.empty()) {  // the user's own query, in the file's markers
+    std::istringstream in(question);
+    std::vector<std::string> tokens;
+    for (std::string t; in >> t;) tokens.push_back(renames.front().count(t) ? renames.front().at(t) : t);
+    q.example.question = to_ids(c.words, tokens);
+  }
+  for (int64_t id : q.example.story) *unknown += id == Vocabulary::kUnknown;
+  for (int64_t id : q.example.question) *unknown += id == Vocabulary::kUnknown;
+  return q;
+}
+
 void answer(const UseArgs& a) {
   set_threads(a.threads);
   Checkpoint c = Checkpoint::load(a.model);
   if (a.story.empty() == a.entry.empty()) throw Error("give the story as --story FILE, or a stored one as --bank B --entry NAME");
   if (!a.entry.empty() && a.bank.empty()) throw Error("--entry needs --bank");
+  const bool cnn = c.data.kind == "cnn" && !a.story.empty();
+  if (a.question.empty() && !cnn) throw Error("--question is required (only a CNN .question file brings its own)");
   int64_t unknown = 0;
   Example e;
-  e.question = to_ids(c.words, tokenize(a.question), &unknown);
+  std::map<std::string, std::string> label;
+  if (cnn) {
+    CnnQuestion q = read_cnn_question(c, a.story, a.question, &unknown);
+    e = std::move(q.example);
+    label = std::move(q.label);
+  } else {
+    e.question = to_ids(c.words, tokenize(a.question), &unknown);
+  }
   if (e.question.empty()) throw Error("the question is empty");
-  if (!a.story.empty()) {
+  if (!a.story.empty() && !cnn) {
     e.story = to_ids(c.words, read_story(a.story), &unknown);
     if (e.story.empty()) throw Error("the story in " + a.story + " is empty: there is nothing to answer from");
   }
@@ -143,12 +200,12 @@ void answer(const UseArgs& a) {
     const Bank bank = Bank::open(a.bank);
     const auto i = bank.find(a.entry);
     if (!i) throw Error(a.bank + " has no memory named '" + a.entry + "' (see `linattn bank list`)");
-    if (!c.best->has_fixed_size_memory()) throw Error("only a linear or gated linear model answers from stored memories");
+    if (!c.best->has_fixed_size_memory())
+      throw Error("only a linear, gated linear, galerkin or lambda model answers from stored memories");
     const torch::Tensor q = c.best->encode_question(b.question, b.question_lengths).contiguous();
     torch::Tensor r = torch::empty_like(q);
     bank.memory(*i).lookup(CView2::contiguous(q.data_ptr<float>(), {1, q.size(1)}),
-                           View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}),
-                           {.mean = true, .scale = static_cast<float>(c.model_options.linear_scale())});
+                           View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}), lookup_options(c.best));
     logits = c.best->output(r, q, b.candidates)[0];
   } else {
     logits = c.best->forward(b)[0];
@@ -157,8 +214,11 @@ void answer(const UseArgs& a) {
   const auto top = p.topk(std::min<int64_t>(a.top, c.answers.size() - 2));
   for (int64_t k = 0; k < std::get<0>(top).size(0); ++k) {
     const int64_t id = std::get<1>(top)[k].item<int64_t>();
-    if (a.top == 1) std::printf("%s\n", c.answers.token(id).c_str());
-    else std::printf("%s\t%.3f\n", c.answers.token(id).c_str(), std::get<0>(top)[k].item<double>());
+    if (std::isinf(logits[id].item<float>())) break;  // not a candidate of this document
+    const auto named = label.find(c.answers.token(id));
+    const std::string& text = named == label.end() ? c.answers.token(id) : named->second;
+    if (a.top == 1) std::printf("%s\n", text.c_str());
+    else std::printf("%s\t%.3f\n", text.c_str(), std::get<0>(top)[k].item<double>());
   }
 }
 
@@ -168,13 +228,17 @@ void add_use_commands(CLI::App& app) {
   auto a = std::make_shared<UseArgs>();
   auto common = [&](CLI::App* cmd) {
     cmd->add_option("--model", a->model, "a checkpoint written by train (its best validation epoch is used)")->required();
-    cmd->add_option("--data", a->data_dir, "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi)");
+    cmd->add_option("--data,--cnn", a->data_dir,
+                    "bAbI directory (default: $LINATTN_BABI_DIR or ../shared/data/babi); for a CNN model, its data "
+                    "directory when moved since training");
     cmd->add_option("--threads", a->threads, "threads")->check(CLI::Range(1, 1024));
   };
   CLI::App* ev = app.add_subcommand("eval", "Accuracy of a trained model on a split; with --bank, answer from stored memories");
   common(ev);
   ev->add_option("--split", a->split, "test, valid or train");
-  ev->add_option("--file", a->file, "evaluate on this file in the bAbI format instead (e.g. another test file)");
+  ev->add_option("--file", a->file,
+                 "evaluate on this file in the bAbI format instead (e.g. another test file); for a CNN model, a "
+                 ".question file or a directory of them");
   ev->add_option("--bank", a->bank, "answer from the memories stored by `encode` and compare with the in-graph pass");
   ev->add_option("--results", a->results, "append the stored-answering figures as a JSON line");
   ev->callback([a] { eval(*a); });
@@ -188,13 +252,36 @@ void add_use_commands(CLI::App& app) {
 
   CLI::App* an = app.add_subcommand("answer", "Answer a question about a story file (or a stored memory)");
   common(an);
-  an->add_option("--story", a->story, "a text file, one statement per line (bAbI lines accepted)");
-  an->add_option("--question", a->question, "the question, e.g. \"Where is Mary?\"")->required();
+  an->add_option("--story", a->story,
+                 "a text file, one statement per line (bAbI lines accepted); for a CNN model, a .question file");
+  an->add_option("--question", a->question,
+                 "the question, e.g. \"Where is Mary?\" (a CNN .question file brings its own query; this replaces it)");
   an->add_option("--bank", a->bank, "answer from a memory in this bank instead of a story file");
   an->add_option("--entry", a->entry, "the memory's name in --bank (`linattn bank list`)");
   an->add_option("--top", a->top, "print the K likeliest answers with their probabilities")->check(CLI::Range(1, 100));
-  an->footer("Example:\n  linattn-reader answer --model t1.ckpt --story story.txt --question \"Where is Mary?\"");
+  an->footer("Examples:\n  linattn-reader answer --model t1.ckpt --story story.txt --question \"Where is Mary?\"\n"
+             "  linattn-reader answer --model cnn.ckpt --story cnn/questions/test/0a1b.question --top 3");
   an->callback([a] { answer(*a); });
+
+  auto sample = std::make_shared<CnnSampleOptions>();
+  auto sample_dir = std::make_shared<std::string>();
+  CLI::App* cs = app.add_subcommand("cnn-sample", "Write a made-up data set in the CNN layout, to try --cnn without the data");
+  cs->add_option("--out", *sample_dir, "the directory to write DIR/questions/{training,validation,test} into")->required();
+  cs->add_option("--train", sample->train, "training questions")->check(CLI::Range(1, 10000000));
+  cs->add_option("--valid", sample->valid, "validation questions")->check(CLI::Range(1, 10000000));
+  cs->add_option("--test", sample->test, "test questions")->check(CLI::Range(1, 10000000));
+  cs->add_option("--sentences", sample->sentences, "sentences per document (about 7 tokens each)")->check(CLI::Range(1, 100000));
+  cs->add_option("--questions-per-document", sample->questions_per_document, "questions asked of each document")
+      ->check(CLI::Range(1, 1000));
+  cs->add_option("--seed", sample->seed, "seed of the draws");
+  cs->footer("Example:\n  linattn-reader cnn-sample --out cnn-sample && linattn-reader train --cnn cnn-sample --patience 3");
+  cs->callback([sample, sample_dir] {
+    if (std::filesystem::exists(std::filesystem::path(*sample_dir) / "questions"))
+      throw Error(*sample_dir + "/questions exists already: choose a new --out");
+    write_cnn_sample(*sample_dir, *sample);
+    std::printf("wrote %d training, %d validation and %d test questions under %s/questions\n", sample->train, sample->valid,
+                sample->test, sample_dir->c_str());
+  });
 }
 
 }  // namespace linattn::reader::cli

@@ -22,4 +22,18 @@ struct CnnExample {
 CnnExample parse_cnn_question(const std::string& text, const std::string& source);
 CnnExample load_cnn_question(const std::string& path);
 
+// The ".question" files of one split of the DeepMind layout, DIR/questions/{training,validation,
+// test}, sorted by name; at most `max_files` of them (-1: all). FormatError when the directory
+// is missing or holds none.
+std::vector<std::string> cnn_question_files(const std::string& dir, const std::string& split, int64_t max_files = -1);
+
+// Renames the example's entities @entity0..@entityR-1 by a random injection into [0, range)
+// drawn from `seed` (the authors' set-up: the markers carry no identity across documents, so the
+// reader must find the answer in the document). Returns the new name of each old marker.
+// FormatError when the example has more than `range` entities.
+std::map<std::string, std::string> shuffle_entities(CnnExample& example, int64_t range, uint64_t seed);
+
+// Every distinct @entityN of the story, query and answer.
+int64_t entity_count(const CnnExample& example);
+
 }  // namespace linattn::reader

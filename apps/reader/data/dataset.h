@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "babi.h"
+#include "cnn.h"
 #include "vocabulary.h"
 
 namespace linattn::reader {
@@ -17,6 +19,7 @@ struct Example {
   std::vector<int64_t> story;     // word ids of the story up to the question
   std::vector<int64_t> question;  // word ids
   int64_t answer = 0;             // answer id; Vocabulary::kUnknown if never seen in training
+  std::vector<int64_t> candidates;  // the answer ids allowed (CNN: the document's entities); empty: all
 };
 
 struct Dataset {
@@ -41,5 +44,27 @@ struct MqarReaderOptions {
   int64_t train_sequences = 2000, valid_sequences = 100, test_sequences = 200;
 };
 Dataset mqar_dataset(const MqarReaderOptions& options, uint64_t seed);
+
+// CNN / Daily Mail cloze QA in the DeepMind layout (cnn.h): the story is the document, the
+// question the query with its @placeholder, the answer an entity marker chosen among the
+// document's entities (Example::candidates). Entity markers are re-shuffled (shuffle_entities):
+// per example in training; per document in validation and test, so that a document's questions
+// read one stored memory (Example::story_id numbers the documents). Answers are the markers
+// @entity0..@entityR-1, R the most entities of any example read.
+struct CnnReaderOptions {
+  std::string dir;             // holds questions/{training,validation,test}
+  int64_t max_examples = -1;   // per split, the first by file name (-1: every file)
+  bool read_training = true;   // false: with given vocabularies, the training split stays empty
+};
+// Vocabularies from the training split, or the given ones (a trained model's). Progress lines go
+// to `log` when it is not null.
+Dataset cnn_dataset(const CnnReaderOptions& options, uint64_t seed, const Vocabulary* words = nullptr,
+                    const Vocabulary* answers = nullptr, std::FILE* log = nullptr);
+// Examples of .question files through a trained model's vocabularies (`linattn-reader eval --file`),
+// entities re-shuffled per document. `renames`, when given, receives each example's new marker of
+// every old one.
+std::vector<Example> cnn_examples(const std::vector<std::string>& files, const Vocabulary& words,
+                                  const Vocabulary& answers, uint64_t seed,
+                                  std::vector<std::map<std::string, std::string>>* renames = nullptr);
 
 }  // namespace linattn::reader

@@ -34,6 +34,18 @@ torch::Tensor linear_attention_lookup(const torch::Tensor& q, const torch::Tenso
                                       const torch::Tensor& counts = {}, double scale = 1.0,
                                       FeatureMap feature_map = FeatureMap::identity);
 
+// Galerkin attention, q (LN(K)^T LN(V)) / n over the valid positions (docs/math.md):
+//   q [B,H,Tq,dk], k [B,H,T,dk], v [B,H,T,dv] -> [B,H,Tq,dv]; lengths [B] int64 (optional).
+torch::Tensor galerkin_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& lengths = {});
+
+// The content lambda, out_i = lambda^T q_i with lambda = softmax_T(K)^T V (docs/math.md): the
+// shapes of galerkin_attention.
+torch::Tensor content_lambda_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                       const torch::Tensor& lengths = {});
+// lambda [B,H,dk,dv] alone, for storing; no gradient (an error when one is asked for).
+torch::Tensor content_lambda_encode(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lengths = {});
+
 // sigmoid(h w + b): h [N,d], w [d], b [1] -> [N]
 torch::Tensor scalar_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b);
 // sigmoid(h W^T + b) * h: h [N,d], W [d,d], b [d] -> [N,d]

@@ -77,6 +77,26 @@ class GatedLinearAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GatedLinearAttention);
 
+// Galerkin attention over a document (keys = values = its states): r = M q with
+// M = sum_t LN(h_t) LN(h_t)^T / n, LN the layer norm without affine part. No parameters.
+class GalerkinAttentionImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // The fixed-size memory, sum_t LN(h_t) LN(h_t)^T [B, d, d] (symmetric): r = C q / n.
+  torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
+};
+TORCH_MODULE(GalerkinAttention);
+
+// The content lambda over a document (keys = values = its states): r = lambda^T q with
+// lambda = softmax_T(h)^T h, a softmax over positions per channel. No parameters.
+class ContentLambdaImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // The fixed-size memory lambda [B, d, d] (not symmetric): r = lambda^T q. No gradient.
+  torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
+};
+TORCH_MODULE(ContentLambda);
+
 // No attention: the last valid hidden state, h[b, lengths[b] - 1] (zeros for an empty document).
 class NoAttentionImpl : public torch::nn::Module {
  public:
