@@ -202,11 +202,12 @@ TEST_F(ReaderCliTest, CnnTrainEvalEncodeAnswer) {
 }
 
 // The relatives as reader mechanisms: trained, stored one memory per story (Galerkin packed,
-// the lambda full), and answered from the bank exactly as in the graph.
-TEST_F(ReaderCliTest, GalerkinAndLambdaReadersAnswerFromStoredMemories) {
-  for (const std::string m : {"galerkin", "lambda"}) {
+// the lambda whole, the K-slot memory K x d), and answered from the bank exactly as in the graph.
+TEST_F(ReaderCliTest, RelativesAnswerFromStoredMemories) {
+  for (const std::string m : {"galerkin", "lambda", "kslot"}) {
     const std::string ckpt = p(m + ".ckpt"), bank = p(m + ".lamb");
-    auto r = reader("train " + kSmall + " --mechanism " + m + " --epochs 1 --checkpoint " + ckpt);
+    auto r = reader("train " + kSmall + " --mechanism " + m + " --epochs 1 --checkpoint " + ckpt +
+                    (m == "kslot" ? " --slots 5 --slot-positions" : ""));
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find(m + " attention"), std::string::npos) << r.out;
     r = reader("encode --model " + ckpt + " --bank " + bank);
@@ -214,10 +215,15 @@ TEST_F(ReaderCliTest, GalerkinAndLambdaReadersAnswerFromStoredMemories) {
     r = reader("eval --model " + ckpt + " --bank " + bank);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
-    // 12 units: Galerkin's symmetric memory is stored packed (78 numbers), the lambda's whole (144).
-    EXPECT_NE(r.out.find(m == "galerkin" ? "312 bytes/story" : "576 bytes/story"), std::string::npos) << r.out;
+    // 12 units: Galerkin's symmetric memory is stored packed (78 numbers), the lambda's whole
+    // (144), the K-slot one 5 x 12.
+    EXPECT_NE(r.out.find(m == "galerkin" ? "312 bytes/story" : m == "lambda" ? "576 bytes/story" : "240 bytes/story"),
+              std::string::npos)
+        << r.out;
   }
-  expect_error("study --out " + p("s") + " --no-babi --mqar --mechanisms linear,kslot", "unknown attention mechanism 'kslot'");
+  expect_error("train --resume --checkpoint " + p("kslot.ckpt") + " --slots 6", "disagrees with");
+  expect_error("study --out " + p("s") + " --no-babi --mqar --mechanisms linear,quadratic",
+               "unknown attention mechanism 'quadratic'");
 }
 
 TEST_F(ReaderCliTest, StudyRunsInParallelResumesAndReports) {

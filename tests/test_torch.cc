@@ -174,6 +174,40 @@ TEST(TorchModules, ContentLambdaMatchesNaive) {
   EXPECT_THROW(m->encode(x.h.clone().set_requires_grad(true), x.lengths), c10::Error);
 }
 
+// K-slot: C = sum_t (softmax(W_a h_t + b_a) (*) l_t) h_t^T over the valid positions,
+// r = C^T softmax(W_b q + b_b); every parameter's gradient, and the stored memory read alone.
+TEST(TorchModules, KSlotMemoryMatchesNaive) {
+  const int64_t B = 4, T = 9, d = 6, dq = 5, K = 3;
+  const Batch x = batch(B, T, d, dq);
+  for (bool positions : {false, true}) {
+    KSlotMemory m(KSlotMemoryModuleOptions(d, dq, K).position_encoding(positions));
+    auto ours = [&](const std::vector<torch::Tensor>& in) {
+      const torch::Tensor s = torch::nn::functional::linear(in[0], in[2], in[3]);
+      const torch::Tensor u = torch::nn::functional::linear(in[1], in[4], in[5]);
+      return kslot_memory_attention(u.unsqueeze(1).unsqueeze(1), s.unsqueeze(1), in[0].unsqueeze(1), x.lengths, positions)
+          .squeeze(2)
+          .squeeze(1);
+    };
+    auto naive = [&](const std::vector<torch::Tensor>& in) {
+      torch::Tensor a = torch::softmax(torch::nn::functional::linear(in[0], in[2], in[3]), 2) * x.mask;  // [B, T, K]
+      if (positions) {
+        const torch::Tensor n = x.lengths.to(torch::kFloat64).view({-1, 1, 1});
+        const torch::Tensor t = (torch::arange(T, torch::kFloat64) + 1).view({1, -1, 1}) / n;
+        const torch::Tensor k = ((torch::arange(K, torch::kFloat64) + 1) / K).view({1, 1, -1});
+        a = a * ((1 - k) * (1 - t) + k * t);
+      }
+      const torch::Tensor C = torch::matmul(a.transpose(1, 2), in[0] * x.mask);  // [B, K, d]
+      const torch::Tensor beta = torch::softmax(torch::nn::functional::linear(in[1], in[4], in[5]), 1);
+      return torch::matmul(C.transpose(1, 2), beta.unsqueeze(2)).squeeze(2);
+    };
+    compare(ours, naive, {x.h, x.q, m->w_a, m->b_a + 0.1, m->w_b, m->b_b - 0.2}, {"h", "q", "w_a", "b_a", "w_b", "b_b"});
+    torch::NoGradGuard no_grad;
+    const torch::Tensor stored =
+        torch::matmul(m->encode(x.h, x.lengths).transpose(1, 2), m->read_weights(x.q).unsqueeze(2)).squeeze(2);
+    EXPECT_LE(rel(stored, m->forward(x.h, x.q, x.lengths).to(torch::kFloat64)), 1e-6);
+  }
+}
+
 TEST(TorchModules, NoAttentionTakesTheLastValidState) {
   const Batch x = batch(3, 5, 4, 4);
   NoAttention m;

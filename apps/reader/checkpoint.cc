@@ -41,7 +41,9 @@ ReaderOptions reader_options_of(const nlohmann::json& j) {
       .attention(j.at("attention").get<int64_t>())
       .output(j.at("output").get<int64_t>())
       .dropout(j.at("dropout").get<double>())
-      .linear_scale(j.at("linear_scale").get<double>());
+      .linear_scale(j.at("linear_scale").get<double>())
+      .slots(j.value("slots", int64_t{16}))  // files from before the K-slot memory have neither
+      .slot_positions(j.value("slot_positions", false));
 }
 
 DataSpec data_spec_of(const nlohmann::json& j) {
@@ -86,7 +88,8 @@ nlohmann::json to_json(const ReaderOptions& o) {
   return {{"vocab", o.vocab()},         {"answers", o.answers()},   {"mechanism", to_string(o.mechanism())},
           {"embedding", o.embedding()}, {"hidden", o.hidden()},     {"layers", o.layers()},
           {"bidirectional", o.bidirectional()}, {"attention", o.attention()}, {"output", o.output()},
-          {"dropout", o.dropout()},     {"linear_scale", o.linear_scale()}};
+          {"dropout", o.dropout()},     {"linear_scale", o.linear_scale()}, {"slots", o.slots()},
+          {"slot_positions", o.slot_positions()}};
 }
 
 std::string DataSpec::name() const {

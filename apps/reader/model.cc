@@ -13,22 +13,23 @@ std::string to_string(Mechanism m) {
     case Mechanism::gated_vector: return "gated-vector";
     case Mechanism::galerkin: return "galerkin";
     case Mechanism::lambda: return "lambda";
+    case Mechanism::kslot: return "kslot";
   }
   return "unknown";
 }
 
 Mechanism parse_mechanism(const std::string& name) {
   for (Mechanism m : {Mechanism::none, Mechanism::softmax, Mechanism::linear, Mechanism::gated_scalar,
-                      Mechanism::gated_vector, Mechanism::galerkin, Mechanism::lambda})
+                      Mechanism::gated_vector, Mechanism::galerkin, Mechanism::lambda, Mechanism::kslot})
     if (to_string(m) == name) return m;
   throw Error("unknown attention mechanism '" + name +
-              "' (none, softmax, linear, gated-scalar, gated-vector, galerkin, lambda)");
+              "' (none, softmax, linear, gated-scalar, gated-vector, galerkin, lambda, kslot)");
 }
 
 ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
   if (o.vocab() < 2 || o.answers() < 3 || o.hidden() < 1 || o.embedding() < 1 || o.layers() < 1 ||
-      o.attention() < 1 || o.output() < 1 || !(o.dropout() >= 0 && o.dropout() < 1) || !(o.linear_scale() > 0))
-    throw Error("reader: needs vocab >= 2, answers >= 3, sizes and layers >= 1, dropout in [0, 1), linear scale > 0");
+      o.attention() < 1 || o.output() < 1 || !(o.dropout() >= 0 && o.dropout() < 1) || !(o.linear_scale() > 0) || o.slots() < 1)
+    throw Error("reader: needs vocab >= 2, answers >= 3, sizes, layers and slots >= 1, dropout in [0, 1), linear scale > 0");
   const int64_t d = state_size();
   auto gru = [&] {
     return torch::nn::GRU(torch::nn::GRUOptions(o.embedding(), o.hidden())
@@ -62,6 +63,10 @@ ReaderImpl::ReaderImpl(const ReaderOptions& o) : options(o) {
       break;
     case Mechanism::galerkin: galerkin = register_module("attention", torch_ext::GalerkinAttention()); break;
     case Mechanism::lambda: lambda = register_module("attention", torch_ext::ContentLambda()); break;
+    case Mechanism::kslot:
+      kslot = register_module("attention", torch_ext::KSlotMemory(torch_ext::KSlotMemoryModuleOptions(d, d, o.slots())
+                                                                       .position_encoding(o.slot_positions())));
+      break;
   }
 }
 
@@ -97,6 +102,7 @@ torch::Tensor ReaderImpl::attend(const torch::Tensor& h, const torch::Tensor& q,
     case Mechanism::linear: return linear->forward(h, q, lengths);
     case Mechanism::galerkin: return galerkin->forward(h, q, lengths);
     case Mechanism::lambda: return lambda->forward(h, q, lengths);
+    case Mechanism::kslot: return kslot->forward(h, q, lengths);
     default: return gated->forward(h, q, lengths);
   }
 }
@@ -112,23 +118,33 @@ torch::Tensor ReaderImpl::encode_memory(const torch::Tensor& h, const torch::Ten
     case Mechanism::gated_vector: return gated->encode(h, lengths);
     case Mechanism::galerkin: return galerkin->encode(h, lengths);
     case Mechanism::lambda: return lambda->encode(h, lengths);
+    case Mechanism::kslot: return kslot->encode(h, lengths);
     default:
       throw Error("a " + to_string(options.mechanism()) +
-                  " reader has no fixed-size memory (linear, gated linear, galerkin and lambda do)");
+                  " reader has no fixed-size memory (linear, gated linear, galerkin, lambda and kslot do)");
   }
 }
 
 MemoryReadout ReaderImpl::memory_readout() const {
   switch (options.mechanism()) {
     case Mechanism::galerkin: return {.symmetric = true, .mean = true, .scale = 1.0};
-    case Mechanism::lambda: return {.symmetric = false, .mean = false, .scale = 1.0};
+    case Mechanism::lambda:
+    case Mechanism::kslot: return {.symmetric = false, .mean = false, .scale = 1.0};
     default: return {.symmetric = true, .mean = true, .scale = options.linear_scale()};
   }
 }
 
-torch::Tensor ReaderImpl::lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) const {
+torch::Tensor ReaderImpl::memory_query(const torch::Tensor& q) {
+  return options.mechanism() == Mechanism::kslot ? kslot->read_weights(q) : q;
+}
+
+int64_t ReaderImpl::memory_key_width() const {
+  return options.mechanism() == Mechanism::kslot ? options.slots() : state_size();
+}
+
+torch::Tensor ReaderImpl::lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) {
   const MemoryReadout m = memory_readout();
-  torch::Tensor r = torch::matmul(C.transpose(1, 2), q.unsqueeze(2)).squeeze(2) * m.scale;
+  torch::Tensor r = torch::matmul(C.transpose(1, 2), memory_query(q).unsqueeze(2)).squeeze(2) * m.scale;
   if (m.mean) r = r / lengths.clamp_min(1).to(r.scalar_type()).unsqueeze(1);
   return r;
 }

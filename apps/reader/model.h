@@ -11,14 +11,15 @@
 
 namespace linattn::reader {
 
-enum class Mechanism { none, softmax, linear, gated_scalar, gated_vector, galerkin, lambda };
+enum class Mechanism { none, softmax, linear, gated_scalar, gated_vector, galerkin, lambda, kslot };
 std::string to_string(Mechanism m);
-// "none", "softmax", "linear", "gated-scalar", "gated-vector", "galerkin", "lambda"; throws
-// linattn::Error otherwise.
+// "none", "softmax", "linear", "gated-scalar", "gated-vector", "galerkin", "lambda", "kslot";
+// throws linattn::Error otherwise.
 Mechanism parse_mechanism(const std::string& name);
 
-// How a mechanism's fixed-size memory C [d, d] answers: r = scale C^T q (/ n when mean). Linear,
-// gated and Galerkin memories are symmetric (stored packed); the content lambda's is not.
+// How a mechanism's fixed-size memory C [dk, d] answers: r = scale C^T phi(q) (/ n when mean),
+// phi(q) = q except for the K-slot memory (its read weights, dk = K). Linear, gated and Galerkin
+// memories are symmetric (stored packed); the lambda's and the K-slot one's are not.
 struct MemoryReadout {
   bool symmetric = true, mean = true;
   double scale = 1.0;
@@ -41,6 +42,8 @@ struct ReaderOptions {
   // 20 epochs, test accuracy of linear attention): scale 1: 0.48, 10: 0.64, 30: 0.54, 100: 0.43,
   // 1000: 0.18 (chance). Hence 10.
   TORCH_ARG(double, linear_scale) = 10.0;
+  TORCH_ARG(int64_t, slots) = 16;             // the K-slot memory's K
+  TORCH_ARG(bool, slot_positions) = false;    // ... with the authors' position encoding
 };
 
 // A padded batch: token ids (0 = padding) and lengths.
@@ -71,8 +74,11 @@ class ReaderImpl : public torch::nn::Module {
   bool has_fixed_size_memory() const;
   torch::Tensor encode_memory(const torch::Tensor& h, const torch::Tensor& lengths);
   MemoryReadout memory_readout() const;
-  // r [B, d] from memories C [B, d, d], questions q [B, d] and story lengths [B].
-  torch::Tensor lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) const;
+  // phi(q) [B, dk]: what a stored memory is looked up with (the K-slot read weights, else q).
+  torch::Tensor memory_query(const torch::Tensor& q);
+  int64_t memory_key_width() const;  // dk: K for the K-slot memory, else state_size()
+  // r [B, d] from memories C [B, dk, d], questions q [B, d] and story lengths [B].
+  torch::Tensor lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths);
   // The answer logits from r and q.
   torch::Tensor output(const torch::Tensor& r, const torch::Tensor& q, const torch::Tensor& candidates);
 
@@ -89,6 +95,7 @@ class ReaderImpl : public torch::nn::Module {
   torch_ext::NoAttention none{nullptr};
   torch_ext::GalerkinAttention galerkin{nullptr};
   torch_ext::ContentLambda lambda{nullptr};
+  torch_ext::KSlotMemory kslot{nullptr};
 };
 TORCH_MODULE(Reader);
 

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 const std::vector<std::string> kMechanisms = {"none",    "linear",   "gated-scalar", "gated-vector",
-                                              "galerkin", "lambda", "softmax"};
+                                              "galerkin", "lambda", "kslot",    "softmax"};
 
 struct Stats {
   std::vector<double> values;

@@ -26,9 +26,8 @@ std::vector<int64_t> distinct_stories(const std::vector<Example>& examples) {
 }
 
 MemoryConfig memory_config(const Reader& model, DType dtype) {
-  const int64_t d = model->state_size();
   // C = sum h~ h~^T (linear, gated, Galerkin) is symmetric: stored packed, d(d+1)/2 numbers.
-  return {.key_dim = d, .value_dim = d, .feature_map = FeatureMap::identity, .normalize = false, .gated = false,
+  return {.key_dim = model->memory_key_width(), .value_dim = model->state_size(), .feature_map = FeatureMap::identity, .normalize = false, .gated = false,
           .symmetric = model->memory_readout().symmetric, .dtype = dtype};
 }
 
@@ -60,7 +59,7 @@ std::string story_key(const Example& e) { return std::to_string(e.story_id) + ":
 EncodeReport encode_stories(Checkpoint& c, const std::vector<Example>& examples, const std::string& bank_path,
                             DType dtype) {
   if (!c.best->has_fixed_size_memory())
-    throw Error("only linear, gated linear, galerkin and lambda readers store fixed-size memories; this one uses " +
+    throw Error("only linear, gated linear, galerkin, lambda and kslot readers store fixed-size memories; this one uses " +
                 to_string(c.model_options.mechanism()) + " attention");
   const auto start = Clock::now();
   torch::NoGradGuard no_grad;
@@ -99,9 +98,9 @@ ServeReport answer_from_bank(Checkpoint& c, const std::vector<Example>& examples
   if (!c.best->has_fixed_size_memory())
     throw Error("a " + to_string(c.model_options.mechanism()) + " reader has no fixed-size memories to answer from");
   const Bank bank = Bank::open(bank_path);
-  if (bank.size() > 0 && bank.key_dim() != c.best->state_size())
-    throw Error(bank_path + " holds memories of width " + std::to_string(bank.key_dim()) + ", this model's are " +
-                std::to_string(c.best->state_size()));
+  if (bank.size() > 0 && bank.key_dim() != c.best->memory_key_width())
+    throw Error(bank_path + " holds memories of key width " + std::to_string(bank.key_dim()) + ", this model's are " +
+                std::to_string(c.best->memory_key_width()));
   torch::NoGradGuard no_grad;
   c.best->eval();
   const LookupOptions lookup = lookup_options(c.best);
@@ -114,18 +113,21 @@ ServeReport answer_from_bank(Checkpoint& c, const std::vector<Example>& examples
     if (!entry) throw Error(bank_path + " has no memory for story " + story_key(e) + " (encode this split first)");
     const ReaderBatch b = make_batch(examples, {static_cast<int64_t>(i)}, c.answers.size());
     const torch::Tensor q = c.best->encode_question(b.question, b.question_lengths).contiguous();
+    const torch::Tensor key = c.best->memory_query(q).contiguous();
     torch::Tensor r = torch::empty_like(q);
     const auto t = Clock::now();
     const MemoryView& m = bank.memory(*entry);
-    m.lookup(CView2::contiguous(q.data_ptr<float>(), {1, q.size(1)}), View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}),
-             lookup);
+    m.lookup(CView2::contiguous(key.data_ptr<float>(), {1, key.size(1)}),
+             View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}), lookup);
     lookup_seconds += seconds_since(t);
     logits.push_back(c.best->output(r, q, b.candidates)[0]);
   }
   const double seconds = seconds_since(start);
   ServeReport r = compare(examples, logits, c.best, c.answers.size());
   r.mechanism = to_string(c.model_options.mechanism());
-  r.store = c.best->memory_readout().symmetric ? "d x d memory, packed, bank file" : "d x d memory, bank file";
+  r.store = c.best->options.mechanism() == Mechanism::kslot ? "K x d memory, bank file"
+            : c.best->memory_readout().symmetric                ? "d x d memory, packed, bank file"
+                                                                : "d x d memory, bank file";
   r.stories = bank.size();
   for (int64_t i = 0; i < bank.size(); ++i) r.bytes_per_story += static_cast<double>(bank.memory(i).info().payload_bytes);
   if (bank.size() > 0) r.bytes_per_story /= static_cast<double>(bank.size());
@@ -150,7 +152,7 @@ ServeReport answer_from_states(Reader& model, const std::vector<Example>& exampl
     else kept = model->encode_memory(h, b.story_lengths);                                     // [1, d, d]
     const int64_t d = model->state_size();
     const bool packed = model->has_fixed_size_memory() && model->memory_readout().symmetric;
-    stored_bytes += 4.0 * static_cast<double>(packed ? d * (d + 1) / 2 : kept.numel());
+    stored_bytes += 4.0 * static_cast<double>(packed ? d * (d + 1) / 2 : kept.numel());  // K-slot: K x d
     store.emplace(story_key(examples[static_cast<size_t>(i)]), kept);
   }
   std::vector<torch::Tensor> logits;
@@ -171,7 +173,10 @@ ServeReport answer_from_states(Reader& model, const std::vector<Example>& exampl
   const double seconds = seconds_since(start);
   ServeReport r = compare(examples, logits, model, answer_count);
   r.mechanism = to_string(mech);
-  r.store = mech == Mechanism::softmax ? "every hidden state, in RAM" : mech == Mechanism::none ? "last state, in RAM" : "d x d memory, in RAM";
+  r.store = mech == Mechanism::softmax ? "every hidden state, in RAM"
+            : mech == Mechanism::none  ? "last state, in RAM"
+            : mech == Mechanism::kslot ? "K x d memory, in RAM"
+                                       : "d x d memory, in RAM";
   r.stories = static_cast<int64_t>(store.size());
   r.bytes_per_story = store.empty() ? 0 : stored_bytes / static_cast<double>(store.size());
   r.lookup_us = examples.empty() ? 0 : 1e6 * lookup_seconds / static_cast<double>(examples.size());

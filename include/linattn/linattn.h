@@ -14,6 +14,7 @@
 #include "linattn/memory/search.h"
 #include "linattn/ops/causal_linear_attention.h"
 #include "linattn/ops/content_lambda.h"
+#include "linattn/ops/kslot_memory.h"
 #include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"

@@ -6,6 +6,7 @@
 #include "linattn/ops/causal_linear_attention.h"
 #include "linattn/ops/content_lambda.h"
 #include "linattn/ops/galerkin_attention.h"
+#include "linattn/ops/kslot_memory.h"
 #include "linattn/ops/gates.h"
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
@@ -175,6 +176,35 @@ void lambda_backward(CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 
 }
 using GalerkinFn = RelativeAttentionFn<&galerkin_forward, &galerkin_backward>;
 using ContentLambdaFn = RelativeAttentionFn<&lambda_forward, &lambda_backward>;
+
+// The K-slot memory written and read in one function, so that the memory [B,H,K,dv] never
+// needs to be an autograd node of its own.
+struct KSlotFn : torch::autograd::Function<KSlotFn> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor u, torch::Tensor s, torch::Tensor v,
+                               torch::Tensor lengths, bool position_encoding) {
+    u = prepared(u, "query_scores", 4), s = prepared(s, "scores", 4), v = prepared(v, "v", 4);
+    lengths = prepared_lengths(lengths);
+    const KSlotOptions o{.position_encoding = position_encoding};
+    auto C = torch::empty({s.size(0), s.size(1), s.size(3), v.size(3)});
+    linattn::kslot_memory_encode(cview<4>(s), cview<4>(v), view<4>(C), o, span_of(lengths));
+    auto out = torch::empty({u.size(0), u.size(1), u.size(2), v.size(3)});
+    linattn::kslot_memory_lookup(cview<4>(u), cview<4>(C), view<4>(out));
+    ctx->save_for_backward({u, s, v, C, lengths});
+    ctx->saved_data["position_encoding"] = position_encoding;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto x = ctx->get_saved_variables();
+    const torch::Tensor dout = grads[0].contiguous();
+    auto du = torch::empty_like(x[0]), ds = torch::empty_like(x[1]), dv = torch::empty_like(x[2]);
+    auto dC = torch::empty_like(x[3]);
+    const KSlotOptions o{.position_encoding = ctx->saved_data["position_encoding"].toBool()};
+    linattn::kslot_memory_lookup_backward(cview<4>(x[0]), cview<4>(x[3]), cview<4>(dout), view<4>(du), view<4>(dC));
+    linattn::kslot_memory_encode_backward(cview<4>(x[1]), cview<4>(x[2]), cview<4>(dC), view<4>(ds), view<4>(dv), o,
+                                          span_of(x[4]));
+    return {du, ds, dv, torch::Tensor(), torch::Tensor()};
+  }
+};
 
 struct LinearLookupFn : torch::autograd::Function<LinearLookupFn> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor q, torch::Tensor M, torch::Tensor counts,
@@ -366,6 +396,21 @@ torch::Tensor content_lambda_encode(const torch::Tensor& k, const torch::Tensor&
   auto lambda = torch::empty({kc.size(0), kc.size(1), kc.size(3), vc.size(3)});
   linattn::content_lambda_encode(cview<4>(kc), cview<4>(vc), view<4>(lambda), span_of(n));
   return lambda;
+}
+
+torch::Tensor kslot_memory_attention(const torch::Tensor& query_scores, const torch::Tensor& scores, const torch::Tensor& v,
+                                    const torch::Tensor& lengths, bool position_encoding) {
+  return KSlotFn::apply(query_scores, scores, v, absent_as_empty(lengths), position_encoding);
+}
+
+torch::Tensor kslot_memory_encode(const torch::Tensor& scores, const torch::Tensor& v, const torch::Tensor& lengths,
+                                  bool position_encoding) {
+  TORCH_CHECK(!(torch::GradMode::is_enabled() && (scores.requires_grad() || v.requires_grad())),
+              "linattn: kslot_memory_encode has no gradient; use kslot_memory_attention to train");
+  const torch::Tensor sc = prepared(scores, "scores", 4), vc = prepared(v, "v", 4), n = prepared_lengths(absent_as_empty(lengths));
+  auto C = torch::empty({sc.size(0), sc.size(1), sc.size(3), vc.size(3)});
+  linattn::kslot_memory_encode(cview<4>(sc), cview<4>(vc), view<4>(C), {.position_encoding = position_encoding}, span_of(n));
+  return C;
 }
 
 }  // namespace linattn::torch_ext

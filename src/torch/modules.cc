@@ -116,6 +116,39 @@ torch::Tensor ContentLambdaImpl::forward(const torch::Tensor& h, const torch::Te
   return content_lambda_attention(q.unsqueeze(1).unsqueeze(1), heads(h), heads(h), lengths).squeeze(2).squeeze(1);
 }
 
+KSlotMemoryImpl::KSlotMemoryImpl(const KSlotMemoryModuleOptions& o) : options(o) {
+  TORCH_CHECK(o.hidden_size() > 0 && o.query_size() > 0 && o.slots() > 0, "linattn: the K-slot memory needs sizes and slots >= 1");
+  reset();
+}
+
+void KSlotMemoryImpl::reset() {
+  const int64_t K = options.slots(), d = options.hidden_size(), dq = options.query_size();
+  const double a = std::sqrt(6.0 / static_cast<double>(K + d)), b = std::sqrt(6.0 / static_cast<double>(K + dq));
+  w_a = register_parameter("w_a", torch::empty({K, d}).uniform_(-a, a));
+  b_a = register_parameter("b_a", torch::zeros({K}));
+  w_b = register_parameter("w_b", torch::empty({K, dq}).uniform_(-b, b));
+  b_b = register_parameter("b_b", torch::zeros({K}));
+}
+
+torch::Tensor KSlotMemoryImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
+  check_inputs(h, q, lengths);
+  const torch::Tensor scores = torch::nn::functional::linear(h, w_a, b_a);        // [B, T, K]
+  const torch::Tensor query_scores = torch::nn::functional::linear(q, w_b, b_b);  // [B, K]
+  return kslot_memory_attention(query_scores.unsqueeze(1).unsqueeze(1), heads(scores), heads(h), lengths,
+                                options.position_encoding())
+      .squeeze(2)
+      .squeeze(1);
+}
+
+torch::Tensor KSlotMemoryImpl::encode(const torch::Tensor& h, const torch::Tensor& lengths) {
+  const torch::Tensor scores = torch::nn::functional::linear(h, w_a, b_a);
+  return kslot_memory_encode(heads(scores), heads(h), lengths, options.position_encoding()).squeeze(1);
+}
+
+torch::Tensor KSlotMemoryImpl::read_weights(const torch::Tensor& q) {
+  return torch::softmax(torch::nn::functional::linear(q, w_b, b_b), 1);
+}
+
 torch::Tensor NoAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
   check_inputs(h, q, lengths);
   const torch::Tensor last = (lengths - 1).clamp_min(0);

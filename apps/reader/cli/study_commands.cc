@@ -196,7 +196,8 @@ void add_study_options(CLI::App* cmd, StudyArgs& a) {
                   "learning rates are each mechanism's default (softmax 3e-4, others 1e-3)")
       ->check(CLI::Range(0, 10000));
   cmd->add_option("--mechanisms", a.mechanisms,
-                  "mechanisms to compare (default: none, linear, gated-scalar, gated-vector, softmax; also galerkin, lambda)")
+                  "mechanisms to compare (default: none, linear, gated-scalar, gated-vector, softmax; also galerkin, "
+                  "lambda, kslot with 16 slots)")
       ->delimiter(',')
       ->check([](const std::string& m) {
         try {

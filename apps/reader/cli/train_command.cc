@@ -15,8 +15,8 @@ namespace {
 struct TrainArgs {
   DataSpec data;
   std::string data_dir, mechanism = "linear", checkpoint, results;
-  int64_t hidden = 64, embedding = 64, layers = 1, attention = 100, output = 100;
-  bool bidirectional = false, resume = false, no_progress = false;
+  int64_t hidden = 64, embedding = 64, layers = 1, attention = 100, output = 100, slots = 16;
+  bool bidirectional = false, resume = false, no_progress = false, slot_positions = false;
   double dropout = 0.0, linear_scale = 10.0;
   TrainSettings settings;
   int64_t max_steps = -1;
@@ -42,7 +42,8 @@ constexpr Fixed kFixedOnResume[] = {
     {"--lr", "settings", "lr"},           {"--clip", "settings", "clip"},
     {"--seed", "settings", "seed"},       {"--checkpoint-every", "settings", "checkpoint_every"},
     {"--patience", "settings", "patience"}, {"--cnn", "data", "dir"},
-    {"--max-examples", "data", "max_examples"}};
+    {"--max-examples", "data", "max_examples"}, {"--slots", "model", "slots"},
+    {"--slot-positions", "model", "slot_positions"}};
 
 void append_result(const std::string& path, const nlohmann::json& line) {
   std::ofstream out(path, std::ios::app);
@@ -62,7 +63,8 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
         {"data", to_json(a.data)},
         {"model", to_json(ReaderOptions(2, 3).mechanism(parse_mechanism(a.mechanism)).hidden(a.hidden).embedding(a.embedding)
                               .layers(a.layers).bidirectional(a.bidirectional).attention(a.attention).output(a.output)
-                              .dropout(a.dropout).linear_scale(a.linear_scale))},
+                              .dropout(a.dropout).linear_scale(a.linear_scale).slots(a.slots)
+                              .slot_positions(a.slot_positions))},
         {"settings", {{"batch", a.settings.batch}, {"lr", a.settings.lr}, {"clip", a.settings.clip},
                       {"seed", a.settings.seed}, {"checkpoint_every", a.settings.checkpoint_every},
                       {"patience", a.settings.patience}}}};
@@ -91,7 +93,9 @@ void run(const TrainArgs& a, const CLI::App& cmd) {
                                       .attention(a.attention)
                                       .output(a.output)
                                       .dropout(a.dropout)
-                                      .linear_scale(a.linear_scale);
+                                      .linear_scale(a.linear_scale)
+                                      .slots(a.slots)
+                                      .slot_positions(a.slot_positions);
     c = Checkpoint::start(options, a.data, a.settings, data.words, data.answers);
   }
   std::printf("%s: %zu train / %zu valid / %zu test questions; %s attention, %lld units%s; %s%d epochs, lr %g%s\n",
@@ -162,7 +166,7 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
       ->needs(cnn);
   cmd->add_option("--mechanism", a->mechanism,
-                  "none, softmax, linear, gated-scalar, gated-vector, or the relatives galerkin and lambda");
+                  "none, softmax, linear, gated-scalar, gated-vector, or the relatives galerkin, lambda and kslot");
   cmd->add_option("--hidden", a->hidden, "GRU units (per direction; default 64, CNN 100 as the authors)")->check(CLI::Range(1, 4096));
   cmd->add_option("--embedding", a->embedding, "word embedding size (default 64, CNN 100)")->check(CLI::Range(1, 4096));
   cmd->add_option("--layers", a->layers, "stacked GRU layers")->check(CLI::Range(1, 16));
@@ -172,6 +176,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--dropout", a->dropout, "dropout on embeddings and read-out")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--linear-scale", a->linear_scale, "r = scale C q / n for (gated) linear attention (authors: 1000)")
       ->check(linattn::apps::positive());
+  cmd->add_option("--slots", a->slots, "kslot: the memory's K slots (Britz et al. 2017)")->check(CLI::Range(1, 4096));
+  cmd->add_flag("--slot-positions", a->slot_positions, "kslot: weight the slots by the authors' position encoding");
   cmd->add_option("--epochs", a->settings.epochs, "training epochs, the most with --patience (when resuming: extends the run)")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--patience", a->settings.patience,

@@ -201,10 +201,11 @@ void answer(const UseArgs& a) {
     const auto i = bank.find(a.entry);
     if (!i) throw Error(a.bank + " has no memory named '" + a.entry + "' (see `linattn bank list`)");
     if (!c.best->has_fixed_size_memory())
-      throw Error("only a linear, gated linear, galerkin or lambda model answers from stored memories");
+      throw Error("only a linear, gated linear, galerkin, lambda or kslot model answers from stored memories");
     const torch::Tensor q = c.best->encode_question(b.question, b.question_lengths).contiguous();
+    const torch::Tensor key = c.best->memory_query(q).contiguous();
     torch::Tensor r = torch::empty_like(q);
-    bank.memory(*i).lookup(CView2::contiguous(q.data_ptr<float>(), {1, q.size(1)}),
+    bank.memory(*i).lookup(CView2::contiguous(key.data_ptr<float>(), {1, key.size(1)}),
                            View2::contiguous(r.data_ptr<float>(), {1, r.size(1)}), lookup_options(c.best));
     logits = c.best->output(r, q, b.candidates)[0];
   } else {

@@ -46,6 +46,14 @@ torch::Tensor content_lambda_attention(const torch::Tensor& q, const torch::Tens
 // lambda [B,H,dk,dv] alone, for storing; no gradient (an error when one is asked for).
 torch::Tensor content_lambda_encode(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& lengths = {});
 
+// The K-slot memory (ops/kslot_memory.h), written from the scores and values and read by the
+// query scores in one: query_scores [B,H,Tq,K], scores [B,H,T,K], v [B,H,T,dv] -> [B,H,Tq,dv].
+torch::Tensor kslot_memory_attention(const torch::Tensor& query_scores, const torch::Tensor& scores, const torch::Tensor& v,
+                                    const torch::Tensor& lengths = {}, bool position_encoding = false);
+// The memory [B,H,K,dv] alone, for storing; no gradient (an error when one is asked for).
+torch::Tensor kslot_memory_encode(const torch::Tensor& scores, const torch::Tensor& v, const torch::Tensor& lengths = {},
+                                  bool position_encoding = false);
+
 // sigmoid(h w + b): h [N,d], w [d], b [1] -> [N]
 torch::Tensor scalar_gate(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b);
 // sigmoid(h W^T + b) * h: h [N,d], W [d,d], b [d] -> [N,d]

@@ -97,6 +97,33 @@ class ContentLambdaImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ContentLambda);
 
+struct KSlotMemoryModuleOptions {
+  KSlotMemoryModuleOptions(int64_t hidden_size, int64_t query_size, int64_t slots)
+      : hidden_size_(hidden_size), query_size_(query_size), slots_(slots) {}
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(int64_t, query_size);
+  TORCH_ARG(int64_t, slots);
+  TORCH_ARG(bool, position_encoding) = false;
+};
+
+// The K-slot memory over a document (Britz, Guan & Luong 2017): each state h_t writes into K
+// slots with weights softmax(W_a h_t + b_a) (times the position encoding when asked),
+// C = sum_t a_t h_t^T [K, d]; a query reads r = C^T softmax(W_b q + b_b), never the document.
+class KSlotMemoryImpl : public torch::nn::Module {
+ public:
+  explicit KSlotMemoryImpl(const KSlotMemoryModuleOptions& options);
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
+  // The fixed-size memory C [B, K, d]. No gradient.
+  torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
+  // The read weights softmax(W_b q + b_b) [B, K]: a lookup is C^T of them.
+  torch::Tensor read_weights(const torch::Tensor& q);
+  void reset();
+
+  KSlotMemoryModuleOptions options;
+  torch::Tensor w_a, b_a, w_b, b_b;
+};
+TORCH_MODULE(KSlotMemory);
+
 // No attention: the last valid hidden state, h[b, lengths[b] - 1] (zeros for an empty document).
 class NoAttentionImpl : public torch::nn::Module {
  public:
