@@ -199,6 +199,20 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                    content_lambda_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
                                                             View4::contiguous(out.data(), {1, 1, 1, d}));
                                  }));
+    // The K-slot memory (K = 16): written from per-position slot scores, read without the document.
+    const int64_t slots = 16;
+    const double fk = static_cast<double>(slots);
+    const auto slot_scores = random_floats(T * slots, 9), query_scores = random_floats(slots, 10);
+    std::vector<float> slot_memory(static_cast<size_t>(slots * d));
+    kernels.push_back(kernel_row(c, "K-slot memory, encode", "T=4096 K=16 d=128", 2.0 * T * fk * fd,
+                                 4.0 * (T * fk + T * d + fk * d), [&] {
+                                   kslot_memory_encode(CView4::contiguous(slot_scores.data(), {1, 1, T, slots}), h4,
+                                                       View4::contiguous(slot_memory.data(), {1, 1, slots, d}));
+                                 }));
+    kernels.push_back(kernel_row(c, "K-slot memory, one lookup", "K=16 d=128", 2.0 * fk * fd, 4.0 * (fk + fk * d + d), [&] {
+      kslot_memory_lookup(CView4::contiguous(query_scores.data(), {1, 1, 1, slots}),
+                          CView4::contiguous(slot_memory.data(), {1, 1, slots, d}), View4::contiguous(out.data(), {1, 1, 1, d}));
+    }));
     kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
                                  [&] {
                                    softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,

@@ -5,8 +5,8 @@ query in O(dk dv), whatever its length. This package binds the C++ library:
 
 * Memory, MemoryView, Bank, open_memory, compress, search: memories, their files and banks;
 * softmax_attention, additive_attention, linear_attention_encode/lookup, scalar_gate,
-  vector_gate, causal_linear_attention (with decay), galerkin_attention, content_lambda_attention:
-  the operators and their backwards;
+  vector_gate, causal_linear_attention (with decay), galerkin_attention, content_lambda_attention,
+  kslot_memory_encode/lookup: the operators and their backwards;
 * linattn.torch (import it explicitly): autograd functions and torch.nn modules over them.
 
 Arrays are NumPy; C-contiguous float32 arrays are used in place, anything else is converted once.
@@ -30,6 +30,10 @@ from ._linattn import (  # noqa: F401
     content_lambda_attention,
     content_lambda_attention_backward,
     content_lambda_encode,
+    kslot_memory_encode,
+    kslot_memory_encode_backward,
+    kslot_memory_lookup,
+    kslot_memory_lookup_backward,
     galerkin_attention,
     galerkin_attention_backward,
     linear_attention_encode,
@@ -56,7 +60,9 @@ __all__ = [
     "ArgumentError", "Bank", "CausalGrads", "CausalResult", "Error", "FormatError", "Memory", "MemoryView",
     "additive_attention", "additive_attention_backward", "causal_automatic_choice", "causal_linear_attention",
     "causal_linear_attention_backward", "causal_linear_attention_step", "compress", "content_lambda_attention",
-    "content_lambda_attention_backward", "content_lambda_encode", "galerkin_attention", "galerkin_attention_backward", "linear_attention_encode",
+    "content_lambda_attention_backward", "content_lambda_encode", "galerkin_attention", "galerkin_attention_backward",
+    "kslot_memory_encode", "kslot_memory_encode_backward", "kslot_memory_lookup", "kslot_memory_lookup_backward",
+    "linear_attention_encode",
     "linear_attention_encode_backward", "linear_attention_lookup", "linear_attention_lookup_backward",
     "num_threads", "open_memory", "retnet_decays", "scalar_gate", "scalar_gate_backward", "search", "set_num_threads",
     "softmax_attention", "softmax_attention_backward", "vector_gate", "vector_gate_backward",

@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "linattn/ops/content_lambda.h"
+#include "linattn/ops/kslot_memory.h"
 #include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/linear_attention.h"
 #include "linattn/ops/softmax_attention.h"
@@ -574,6 +575,56 @@ void bind_relatives(py::module_& m) {
         },
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dout"), py::kw_only(), py::arg("lengths") = py::none(),
         "(dq, dk, dv) of content_lambda_attention given dout.");
+  m.def("kslot_memory_encode",
+        [](const py::object& scores_, const py::object& v_, const py::object& lengths, bool position_encoding) {
+          const char* op = "linattn.kslot_memory_encode";
+          const auto s = input<4>(scores_, op, "scores"), v = input<4>(v_, op, "v");
+          same_batch_heads(op, "scores", s, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> memory({s.size(0), s.size(1), s.size(3), v.size(3)});
+          run([&] { kslot_memory_encode(s.view, v.view, memory.view, {.position_encoding = position_encoding}, len.span()); });
+          return memory.array;
+        },
+        py::arg("scores"), py::arg("v"), py::kw_only(), py::arg("lengths") = py::none(), py::arg("position_encoding") = false,
+        "The K-slot memory C = sum_t softmax_K(scores_t) v_t^T (times the authors' position encoding when asked).\n"
+        "scores [B,H,T,K], v [B,H,T,dv] -> [B,H,K,dv].");
+  m.def("kslot_memory_encode_backward",
+        [](const py::object& scores_, const py::object& v_, const py::object& dmemory_, const py::object& lengths,
+           bool position_encoding) {
+          const char* op = "linattn.kslot_memory_encode_backward";
+          const auto s = input<4>(scores_, op, "scores"), v = input<4>(v_, op, "v"), dm = input<4>(dmemory_, op, "dmemory");
+          same_batch_heads(op, "scores", s, "v", v);
+          const auto len = index_input(lengths, op, "lengths");
+          Output<4> ds(s.view.shape), dv(v.view.shape);
+          run([&] {
+            kslot_memory_encode_backward(s.view, v.view, dm.view, ds.view, dv.view, {.position_encoding = position_encoding},
+                                         len.span());
+          });
+          return py::make_tuple(ds.array, dv.array);
+        },
+        py::arg("scores"), py::arg("v"), py::arg("dmemory"), py::kw_only(), py::arg("lengths") = py::none(),
+        py::arg("position_encoding") = false, "(dscores, dv) of kslot_memory_encode given dmemory.");
+  m.def("kslot_memory_lookup",
+        [](const py::object& u_, const py::object& memory_) {
+          const char* op = "linattn.kslot_memory_lookup";
+          const auto u = input<4>(u_, op, "query_scores"), memory = input<4>(memory_, op, "memory");
+          Output<4> out({u.size(0), u.size(1), u.size(2), memory.size(3)});
+          run([&] { kslot_memory_lookup(u.view, memory.view, out.view); });
+          return out.array;
+        },
+        py::arg("query_scores"), py::arg("memory"),
+        "out = softmax_K(query_scores)^T memory: query_scores [B,H,Tq,K], memory [B,H,K,dv] -> [B,H,Tq,dv].");
+  m.def("kslot_memory_lookup_backward",
+        [](const py::object& u_, const py::object& memory_, const py::object& dout_) {
+          const char* op = "linattn.kslot_memory_lookup_backward";
+          const auto u = input<4>(u_, op, "query_scores"), memory = input<4>(memory_, op, "memory");
+          const auto dout = input<4>(dout_, op, "dout");
+          Output<4> du(u.view.shape), dm(memory.view.shape);
+          run([&] { kslot_memory_lookup_backward(u.view, memory.view, dout.view, du.view, dm.view); });
+          return py::make_tuple(du.array, dm.array);
+        },
+        py::arg("query_scores"), py::arg("memory"), py::arg("dout"),
+        "(dquery_scores, dmemory) of kslot_memory_lookup given dout.");
 }
 
 }  // namespace

@@ -309,6 +309,43 @@ def test_relatives_match_numpy_and_their_gradients():
         linattn.galerkin_attention(q, k, v, lengths=[10, 2])
 
 
+def test_kslot_memory_matches_numpy_and_its_gradients():
+    rng = np.random.default_rng(6)
+    s = rng.standard_normal((2, 3, 9, 4), dtype=np.float32)   # write scores, K = 4
+    v = rng.standard_normal((2, 3, 9, 5), dtype=np.float32)
+    u = rng.standard_normal((2, 3, 2, 4), dtype=np.float32)   # read scores
+    softmax = lambda x: np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)
+    C = np.swapaxes(softmax(s.astype(np.float64)), -1, -2) @ v
+    np.testing.assert_allclose(linattn.kslot_memory_encode(s, v), C, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(linattn.kslot_memory_lookup(u, C.astype(np.float32)), softmax(u.astype(np.float64)) @ C,
+                               rtol=1e-5, atol=1e-6)
+    # the authors' position encoding, and padding past the lengths
+    n = np.array([9, 4])
+    t = (np.arange(9) + 1)[None, :, None] / n[:, None, None]
+    kk = ((np.arange(4) + 1) / 4)[None, None, :]
+    a = softmax(s.astype(np.float64)) * ((1 - kk) * (1 - t) + kk * t)[:, None]
+    a[1, :, 4:] = 0
+    np.testing.assert_allclose(linattn.kslot_memory_encode(s, v, lengths=n, position_encoding=True),
+                               np.swapaxes(a, -1, -2) @ v, rtol=1e-5, atol=1e-6)
+    # gradients of sum(lookup(u, encode(s, v)) * r) against finite differences
+    r = rng.standard_normal((2, 3, 2, 5), dtype=np.float32)
+    loss = lambda u_, s_, v_: (linattn.kslot_memory_lookup(u_, linattn.kslot_memory_encode(s_, v_)) * r).sum(dtype=np.float64)
+    du, dC = linattn.kslot_memory_lookup_backward(u, linattn.kslot_memory_encode(s, v), r)
+    ds, dv = linattn.kslot_memory_encode_backward(s, v, dC)
+    for which, (x, g) in enumerate(((u, du), (s, ds), (v, dv))):
+        idx = (1, 2, 1, 3)
+        h = 1e-2
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        args_p, args_m = [u, s, v], [u, s, v]
+        args_p[which], args_m[which] = xp, xm
+        fd = (loss(*args_p) - loss(*args_m)) / (2 * h)
+        assert abs(g[idx] - fd) <= 2e-2 * max(1.0, abs(fd)), (which, g[idx], fd)
+    with pytest.raises(linattn.ArgumentError, match="slot count K"):
+        linattn.kslot_memory_lookup(u[..., :3], C.astype(np.float32))
+
+
 def test_causal_calibration_environment_variable():
     # Read once at the first use: a fresh interpreter for each value.
     import os
