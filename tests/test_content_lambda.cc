@@ -42,6 +42,10 @@ std::vector<double> reference(const Tensor<4>& q, const Tensor<4>& k, const Tens
 struct Case {
   int64_t T, Tq, dk, dv;
   bool ragged;
+  std::string name() const {
+    return "T" + std::to_string(T) + "_Tq" + std::to_string(Tq) + "_dk" + std::to_string(dk) + "_dv" + std::to_string(dv) +
+           (ragged ? "_ragged" : "");
+  }
 };
 
 class ContentLambda : public ::testing::TestWithParam<Case> {};
@@ -86,7 +90,8 @@ TEST_P(ContentLambda, GradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ContentLambda,
                          ::testing::Values(Case{1, 1, 4, 4, false}, Case{9, 3, 5, 3, false}, Case{9, 3, 5, 3, true},
-                                           Case{40, 7, 17, 19, true}, Case{130, 16, 64, 64, false}));
+                                           Case{40, 7, 17, 19, true}, Case{130, 16, 64, 64, false}),
+                         test::CaseName());
 
 TEST(ContentLambdaEdges, EmptySequencesAnswerZeroAndErrorsAreNamed) {
   const auto q = test::random_tensor<4>({2, 1, 2, 4}), k = test::random_tensor<4>({2, 1, 3, 4});

@@ -51,6 +51,10 @@ std::vector<double> reference(const Tensor<4>& q, const Tensor<4>& k, const Tens
 struct Case {
   int64_t T, Tq, dk, dv;
   bool ragged;
+  std::string name() const {
+    return "T" + std::to_string(T) + "_Tq" + std::to_string(Tq) + "_dk" + std::to_string(dk) + "_dv" + std::to_string(dv) +
+           (ragged ? "_ragged" : "");
+  }
 };
 
 class GalerkinAttention : public ::testing::TestWithParam<Case> {};
@@ -88,7 +92,8 @@ TEST_P(GalerkinAttention, GradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GalerkinAttention,
                          ::testing::Values(Case{1, 1, 4, 4, false}, Case{9, 3, 5, 3, false}, Case{9, 3, 5, 3, true},
-                                           Case{40, 7, 17, 19, true}, Case{130, 16, 64, 64, false}));
+                                           Case{40, 7, 17, 19, true}, Case{130, 16, 64, 64, false}),
+                         test::CaseName());
 
 // Length 1: one layer-normalised row. An empty sequence answers 0. A constant row normalises to
 // 0 (its variance is 0; eps keeps it finite).

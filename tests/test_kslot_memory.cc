@@ -54,6 +54,10 @@ std::vector<double> reference(const Tensor<4>& u, const Tensor<4>& s, const Tens
 struct Case {
   int64_t T, Tq, K, dv;
   bool ragged, position_encoding;
+  std::string name() const {
+    return "T" + std::to_string(T) + "_Tq" + std::to_string(Tq) + "_K" + std::to_string(K) + "_dv" + std::to_string(dv) +
+           (ragged ? "_ragged" : "") + (position_encoding ? "_positions" : "");
+  }
 };
 
 class KSlotMemory : public ::testing::TestWithParam<Case> {};
@@ -100,7 +104,8 @@ TEST_P(KSlotMemory, GradientsMatchFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Shapes, KSlotMemory,
                          ::testing::Values(Case{1, 1, 1, 4, false, false}, Case{1, 2, 3, 5, false, true},
                                            Case{9, 3, 5, 3, false, false}, Case{9, 3, 5, 3, true, true},
-                                           Case{40, 7, 17, 19, true, false}, Case{130, 16, 32, 64, false, true}));
+                                           Case{40, 7, 17, 19, true, false}, Case{130, 16, 32, 64, false, true}),
+                         test::CaseName());
 
 // Without the position encoding a memory is a sum over positions: two pieces add up to the
 // whole. With it, the weights depend on the whole length, and they do not.

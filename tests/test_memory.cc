@@ -166,7 +166,7 @@ TEST(MemoryFile, EveryCorruptionIsAClearError) {
   for (size_t n = 0; n < good.size(); n += 7) expect_error({good.begin(), good.begin() + static_cast<long>(n)}, "truncated");
   auto with = [&](size_t off, std::byte b) { auto x = good; x[off] = b; return x; };
   expect_error(with(0, std::byte{'X'}), "wrong magic");
-  expect_error(with(8, std::byte{2}), "version 2");
+  expect_error(with(8, std::byte{3}), "version 3");
   expect_error(with(20, std::byte{7}), "unknown dtype");
   expect_error(with(21, std::byte{9}), "unknown layout");
   expect_error(with(23, std::byte{0x80}), "unknown flags");

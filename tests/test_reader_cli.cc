@@ -215,9 +215,12 @@ TEST_F(ReaderCliTest, RelativesAnswerFromStoredMemories) {
     r = reader("eval --model " + ckpt + " --bank " + bank);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
-    // 12 units: Galerkin's symmetric memory is stored packed (78 numbers), the lambda's whole
-    // (144), the K-slot one 5 x 12.
-    EXPECT_NE(r.out.find(m == "galerkin" ? "312 bytes/story" : m == "lambda" ? "576 bytes/story" : "240 bytes/story"),
+    // The bank's memories say what they are.
+    const auto info = test::run_program(LINATTN_CLI, "bank list " + bank, dir_.path());
+    EXPECT_NE(info.out.find(m == "lambda" ? "content-lambda" : m), std::string::npos) << info.out;
+    // 12 units: Galerkin's symmetric memory is stored packed (78 numbers), the lambda whole with
+    // its exp-sums and channel maxima (144 + 24), the K-slot one 5 x 12.
+    EXPECT_NE(r.out.find(m == "galerkin" ? "312 bytes/story" : m == "lambda" ? "672 bytes/story" : "240 bytes/story"),
               std::string::npos)
         << r.out;
   }

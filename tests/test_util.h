@@ -115,6 +115,15 @@ void expect_argument_error(F f, const std::string& argument, const std::string& 
   }
 }
 
+// Names parameterised tests by their case's name() (gtest would print a struct's bytes,
+// padding included, which differ between the discovery run and the test run).
+struct CaseName {
+  template <class Info>
+  std::string operator()(const Info& info) const {
+    return info.param.name();
+  }
+};
+
 // An attention backward's dq, dk, dv against central finite differences of
 // sum(reference(q, k, v) . r), the reference evaluated in double.
 template <class Reference>

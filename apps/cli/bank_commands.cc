@@ -151,15 +151,18 @@ void add_bank_commands(CLI::App& app) {
         j.push_back({{"name", b.name(i)}, {"tokens", m.tokens}, {"dtype", to_string(m.config.dtype)},
                      {"layout", to_string(m.layout)}, {"bytes", kMemoryHeaderBytes + m.payload_bytes}});
       }
+      // Every entry of a bank has one kind (appends check it); an empty bank has none yet.
+      const std::string kind = b.size() > 0 ? std::string(to_string(b.memory(0).info().config.kind)) : "";
       if (*json) {
         std::printf("%s\n", nlohmann::json{{"path", *path}, {"key_dim", b.key_dim()}, {"value_dim", b.value_dim()},
-                                           {"memories", j}, {"uncommitted_bytes", b.uncommitted_bytes()}}
+                                           {"kind", kind}, {"memories", j}, {"uncommitted_bytes", b.uncommitted_bytes()}}
                                   .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
                                   .c_str());
         return;
       }
-      std::printf("%s: %lld memories, dk %lld, dv %lld\n", path->c_str(), static_cast<long long>(b.size()),
-                  static_cast<long long>(b.key_dim()), static_cast<long long>(b.value_dim()));
+      std::printf("%s: %lld memories, dk %lld, dv %lld%s\n", path->c_str(), static_cast<long long>(b.size()),
+                  static_cast<long long>(b.key_dim()), static_cast<long long>(b.value_dim()),
+                  kind.empty() || kind == "linear" ? "" : (", " + kind).c_str());
       for (const auto& e : j)
         std::printf("  %-24s %8lld tokens  %-5s %-16s %8lld bytes\n", printable(e["name"].get<std::string>()).c_str(),
                     static_cast<long long>(e["tokens"].get<int64_t>()), e["dtype"].get<std::string>().c_str(),

@@ -25,7 +25,7 @@ npy::Matrix load_finite(const std::string& path, const std::string& what) {
 }
 
 struct EncodeArgs {
-  std::string keys, values, gates, feature_map = "identity", dtype = "f32", out;
+  std::string keys, values, gates, feature_map = "identity", dtype = "f32", out, kind = "linear";
   bool normalize = false, symmetric = false;
 };
 
@@ -43,6 +43,7 @@ void run_encode(const EncodeArgs& a) {
   c.normalize = a.normalize;
   c.symmetric = a.symmetric;
   c.gated = !a.gates.empty();
+  c.kind = *parse_memory_kind(a.kind);
   if (c.symmetric && !a.values.empty()) throw Error("--symmetric stores keys = values: drop --values");
   if (c.gated && (G.cols != 1 || G.rows != K.rows))
     throw Error("--gates must be a " + std::to_string(K.rows) + " x 1 array (one weight per key), got " +
@@ -106,6 +107,10 @@ void add_memory_commands(CLI::App& app) {
     cmd->add_flag("--normalize", a->normalize, "keep the normaliser z and normalise lookups");
     cmd->add_option("--dtype", a->dtype, "storage dtype: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
     cmd->add_flag("--symmetric", a->symmetric, "keys = values: store d(d+1)/2 numbers");
+    cmd->add_option("--kind", a->kind,
+                    "linear (the paper's), galerkin (rows layer-normalised), content-lambda (keys softmax-ed over "
+                    "positions) or kslot (keys are K slot scores; queries too)")
+        ->check(CLI::IsMember({"linear", "galerkin", "content-lambda", "lambda", "kslot"}));
     cmd->add_option("-o,--output", a->out, "memory file to write (.lam)")->required();
     cmd->callback([a] { run_encode(*a); });
   }

@@ -18,6 +18,7 @@ inline nlohmann::json memory_info_json(const MemoryInfo& i) {
           {"normalize", i.config.normalize},
           {"gated", i.config.gated},
           {"symmetric", i.config.symmetric},
+          {"kind", to_string(i.config.kind)},
           {"rank", i.rank},
           {"compression_error", i.compression_error},
           {"tokens", i.tokens},

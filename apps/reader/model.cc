@@ -135,7 +135,25 @@ MemoryReadout ReaderImpl::memory_readout() const {
 }
 
 torch::Tensor ReaderImpl::memory_query(const torch::Tensor& q) {
-  return options.mechanism() == Mechanism::kslot ? kslot->read_weights(q) : q;
+  return options.mechanism() == Mechanism::kslot ? kslot->query_scores(q) : q;
+}
+
+MemoryKind ReaderImpl::memory_kind() const {
+  switch (options.mechanism()) {
+    case Mechanism::galerkin: return MemoryKind::galerkin;
+    case Mechanism::lambda: return MemoryKind::content_lambda;
+    case Mechanism::kslot: return MemoryKind::kslot;
+    default: return MemoryKind::linear;
+  }
+}
+
+torch::Tensor ReaderImpl::memory_normalizer(const torch::Tensor& h, const torch::Tensor& lengths) {
+  if (options.mechanism() != Mechanism::lambda) return {};
+  const torch::Tensor valid = (torch::arange(h.size(1)).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2);
+  torch::Tensor lse = torch::logsumexp(h.masked_fill(~valid, -std::numeric_limits<float>::infinity()), 1);  // [B, d]
+  lse = torch::where(lengths.unsqueeze(1) > 0, lse, torch::zeros_like(lse));  // an empty story: nothing written
+  const torch::Tensor sums = (lengths.unsqueeze(1) > 0).to(h.scalar_type()).expand_as(lse);
+  return torch::cat({sums, lse}, 1);
 }
 
 int64_t ReaderImpl::memory_key_width() const {
@@ -144,7 +162,8 @@ int64_t ReaderImpl::memory_key_width() const {
 
 torch::Tensor ReaderImpl::lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths) {
   const MemoryReadout m = memory_readout();
-  torch::Tensor r = torch::matmul(C.transpose(1, 2), memory_query(q).unsqueeze(2)).squeeze(2) * m.scale;
+  const torch::Tensor key = options.mechanism() == Mechanism::kslot ? kslot->read_weights(q) : q;
+  torch::Tensor r = torch::matmul(C.transpose(1, 2), key.unsqueeze(2)).squeeze(2) * m.scale;
   if (m.mean) r = r / lengths.clamp_min(1).to(r.scalar_type()).unsqueeze(1);
   return r;
 }

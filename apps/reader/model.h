@@ -74,8 +74,14 @@ class ReaderImpl : public torch::nn::Module {
   bool has_fixed_size_memory() const;
   torch::Tensor encode_memory(const torch::Tensor& h, const torch::Tensor& lengths);
   MemoryReadout memory_readout() const;
-  // phi(q) [B, dk]: what a stored memory is looked up with (the K-slot read weights, else q).
+  // What a stored Memory is looked up with [B, dk]: the K-slot query scores (the Memory
+  // softmaxes them), else q.
   torch::Tensor memory_query(const torch::Tensor& q);
+  // The stored Memory's kind, and the numbers it keeps beside the state [B, 2 d] for the
+  // content lambda (exp-sums 1 and channel maxima logsumexp_t h: A = lambda exactly, and the
+  // memory can be written on); undefined for the others.
+  MemoryKind memory_kind() const;
+  torch::Tensor memory_normalizer(const torch::Tensor& h, const torch::Tensor& lengths);
   int64_t memory_key_width() const;  // dk: K for the K-slot memory, else state_size()
   // r [B, d] from memories C [B, dk, d], questions q [B, d] and story lengths [B].
   torch::Tensor lookup_memory(const torch::Tensor& C, const torch::Tensor& q, const torch::Tensor& lengths);

@@ -27,8 +27,14 @@ std::vector<int64_t> distinct_stories(const std::vector<Example>& examples) {
 
 MemoryConfig memory_config(const Reader& model, DType dtype) {
   // C = sum h~ h~^T (linear, gated, Galerkin) is symmetric: stored packed, d(d+1)/2 numbers.
-  return {.key_dim = model->memory_key_width(), .value_dim = model->state_size(), .feature_map = FeatureMap::identity, .normalize = false, .gated = false,
-          .symmetric = model->memory_readout().symmetric, .dtype = dtype};
+  return {.key_dim = model->memory_key_width(),
+          .value_dim = model->state_size(),
+          .feature_map = FeatureMap::identity,
+          .normalize = false,
+          .gated = false,
+          .symmetric = model->memory_readout().symmetric,
+          .dtype = dtype,
+          .kind = model->memory_kind()};
 }
 
 ServeReport compare(const std::vector<Example>& examples, const std::vector<torch::Tensor>& logits, Reader& model,
@@ -72,12 +78,19 @@ EncodeReport encode_stories(Checkpoint& c, const std::vector<Example>& examples,
     const std::vector<int64_t> idx(stories.begin() + static_cast<long>(i),
                                    stories.begin() + static_cast<long>(std::min(stories.size(), i + 64)));
     const ReaderBatch b = make_batch(examples, idx, c.answers.size());
-    const torch::Tensor C = c.best->encode_memory(c.best->encode_story(b.story, b.story_lengths), b.story_lengths).contiguous();
+    const torch::Tensor h = c.best->encode_story(b.story, b.story_lengths);
+    const torch::Tensor C = c.best->encode_memory(h, b.story_lengths).contiguous();
+    const torch::Tensor Z = c.best->memory_normalizer(h, b.story_lengths);
     for (size_t j = 0; j < idx.size(); ++j) {
       const torch::Tensor state = C[static_cast<int64_t>(j)];
       const Example& e = examples[static_cast<size_t>(idx[j])];
+      std::vector<float> z;
+      if (Z.defined()) {
+        const torch::Tensor row = Z[static_cast<int64_t>(j)].contiguous();
+        z.assign(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+      }
       Memory m = Memory::from_state(config, std::vector<float>(state.data_ptr<float>(), state.data_ptr<float>() + state.numel()),
-                                    {}, static_cast<int64_t>(e.story.size()));
+                                    std::move(z), static_cast<int64_t>(e.story.size()));
       entries.emplace_back(story_key(e), serialize(m));
       report.bytes_per_story += static_cast<double>(entries.back().second.size());
     }

@@ -109,6 +109,7 @@ std::string config_text(const MemoryConfig& c) {
   if (c.normalize) s += ", normalize=True";
   if (c.gated) s += ", gated=True";
   if (c.feature_map != FeatureMap::identity) s += ", feature_map='" + std::string(to_string(c.feature_map)) + "'";
+  if (c.kind != MemoryKind::linear) s += ", kind='" + std::string(to_string(c.kind)) + "'";
   return s + ", dtype='" + std::string(to_string(c.dtype)) + "'";
 }
 
@@ -246,6 +247,7 @@ MemoryView.from_bytes.)")
       .def_property_readonly("normalize", [](const PyMemoryView& v) { return v.view.info().config.normalize; })
       .def_property_readonly("gated", [](const PyMemoryView& v) { return v.view.info().config.gated; })
       .def_property_readonly("symmetric", [](const PyMemoryView& v) { return v.view.info().config.symmetric; })
+      .def_property_readonly("kind", [](const PyMemoryView& v) { return std::string(to_string(v.view.info().config.kind)); })
       .def(py::pickle(
           [](const PyMemoryView& v) {
             if (!v.bytes)
@@ -337,23 +339,31 @@ void bind_memory_class(py::module_& m) {
     M = sum_t g_t phi(k_t) v_t^T  [dk, dv]    z = sum_t g_t phi(k_t)  [dk]    n = tokens
     lookup(q) = scale * M^T phi(q)  [/ n with mean]  [/ (z . phi(q) + eps) when normalize]
 
-Memory(dk, dv=None, *, symmetric=False, normalize=False, feature_map="identity", gated=False, dtype="f32")
+Memory(dk, dv=None, *, symmetric=False, normalize=False, feature_map="identity", gated=False, dtype="f32",
+       kind="linear")
 
 dv defaults to dk. symmetric: keys are the values (the paper's C = H^T H); write takes keys only
 and the stored form keeps the upper triangle. gated: write takes a weight g_t per token.
+kind: "linear", or a relative: "galerkin" (rows layer-normalised on write; look up with
+mean=True for Galerkin attention), "content-lambda" (lambda = softmax over positions of K,
+transposed, times V; lookups answer lambda^T q) or "kslot" (keys and queries are K slot scores,
+softmax-ed over the slots).
 dtype ("f32" or "bf16") is how the memory is stored (save, to_bytes, banks); a live memory
 accumulates in float32. Safe to share between threads: lookups run concurrently, changes
 one at a time.)")
       .def(py::init([](int64_t dk, std::optional<int64_t> dv, bool symmetric, bool normalize,
-                       const std::string& feature_map, bool gated, const std::string& dtype) {
+                       const std::string& feature_map, bool gated, const std::string& dtype, const std::string& kind) {
              const char* op = "linattn.Memory";
+             const auto parsed = parse_memory_kind(kind);
+             if (!parsed) throw ArgumentError(op, "kind", "unknown kind '" + kind + "' (linear, galerkin, content-lambda, kslot)");
              MemoryConfig c{.key_dim = dk, .value_dim = dv.value_or(dk), .feature_map = feature_map_arg(feature_map, op),
-                            .normalize = normalize, .gated = gated, .symmetric = symmetric, .dtype = dtype_arg(dtype, op)};
+                            .normalize = normalize, .gated = gated, .symmetric = symmetric, .dtype = dtype_arg(dtype, op),
+                            .kind = *parsed};
              return std::make_unique<PyMemory>(Memory(c));
            }),
            py::arg("dk"), py::arg("dv") = py::none(), py::kw_only(), py::arg("symmetric") = false,
            py::arg("normalize") = false, py::arg("feature_map") = "identity", py::arg("gated") = false,
-           py::arg("dtype") = "f32")
+           py::arg("dtype") = "f32", py::arg("kind") = "linear")
       .def("write",
            [](PyMemory& self, const py::object& keys, const py::object& values, const py::object& gates) {
              const char* op = "linattn.Memory.write";
@@ -444,6 +454,7 @@ one at a time.)")
       .def_property_readonly("normalize", [](const PyMemory& s) { return s.memory.config().normalize; })
       .def_property_readonly("gated", [](const PyMemory& s) { return s.memory.config().gated; })
       .def_property_readonly("symmetric", [](const PyMemory& s) { return s.memory.config().symmetric; })
+      .def_property_readonly("kind", [](const PyMemory& s) { return std::string(to_string(s.memory.config().kind)); })
       .def_property_readonly("state", [](const PyMemory& s) {
         std::shared_lock lock(s.mutex);
         const CView2 st = s.memory.state();
@@ -467,15 +478,19 @@ one at a time.)")
                                   c.symmetric, static_cast<int>(c.dtype), s.memory.tokens(),
                                   py::bytes(reinterpret_cast<const char*>(st.data),
                                             static_cast<size_t>(st.numel()) * sizeof(float)),
-                                  py::bytes(reinterpret_cast<const char*>(z.data()), z.size() * sizeof(float)));
+                                  py::bytes(reinterpret_cast<const char*>(z.data()), z.size() * sizeof(float)),
+                                  static_cast<int>(c.kind));
           },
           [](const py::tuple& t) {
             const char* op = "linattn.Memory.__setstate__";
-            if (t.size() != 11 || t[0].cast<int>() != 1) throw ArgumentError(op, "state", "not a pickled linattn.Memory");
+            // 11 fields before the kinds existed (a linear memory), 12 since.
+            if ((t.size() != 11 && t.size() != 12) || t[0].cast<int>() != 1)
+              throw ArgumentError(op, "state", "not a pickled linattn.Memory");
             MemoryConfig c{.key_dim = t[1].cast<int64_t>(), .value_dim = t[2].cast<int64_t>(),
                            .feature_map = static_cast<FeatureMap>(t[3].cast<int>()), .normalize = t[4].cast<bool>(),
                            .gated = t[5].cast<bool>(), .symmetric = t[6].cast<bool>(),
-                           .dtype = static_cast<DType>(t[7].cast<int>())};
+                           .dtype = static_cast<DType>(t[7].cast<int>()),
+                           .kind = t.size() == 12 ? static_cast<MemoryKind>(t[11].cast<int>()) : MemoryKind::linear};
             validate(c, op);
             auto floats = [&](const py::handle& h) {
               const std::string_view b = h.cast<py::bytes>();

@@ -28,6 +28,24 @@ std::string_view to_string(Layout layout) {
   return "unknown";
 }
 
+std::string_view to_string(MemoryKind kind) {
+  switch (kind) {
+    case MemoryKind::linear: return "linear";
+    case MemoryKind::galerkin: return "galerkin";
+    case MemoryKind::content_lambda: return "content-lambda";
+    case MemoryKind::kslot: return "kslot";
+  }
+  return "unknown";
+}
+
+std::optional<MemoryKind> parse_memory_kind(std::string_view name) {
+  if (name == "linear") return MemoryKind::linear;
+  if (name == "galerkin") return MemoryKind::galerkin;
+  if (name == "content-lambda" || name == "content_lambda" || name == "lambda") return MemoryKind::content_lambda;
+  if (name == "kslot") return MemoryKind::kslot;
+  return std::nullopt;
+}
+
 std::optional<DType> parse_dtype(std::string_view name) {
   if (name == "f32" || name == "float32") return DType::f32;
   if (name == "bf16" || name == "bfloat16") return DType::bf16;

@@ -66,6 +66,7 @@ struct Slot {
   uint64_t sequence = 0, end = kFirstRecord, count = 0;
   int64_t dk = 0, dv = 0;
   uint8_t feature_map = 0, flags = 0;
+  uint8_t kind = 0;  // MemoryKind of every entry (byte 50; 0 in banks from before the relatives)
 };
 
 std::array<std::byte, kSlotBytes> encode_slot(const Slot& s) {
@@ -80,6 +81,7 @@ std::array<std::byte, kSlotBytes> encode_slot(const Slot& s) {
   put<uint32_t>(b.data() + 44, static_cast<uint32_t>(s.dv));
   b[48] = std::byte{s.feature_map};
   b[49] = std::byte{s.flags};
+  b[50] = std::byte{s.kind};
   put<uint64_t>(b.data() + 56, XXH3_64bits(b.data(), 56));
   return b;
 }
@@ -104,8 +106,9 @@ SlotState decode_slot(const std::byte* b, Slot& s, std::string& why) {
   s.dv = get<uint32_t>(b + 44);
   s.feature_map = static_cast<uint8_t>(b[48]);
   s.flags = static_cast<uint8_t>(b[49]);
+  s.kind = static_cast<uint8_t>(b[50]);
   // end and count stay far below 2^62, so that every offset computed from them fits in int64_t.
-  if (s.sequence == 0 || s.dk > (1 << 20) || s.dv > (1 << 20) || s.feature_map > 2 || s.flags > 1 ||
+  if (s.sequence == 0 || s.dk > (1 << 20) || s.dv > (1 << 20) || s.feature_map > 2 || s.flags > 1 || s.kind > 3 ||
       s.end < static_cast<uint64_t>(kFirstRecord) || s.end % 64 != 0 || s.end > (uint64_t{1} << 62) ||
       s.count > s.end / 64) {
     why = "implausible header fields";
@@ -257,13 +260,14 @@ void Bank::append_all(const std::vector<std::pair<std::string, std::vector<std::
     if (now.find(name)) c.fail("name", "'" + name + "' is already in the bank");
     const MemoryConfig mc = parse_memory(memory_bytes, nullptr, "memory to append").info().config;
     if (n.dk != 0 && (mc.key_dim != n.dk || mc.value_dim != n.dv || static_cast<uint8_t>(mc.feature_map) != n.feature_map ||
-                      mc.normalize != static_cast<bool>(n.flags & 1)))
+                      mc.normalize != static_cast<bool>(n.flags & 1) || static_cast<uint8_t>(mc.kind) != n.kind))
       c.fail("memory", "'" + name + "' does not match the bank (dk " + std::to_string(n.dk) + ", dv " +
-                           std::to_string(n.dv) + ", feature map and normalisation must agree)");
+                           std::to_string(n.dv) + ", feature map, normalisation and kind must agree)");
     n.dk = mc.key_dim;
     n.dv = mc.value_dim;
     n.feature_map = static_cast<uint8_t>(mc.feature_map);
     n.flags = mc.normalize ? 1 : 0;
+    n.kind = static_cast<uint8_t>(mc.kind);
     // The record, laid out past the committed end.
     const int64_t mem_off = align64(off + kRecordHeader + static_cast<int64_t>(name.size()));
     const int64_t next = align64(mem_off + static_cast<int64_t>(memory_bytes.size()));

@@ -6,8 +6,10 @@
 #include <string>
 
 #include "core/checks.h"
+#include "kernels/kslot_memory_cpu.h"
 #include "kernels/memory_lookup_cpu.h"
 #include "kernels/simd.h"
+#include "linattn/ops/galerkin_attention.h"
 #include "linattn/ops/linear_attention.h"
 
 namespace linattn {
@@ -27,6 +29,9 @@ void check_lookup(const detail::Checks& c, const MemoryInfo& info, CView2 q, Vie
   c.dim("out", out, 1, info.config.value_dim, "the memory's value width dv");
   if (o.mean && info.config.normalize)
     c.fail("options.mean", "a normalising memory is already a weighted mean");
+  if (o.mean && (info.config.kind == MemoryKind::content_lambda || info.config.kind == MemoryKind::kslot))
+    c.fail("options.mean", std::string("a ") + std::string(to_string(info.config.kind)) +
+                               " memory is already a weighted mean");
   if (!std::isfinite(o.scale)) c.fail("options.scale", "must be finite");
   if (!(o.eps >= 0.f) || !std::isfinite(o.eps)) c.fail("options.eps", "must be finite and >= 0");
 }
@@ -35,7 +40,13 @@ void check_lookup(const detail::Checks& c, const MemoryInfo& info, CView2 q, Vie
 // (the storage dtype may differ: live states are fp32).
 bool compatible(const MemoryConfig& a, const MemoryConfig& b) {
   return a.key_dim == b.key_dim && a.value_dim == b.value_dim && a.feature_map == b.feature_map &&
-         a.normalize == b.normalize && a.gated == b.gated && a.symmetric == b.symmetric;
+         a.normalize == b.normalize && a.gated == b.gated && a.symmetric == b.symmetric && a.kind == b.kind;
+}
+
+// Numbers beside the state: z [dk] when normalising, [s; m] [2 dk] for a content lambda.
+int64_t normalizer_size(const MemoryConfig& c) {
+  if (c.kind == MemoryKind::content_lambda) return 2 * c.key_dim;
+  return c.normalize ? c.key_dim : 0;
 }
 
 }  // namespace
@@ -57,12 +68,20 @@ void validate(const MemoryConfig& config, const char* op) {
                                    " and " + std::to_string(config.value_dim));
   if (config.symmetric && config.feature_map != FeatureMap::identity)
     c.fail("config.symmetric", "needs the identity feature map (phi(h) h^T is not symmetric)");
+  if (!parse_memory_kind(to_string(config.kind))) c.fail("config.kind", "unknown kind " + std::to_string(int(config.kind)));
+  if (config.kind != MemoryKind::linear) {
+    const std::string kind(to_string(config.kind));
+    if (config.feature_map != FeatureMap::identity || config.normalize || config.gated)
+      c.fail("config.kind", "a " + kind + " memory takes no feature map, normaliser or gates");
+    if (config.symmetric && config.kind != MemoryKind::galerkin)
+      c.fail("config.symmetric", "a " + kind + " memory is not symmetric");
+  }
 }
 
 Memory::Memory(const MemoryConfig& config) : config_(config) {
   validate(config, "linattn::Memory");
   state_.assign(static_cast<size_t>(config.key_dim * config.value_dim), 0.f);
-  if (config.normalize) normalizer_.assign(static_cast<size_t>(config.key_dim), 0.f);
+  normalizer_.assign(static_cast<size_t>(normalizer_size(config)), 0.f);
 }
 
 namespace {
@@ -89,6 +108,14 @@ double max_abs_view(const View<const float, R>& v) {
     for (int64_t i = 0; i < v.shape[0]; ++i) m = larger(m, max_abs(&v(i, 0), static_cast<size_t>(v.shape[1])));
   }
   return m;
+}
+
+// The relatives exponentiate their keys (and the K-slot memory its queries): a NaN or Inf there
+// would turn into NaN weights, so it is refused up front with the argument's name.
+void finite_rows(const detail::Checks& c, const char* name, CView2 x) {
+  for (int64_t t = 0; t < x.shape[0]; ++t)
+    for (int64_t i = 0; i < x.shape[1]; ++i)
+      if (!std::isfinite(x(t, i))) c.fail(name, "holds a value that is not finite (row " + std::to_string(t) + ")");
 }
 
 }  // namespace
@@ -146,6 +173,26 @@ void Memory::write(CView2 keys, CView2 values, CView1 gates) {
     c.dim("gates", gates, 0, T, "the number of keys");
   }
   if (T == 0) return;
+  if (config_.kind == MemoryKind::content_lambda) return write_content_lambda(keys, values);
+  // Galerkin's normalised rows and the K-slot memory's slot weights, dense.
+  std::vector<float> key_rows, value_rows;
+  if (config_.kind == MemoryKind::galerkin) {
+    key_rows.resize(static_cast<size_t>(T * config_.key_dim));
+    galerkin_normalize_rows(as_batch(keys), View4::contiguous(key_rows.data(), {1, 1, T, config_.key_dim}));
+    keys = CView2::contiguous(key_rows.data(), {T, config_.key_dim});
+    if (config_.symmetric) {
+      values = keys;
+    } else {
+      value_rows.resize(static_cast<size_t>(T * config_.value_dim));
+      galerkin_normalize_rows(as_batch(values), View4::contiguous(value_rows.data(), {1, 1, T, config_.value_dim}));
+      values = CView2::contiguous(value_rows.data(), {T, config_.value_dim});
+    }
+  } else if (config_.kind == MemoryKind::kslot) {
+    key_rows.resize(static_cast<size_t>(T * config_.key_dim));
+    finite_rows(c, "keys", keys);
+    kernels::kslot_weights(keys.data, keys.stride[0], T, config_.key_dim, false, key_rows.data(), config_.key_dim);
+    keys = CView2::contiguous(key_rows.data(), {T, config_.key_dim});
+  }
   View4 state = View4::contiguous(state_.data(), {1, 1, config_.key_dim, config_.value_dim});
   View3 z = config_.normalize ? View3::contiguous(normalizer_.data(), {1, 1, config_.key_dim}) : View3{};
   const CView3 g = gates.present() ? CView3(gates.data, {1, 1, T}, {0, 0, gates.stride[0]}) : CView3{};
@@ -160,6 +207,42 @@ void Memory::write(CView2 keys, CView2 values, CView1 gates) {
   tokens_ += T;
 }
 
+// keys [T, dk] and values [T, dv], checked. Per channel i, with m_i the largest key seen:
+// A[i, :] = sum_t exp(k_ti - m_i) v_t and s_i = sum_t exp(k_ti - m_i); a new chunk with a larger
+// maximum first rescales both by exp(m_old - m_new) <= 1. Every weight is <= 1: nothing
+// overflows but the values' own sums.
+void Memory::write_content_lambda(CView2 keys, CView2 values) {
+  const detail::Checks c("linattn::Memory::write");
+  finite_rows(c, "keys", keys);
+  const int64_t T = keys.shape[0], dk = config_.key_dim, dv = config_.value_dim;
+  std::vector<float> m_new(static_cast<size_t>(dk)), w(static_cast<size_t>(T * dk));
+  for (int64_t i = 0; i < dk; ++i) {
+    float mx = tokens_ > 0 ? normalizer_[static_cast<size_t>(dk + i)] : keys(0, i);
+    for (int64_t t = 0; t < T; ++t) mx = std::max(mx, keys(t, i));
+    m_new[static_cast<size_t>(i)] = mx;
+    for (int64_t t = 0; t < T; ++t) w[static_cast<size_t>(t * dk + i)] = std::exp(keys(t, i) - mx);
+  }
+  const double added = static_cast<double>(T) * std::max(max_abs_view(values), 1.0) + max_abs(m_new.data(), m_new.size());
+  change_checked(added, "linattn::Memory::write", "values", [&] {
+    for (int64_t i = 0; i < dk; ++i) {
+      float& sum = normalizer_[static_cast<size_t>(i)];
+      float& mx = normalizer_[static_cast<size_t>(dk + i)];
+      if (tokens_ > 0) {
+        const float r = std::exp(mx - m_new[static_cast<size_t>(i)]);
+        kernels::simd::scale(state_.data() + i * dv, dv, r);
+        sum *= r;
+      }
+      mx = m_new[static_cast<size_t>(i)];
+      double add = 0;
+      for (int64_t t = 0; t < T; ++t) add += w[static_cast<size_t>(t * dk + i)];
+      sum += static_cast<float>(add);
+    }
+    linear_attention_encode(CView4::contiguous(w.data(), {1, 1, T, dk}), as_batch(values),
+                            View4::contiguous(state_.data(), {1, 1, dk, dv}), {}, {.accumulate = true});
+  });
+  tokens_ += T;
+}
+
 MemoryView Memory::view() const {
   MemoryInfo info;
   info.config = config_;
@@ -167,7 +250,7 @@ MemoryView Memory::view() const {
   info.layout = Layout::full;
   info.tokens = tokens_;
   info.payload_bytes = static_cast<int64_t>((state_.size() + normalizer_.size()) * sizeof(float));
-  return MemoryView(info, state_.data(), config_.normalize ? normalizer_.data() : nullptr, nullptr, nullptr);
+  return MemoryView(info, state_.data(), normalizer_.empty() ? nullptr : normalizer_.data(), nullptr, nullptr);
 }
 
 void Memory::lookup(CView2 queries, View2 out, const LookupOptions& options) const {
@@ -182,6 +265,35 @@ void Memory::merge(const Memory& other) {
   const detail::Checks c("linattn::Memory::merge");
   if (!compatible(config_, other.config_))
     c.fail("other", "has a different configuration (widths, feature map, normalisation, gating or symmetry)");
+  if (config_.kind == MemoryKind::content_lambda && other.tokens_ > 0 && tokens_ > 0) {
+    // Each side's sums rescaled to the larger maximum of each channel, then added.
+    const int64_t dk = config_.key_dim, dv = config_.value_dim;
+    const Memory theirs = other;  // a copy: `other` may be this memory
+    change_checked(other.magnitude_, "linattn::Memory::merge", "other", [&] {
+      for (int64_t i = 0; i < dk; ++i) {
+        const float ma = normalizer_[static_cast<size_t>(dk + i)], mb = theirs.normalizer_[static_cast<size_t>(dk + i)];
+        const float mx = std::max(ma, mb), ra = std::exp(ma - mx), rb = std::exp(mb - mx);
+        float* row = state_.data() + i * dv;
+        kernels::simd::scale(row, dv, ra);
+        kernels::simd::axpy(rb, theirs.state_.data() + i * dv, row, dv);
+        normalizer_[static_cast<size_t>(i)] = normalizer_[static_cast<size_t>(i)] * ra + theirs.normalizer_[static_cast<size_t>(i)] * rb;
+        normalizer_[static_cast<size_t>(dk + i)] = mx;
+      }
+    });
+    tokens_ += theirs.tokens_;
+    return;
+  }
+  if (config_.kind == MemoryKind::content_lambda && tokens_ == 0) {  // an empty lambda takes the other's
+    const int64_t tokens = other.tokens_;
+    const AlignedVector<float> state = other.state_, normalizer = other.normalizer_;
+    const double magnitude = other.magnitude_;
+    state_ = state;
+    normalizer_ = normalizer;
+    magnitude_ = magnitude;
+    tokens_ = tokens;
+    return;
+  }
+  if (config_.kind == MemoryKind::content_lambda) return;  // the other is empty
   change_checked(other.magnitude_, "linattn::Memory::merge", "other", [&] {
     if (&other == this) {  // merging with itself doubles it
       kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), 2.f);
@@ -199,8 +311,10 @@ void Memory::decay(float gamma) {
   if (!(gamma >= 0.f && gamma <= 1.f))
     throw ArgumentError("linattn::Memory::decay", "gamma", "must be in [0, 1], got " + std::to_string(gamma));
   kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), gamma);
-  kernels::simd::scale(normalizer_.data(), static_cast<int64_t>(normalizer_.size()), gamma);
-  magnitude_ *= gamma;
+  // A content lambda's channel maxima are positions on the exp scale, not amounts: unscaled.
+  const int64_t scaled = config_.kind == MemoryKind::content_lambda ? config_.key_dim : static_cast<int64_t>(normalizer_.size());
+  kernels::simd::scale(normalizer_.data(), scaled, gamma);
+  if (config_.kind != MemoryKind::content_lambda) magnitude_ *= gamma;
 }
 
 void Memory::restore(const Memory& snapshot) {
@@ -237,6 +351,24 @@ void MemoryView::lookup(CView2 queries, View2 out, const LookupOptions& options)
   s.rank = info_.rank;
   s.lambda = lambda_;
   s.normalizer = info_.config.normalize ? normalizer_ : nullptr;
+  // The relatives' queries: slot weights (K-slot), or q_i / s_i (content lambda, so that the
+  // stored sums A read as lambda = A / s).
+  std::vector<float> transformed;
+  const int64_t m = queries.shape[0], dk = info_.config.key_dim;
+  if (info_.config.kind == MemoryKind::kslot || info_.config.kind == MemoryKind::content_lambda) {
+    finite_rows(c, "queries", queries);
+    transformed.resize(static_cast<size_t>(m * dk));
+    if (info_.config.kind == MemoryKind::kslot) {
+      kernels::kslot_weights(queries.data, queries.stride[0], m, dk, false, transformed.data(), dk);
+    } else {
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t i = 0; i < dk; ++i) {
+          const float sum = normalizer_[i];
+          transformed[static_cast<size_t>(r * dk + i)] = sum > 0 ? queries(r, i) / sum : 0.f;
+        }
+    }
+    queries = CView2::contiguous(transformed.data(), {m, dk});
+  }
   kernels::stored_lookup_cpu(s, queries, out, info_.config.feature_map, alpha, options.eps);
 }
 
@@ -263,7 +395,8 @@ Memory MemoryView::to_memory() const {
   kernels::stored_lookup_cpu(s, CView2::contiguous(eye.data(), {dk, dk}),
                              View2::contiguous(m.data(), {dk, dv}), FeatureMap::identity, 1.f, 0.f);
   std::vector<float> z;
-  if (info_.config.normalize) z.assign(normalizer_, normalizer_ + dk);
+  if (normalizer_ && (info_.config.normalize || info_.config.kind == MemoryKind::content_lambda))
+    z.assign(normalizer_, normalizer_ + normalizer_size(info_.config));
   return Memory::from_state(info_.config, std::move(m), std::move(z), info_.tokens);
 }
 

@@ -42,9 +42,9 @@ PayloadLayout payload_layout(const MemoryInfo& info) {
   }
   p.state_bytes = p.state_elements * dtype_size(info.config.dtype);
   int64_t end = p.state_bytes;
-  if (info.config.normalize) {
+  if (info.config.normalize || info.config.kind == MemoryKind::content_lambda) {
     p.normalizer_offset = align64(end);
-    end = p.normalizer_offset + dk * 4;
+    end = p.normalizer_offset + (info.config.kind == MemoryKind::content_lambda ? 2 * dk : dk) * 4;
   }
   if (info.layout == Layout::low_rank) {
     p.lambda_offset = align64(end);
@@ -96,6 +96,7 @@ std::vector<std::byte> start_blob(const MemoryInfo& info, PayloadLayout& layout)
   put<int64_t>(buf, 48, info.tokens);
   put<uint64_t>(buf, 56, static_cast<uint64_t>(layout.total));
   put<double>(buf, 64, info.compression_error);
+  put<uint8_t>(buf, 72, static_cast<uint8_t>(info.config.kind));
   return buf;
 }
 
@@ -127,8 +128,8 @@ MemoryInfo read_header(std::span<const std::byte> b, const std::string& source) 
                     std::to_string(kMemoryHeaderBytes));
   if (std::memcmp(b.data(), kMagic, 8) != 0) bad(source, "not a linattn memory (wrong magic)");
   const auto version = get<uint32_t>(b, 8);
-  if (version != kMemoryFormatVersion)
-    bad(source, "format version " + std::to_string(version) + " is not supported (this build reads " +
+  if (version < 1 || version > kMemoryFormatVersion)
+    bad(source, "format version " + std::to_string(version) + " is not supported (this build reads 1 to " +
                     std::to_string(kMemoryFormatVersion) + ")");
   if (get<uint32_t>(b, 12) != kByteOrderMark) bad(source, "wrong byte order mark (not little-endian or corrupted)");
   if (get<uint32_t>(b, 16) != kMemoryHeaderBytes) bad(source, "wrong header size " + std::to_string(get<uint32_t>(b, 16)));
@@ -165,7 +166,17 @@ MemoryInfo read_header(std::span<const std::byte> b, const std::string& source) 
   } else if (info.rank != 0 || info.compression_error != 0.0) {
     bad(source, "rank or compression error set on an uncompressed memory");
   }
-  for (int64_t off = 72; off < kChecksumOffset; ++off)
+  // Version 2 added the kind at byte 72; version 1 files have 0 there (linear).
+  const auto kind = get<uint8_t>(b, 72);
+  if (kind > 3 || (version == 1 && kind != 0)) bad(source, "unknown memory kind code " + std::to_string(kind));
+  info.config.kind = static_cast<MemoryKind>(kind);
+  if (info.config.kind != MemoryKind::linear) {
+    if (info.config.feature_map != FeatureMap::identity || info.config.normalize || info.config.gated)
+      bad(source, std::string(to_string(info.config.kind)) + " memory with a feature map, normaliser or gates");
+    if (info.config.symmetric && info.config.kind != MemoryKind::galerkin)
+      bad(source, std::string(to_string(info.config.kind)) + " memory flagged symmetric");
+  }
+  for (int64_t off = 73; off < kChecksumOffset; ++off)
     if (b[static_cast<size_t>(off)] != std::byte{0}) bad(source, "reserved header bytes are not zero");
   const PayloadLayout p = payload_layout(info);
   if (get<uint64_t>(b, 56) != static_cast<uint64_t>(p.total))
@@ -196,7 +207,8 @@ std::vector<std::byte> serialize(const Memory& memory) {
       off += dk - i;
     }
   }
-  if (c.normalize) store(buf, p.normalizer_offset, memory.normalizer().data(), dk, DType::f32);
+  if (p.normalizer_offset >= 0)
+    store(buf, p.normalizer_offset, memory.normalizer().data(), static_cast<int64_t>(memory.normalizer().size()), DType::f32);
   seal(buf);
   return buf;
 }

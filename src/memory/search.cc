@@ -36,6 +36,11 @@ SearchResults search(std::span<const MemoryView* const> memories, CView2 queries
     if (view == nullptr) c.fail("memories", "entry " + std::to_string(j) + " is null");
     const MemoryInfo& info = view->info();
     const std::string which = "memory " + std::to_string(j);
+    // The search kernel reads states as linear memories answer; the content lambda and the
+    // K-slot memory transform each query per memory first (MemoryView::lookup does).
+    if (info.config.kind == MemoryKind::content_lambda || info.config.kind == MemoryKind::kslot)
+      c.fail("memories", which + " is a " + std::string(to_string(info.config.kind)) +
+                             " memory: search takes linear and galerkin memories (answer the others with lookups)");
     if (info.config.key_dim != dk)
       c.fail("queries", "have width " + std::to_string(dk) + ", " + which + "'s key width dk is " +
                             std::to_string(info.config.key_dim));

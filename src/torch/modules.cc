@@ -145,9 +145,9 @@ torch::Tensor KSlotMemoryImpl::encode(const torch::Tensor& h, const torch::Tenso
   return kslot_memory_encode(heads(scores), heads(h), lengths, options.position_encoding()).squeeze(1);
 }
 
-torch::Tensor KSlotMemoryImpl::read_weights(const torch::Tensor& q) {
-  return torch::softmax(torch::nn::functional::linear(q, w_b, b_b), 1);
-}
+torch::Tensor KSlotMemoryImpl::query_scores(const torch::Tensor& q) { return torch::nn::functional::linear(q, w_b, b_b); }
+
+torch::Tensor KSlotMemoryImpl::read_weights(const torch::Tensor& q) { return torch::softmax(query_scores(q), 1); }
 
 torch::Tensor NoAttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths) {
   check_inputs(h, q, lengths);

@@ -481,3 +481,34 @@ def test_views_without_bytes_of_their_own_say_so(tmp_path, rng):
         linattn.compress(m, rank=2, max_error=0.1)
     with pytest.raises(linattn.ArgumentError, match="not a pickled"):
         linattn.Memory.__new__(linattn.Memory).__setstate__((2,))
+
+
+def test_relatives_as_memory_kinds(tmp_path, rng):
+    import pickle
+    k = rng.standard_normal((20, 5)).astype(np.float32) * 4
+    v = rng.standard_normal((20, 3)).astype(np.float32)
+    q = rng.standard_normal((2, 5)).astype(np.float32)
+    for kind, want in [("galerkin", linattn.galerkin_attention(q[None, None], k[None, None], v[None, None])[0, 0]),
+                       ("content-lambda", linattn.content_lambda_attention(q[None, None], k[None, None], v[None, None])[0, 0]),
+                       ("kslot", linattn.kslot_memory_lookup(q[None, None], linattn.kslot_memory_encode(k[None, None], v[None, None]))[0, 0])]:
+        mean = kind == "galerkin"
+        whole, parts = linattn.Memory(5, 3, kind=kind), linattn.Memory(5, 3, kind=kind)
+        whole.write(k, v)
+        parts.write(k[:7], v[:7])
+        tail = linattn.Memory(5, 3, kind=kind)
+        tail.write(k[7:], v[7:])
+        parts.merge(tail)
+        for m in (whole, parts):
+            np.testing.assert_allclose(m.lookup(q, mean=mean), want, rtol=1e-4, atol=1e-5)
+        assert whole.kind == kind and kind in repr(whole)
+        whole.save(str(tmp_path / f"{kind}.lam"))
+        view = linattn.open_memory(str(tmp_path / f"{kind}.lam"))
+        assert view.kind == kind
+        np.testing.assert_allclose(view.lookup(q, mean=mean), whole.lookup(q, mean=mean), rtol=1e-6)
+        again = pickle.loads(pickle.dumps(whole))
+        assert again.kind == kind
+        np.testing.assert_array_equal(again.lookup(q, mean=mean), whole.lookup(q, mean=mean))
+    with pytest.raises(linattn.ArgumentError, match="kind"):
+        linattn.Memory(4, kind="quadratic")
+    with pytest.raises(linattn.ArgumentError, match="config.kind"):
+        linattn.Memory(4, kind="kslot", normalize=True)

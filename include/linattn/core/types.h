@@ -28,7 +28,19 @@ enum class Layout : uint8_t {
   low_rank = 2,          // M ~ U diag(lambda) U^T, U [d, r]: the top-r eigenpairs
 };
 
+// What a Memory's state is (memory.h, docs/memory.md): the paper's linear memory or one of its
+// relatives, each fixed-size and mergeable.
+enum class MemoryKind : uint8_t {
+  linear = 0,          // M = sum_t g_t phi(k_t) v_t^T
+  galerkin = 1,        // M = sum_t LN(k_t) LN(v_t)^T (rows layer-normalised on write)
+  content_lambda = 2,  // lambda = softmax_T(K)^T V, kept as exp-weighted sums with per-channel maxima
+  kslot = 3,           // C = sum_t softmax_K(s_t) v_t^T; queries are slot scores, softmax-ed on lookup
+};
+
 std::string_view to_string(FeatureMap map);
+std::string_view to_string(MemoryKind kind);
+// "linear", "galerkin", "content-lambda" (or "lambda"), "kslot"; nullopt otherwise.
+std::optional<MemoryKind> parse_memory_kind(std::string_view name);
 std::string_view to_string(DType dtype);
 std::string_view to_string(Layout layout);
 std::optional<DType> parse_dtype(std::string_view name);

@@ -5,7 +5,8 @@
 // from offset 128, each at a multiple of 64:
 //   slot:   "LINATTNB" | u32 version | u32 byte-order mark | u64 sequence | u64 committed end |
 //           u64 entry count | u32 dk | u32 dv (0 until the first append) | u8 feature map |
-//           u8 flags (bit 0 normalize) | 6 reserved | u64 XXH3-64 of the slot's first 56 bytes
+//           u8 flags (bit 0 normalize) | u8 memory kind (0 in banks written before the relatives: linear) |
+//           5 reserved | u64 XXH3-64 of the slot's first 56 bytes
 //   record: "LAMENTRY" | u32 name length | u32 reserved | u64 memory bytes |
 //           u64 XXH3-64 of those 24 bytes and the name | 8 reserved | name |
 //           (at the next multiple of 64) a memory in the .lam format (memory_file.h)

@@ -20,7 +20,7 @@
 namespace linattn {
 
 struct MemoryConfig {
-  int64_t key_dim = 0;    // dk
+  int64_t key_dim = 0;    // dk (K, the slot count, for a K-slot memory)
   int64_t value_dim = 0;  // dv
   FeatureMap feature_map = FeatureMap::identity;
   // Keep the normaliser z and divide lookups by z . phi(q) + eps (Katharopoulos et al.).
@@ -32,6 +32,17 @@ struct MemoryConfig {
   // keeps the upper triangle, d(d+1)/2 numbers. Needs dk = dv and the identity feature map.
   bool symmetric = false;
   DType dtype = DType::f32;  // storage dtype
+  // The relatives (docs/memory.md#relatives) take the identity feature map, no normaliser and no
+  // gates:
+  //   galerkin: write() layer-normalises every key and value row (no affine part) before adding
+  //     it; lookups are linear ones (with the mean: Galerkin attention). May be symmetric.
+  //   content_lambda: write() keeps A = sum_t exp(k_t - m) v_t^T, the exp-sums s and the
+  //     per-channel maxima m (normalizer() = [s; m], 2 dk numbers); a lookup answers
+  //     lambda^T q with lambda = A / s (rows), exactly softmax_T(K)^T V over every token written.
+  //   kslot: keys are slot scores [T, K], softmax-ed over the K slots on write (no position
+  //     encoding: it would depend on the whole length); queries are slot scores too, softmax-ed
+  //     on lookup. Never symmetric.
+  MemoryKind kind = MemoryKind::linear;
 };
 
 struct LookupOptions {
@@ -85,7 +96,8 @@ class Memory {
   // Back to empty.
   void reset();
 
-  // The fp32 state M [dk, dv] and normaliser z [dk] (empty unless normalising).
+  // The fp32 state M [dk, dv] and normaliser z [dk] (empty unless normalising; for a
+  // content-lambda memory, its exp-sums and channel maxima [2 dk]).
   CView2 state() const { return CView2::contiguous(state_.data(), {config_.key_dim, config_.value_dim}); }
   std::span<const float> normalizer() const { return normalizer_; }
   // A read-only view of this live memory (fp32, full layout), valid while it lives unchanged.
@@ -107,6 +119,7 @@ class Memory {
   // only when every number is finite.
   template <class Change>
   void change_checked(double added_magnitude, const char* op, const char* argument, Change&& change);
+  void write_content_lambda(CView2 keys, CView2 values);
 };
 
 // A read-only stored memory: lookups straight from its bytes, in any layout and dtype.

@@ -1,8 +1,9 @@
-// The memory file format (.lam), version 1. Every number little-endian.
+// The memory file format (.lam), version 2 (version 1 files are read too: they are version 2
+// with byte 72 zero). Every number little-endian.
 //
 //   offset size  field
 //        0    8  magic "LINATTNM"
-//        8    4  u32 format version (1)
+//        8    4  u32 format version (2; 1 is read)
 //       12    4  u32 byte-order mark 0x01020304 (reads 04 03 02 01 on disk)
 //       16    4  u32 header size (128)
 //       20    1  u8 dtype (0 f32, 1 bf16)
@@ -12,11 +13,13 @@
 //       24    8  i64 dk            32  8  i64 dv        40  8  i64 rank (low rank; else 0)
 //       48    8  i64 tokens        56  8  u64 payload bytes
 //       64    8  f64 compression error (low rank: ||M - M_r||_F / ||M||_F; else 0)
-//       72   48  reserved, zero
+//       72    1  u8 kind (0 linear, 1 galerkin, 2 content lambda, 3 K-slot; version 2)
+//       73   47  reserved, zero
 //      120    8  u64 checksum: XXH3-64 of bytes [0, 120) followed by the payload
 //      128       payload: the state (dtype; full dk*dv, packed d(d+1)/2, low rank U [d, rank]),
-//                then, each at the next multiple of 64 bytes, z (f32 [dk], when normalize) and
-//                lambda (f32 [rank], low rank)
+//                then, each at the next multiple of 64 bytes, z (f32 [dk], when normalize; a
+//                content lambda's exp-sums and channel maxima, f32 [2 dk]) and lambda (f32
+//                [rank], low rank)
 //
 // A reader checks, before touching the payload: the size (truncation), magic, version, byte
 // order, every enum and flag, sizes within bounds (no allocation follows from a declared size),
@@ -35,7 +38,7 @@
 namespace linattn {
 
 inline constexpr int64_t kMemoryHeaderBytes = 128;
-inline constexpr uint32_t kMemoryFormatVersion = 1;
+inline constexpr uint32_t kMemoryFormatVersion = 2;  // the version written
 
 // The stored form of a memory (its configured dtype; packed when symmetric).
 std::vector<std::byte> serialize(const Memory& memory);

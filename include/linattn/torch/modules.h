@@ -115,7 +115,9 @@ class KSlotMemoryImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& q, const torch::Tensor& lengths);
   // The fixed-size memory C [B, K, d]. No gradient.
   torch::Tensor encode(const torch::Tensor& h, const torch::Tensor& lengths);
-  // The read weights softmax(W_b q + b_b) [B, K]: a lookup is C^T of them.
+  // The query's slot scores W_b q + b_b [B, K] (what a stored K-slot Memory is looked up with),
+  // and its read weights, their softmax: a lookup is C^T of them.
+  torch::Tensor query_scores(const torch::Tensor& q);
   torch::Tensor read_weights(const torch::Tensor& q);
   void reset();
 
