@@ -86,6 +86,7 @@ std::vector<json> read_results(const std::vector<std::string>& paths) {
 std::string serve_setting(const json& r) {
   if (r.value("data", std::string("en")) == "mqar")
     return "MQAR, " + std::to_string(r.value("pairs", int64_t{0})) + " pairs, d = " + std::to_string(r.value("hidden", int64_t{0}));
+  if (r.value("data", std::string("en")) == "cnn") return "CNN";
   return "bAbI task " + std::to_string(r.value("task", 0)) + " (" + r.value("data", std::string("en")) + ")";
 }
 
@@ -214,7 +215,9 @@ std::string write_report(const std::vector<json>& results, const std::string& ou
     for (const auto& r : serve) {
       const std::string data = r.value("data", std::string("en")), m = r.value("mechanism", std::string());
       std::string acc;
-      if (data == "mqar") {
+      if (data == "cnn") {
+        if (cnn.count(m)) acc = cnn.at(m).cell();
+      } else if (data == "mqar") {
         const int64_t width = r.value("hidden", int64_t{0}), pairs = r.value("pairs", int64_t{0});
         if (mqar.count(width) && mqar.at(width).count(pairs) && mqar.at(width).at(pairs).count(m))
           acc = mqar.at(width).at(pairs).at(m).cell();
