@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/simd.h"
+
 namespace linattn::kernels {
 namespace {
 
@@ -17,13 +19,13 @@ double position_weight(int64_t t0, int64_t n, int64_t k0, int64_t K) {
 void kslot_weights(const float* s, int64_t lds, int64_t n, int64_t K, bool position_encoding, float* w, int64_t ldw) {
   for (int64_t t = 0; t < n; ++t) {
     const float* row = s + t * lds;
+    float* out = w + t * ldw;
     const float mx = *std::max_element(row, row + K);  // subtracted: no exp overflows
-    double sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(row[k] - mx));
-    for (int64_t k = 0; k < K; ++k) {
-      const double p = std::exp(static_cast<double>(row[k] - mx)) / sum;
-      w[t * ldw + k] = static_cast<float>(position_encoding ? p * position_weight(t, n, k, K) : p);
-    }
+    std::copy(row, row + K, out);
+    // The vectorised exp: scalar std::exp was 80% of an encode's time at K = 16 (measured).
+    const float inv = 1.f / simd::exp_shift_sum(out, K, mx);
+    for (int64_t k = 0; k < K; ++k)
+      out[k] = position_encoding ? static_cast<float>(out[k] * inv * position_weight(t, n, k, K)) : out[k] * inv;
   }
 }
 
