@@ -13,11 +13,7 @@ namespace linattn {
 namespace {
 using test::Tensor;
 
-std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "linattn_tests";
-  std::filesystem::create_directories(dir);
-  return (dir / (name + "_" + std::to_string(::getpid()))).string();
-}
+using test::temp_path;
 
 std::vector<float> lookup_all(const MemoryView& m, const Tensor<2>& q, LookupOptions o = {}) {
   std::vector<float> out(static_cast<size_t>(q.shape[0] * m.info().config.value_dim));

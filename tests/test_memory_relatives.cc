@@ -19,11 +19,7 @@ namespace {
 
 using test::Tensor;
 
-std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "linattn_tests";
-  std::filesystem::create_directories(dir);
-  return (dir / (name + "_" + std::to_string(::getpid()))).string();
-}
+using test::temp_path;
 
 // Rows [t0, t0 + n) of x.
 CView2 rows(const Tensor<2>& x, int64_t t0, int64_t n) {

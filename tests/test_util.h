@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "linattn/core/error.h"
 
@@ -9,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <numeric>
@@ -113,6 +115,14 @@ void expect_argument_error(F f, const std::string& argument, const std::string& 
     EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("linattn::"), std::string::npos) << e.what();
   }
+}
+
+// A path for `name` in the tests' scratch directory, unique to this process (ctest runs tests
+// in parallel).
+inline std::string temp_path(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / "linattn_tests";
+  std::filesystem::create_directories(dir);
+  return (dir / (name + "_" + std::to_string(::getpid()))).string();
 }
 
 // Names parameterised tests by their case's name() (gtest would print a struct's bytes,
