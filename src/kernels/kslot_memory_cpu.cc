@@ -22,7 +22,7 @@ void kslot_weights(const float* s, int64_t lds, int64_t n, int64_t K, bool posit
     float* out = w + t * ldw;
     const float mx = *std::max_element(row, row + K);  // subtracted: no exp overflows
     std::copy(row, row + K, out);
-    // The vectorised exp: scalar std::exp was 80% of an encode's time at K = 16 (measured).
+    // The vectorised exp: scalar std::exp dominated the encode (docs/math.md has the figures).
     const float inv = 1.f / simd::exp_shift_sum(out, K, mx);
     for (int64_t k = 0; k < K; ++k)
       out[k] = position_encoding ? static_cast<float>(out[k] * inv * position_weight(t, n, k, K)) : out[k] * inv;
