@@ -265,6 +265,17 @@ TEST_F(ReaderCliTest, ReproduceWithoutBabiComparesOnMqar) {
   EXPECT_NE(r.out.find("equal to in-graph 600/600"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("tasks_1-20_v1-2.tar.gz"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("LINATTN_BABI_DIR"), std::string::npos) << r.out;
+  // reproduce trains every mechanism at 1e-3 (its 20-epoch budget), softmax included.
+  std::ifstream lines(p("repro/results.jsonl"));
+  int softmax_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.value("mechanism", "") == "softmax" && j.contains("lr")) {
+      EXPECT_DOUBLE_EQ(j["lr"].get<double>(), 1e-3) << line;
+      ++softmax_lines;
+    }
+  }
+  EXPECT_GE(softmax_lines, 1);
   std::ifstream report(p("repro/report.md"));
   std::stringstream md;
   md << report.rdbuf();

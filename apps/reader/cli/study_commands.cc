@@ -5,7 +5,9 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 
+#include "../../common/run_app.h"
 #include "commands.h"
 #include "linattn/core/error.h"
 #include "report.h"
@@ -27,6 +29,7 @@ struct StudyArgs {
   bool ten_k = false, mqar = false, no_babi = false, no_plots = false;
   int seeds = 3, epochs = 20, jobs = 2, mqar_epochs = 8;
   int patience = 0;  // each run stops after this many epochs without a better validation (0: never)
+  double lr = 0;     // one Adam learning rate for every run; 0: each mechanism's default
   // MQAR: measured at 8 pairs, width 16: vocabulary 512 and 8,000 questions leave every
   // mechanism near chance (under-trained); vocabulary 128 and 16,000 questions learn.
   int64_t hidden = 64, mqar_questions = 16000, mqar_vocab = 128;
@@ -43,6 +46,11 @@ std::vector<Job> plan(const StudyArgs& a) {
     args.insert(args.end(), {"--checkpoint", base + ".ckpt", "--resume", "--results", base + ".json", "--no-progress",
                              "--threads", "1"});
     if (a.patience > 0) args.insert(args.end(), {"--patience", std::to_string(a.patience)});
+    if (a.lr > 0) {
+      std::ostringstream lr;
+      lr << a.lr;  // the shortest decimal form, e.g. 0.001
+      args.insert(args.end(), {"--lr", lr.str()});
+    }
     if (!a.data_dir.empty()) args.insert(args.end(), {"--data", a.data_dir});
     jobs.push_back({name, std::move(args), base + ".json", base + ".log"});
   };
@@ -208,6 +216,10 @@ void add_study_options(CLI::App* cmd, StudyArgs& a) {
         }
       });
   cmd->add_option("--tasks", a.tasks, "bAbI tasks, e.g. 1,2,3")->delimiter(',')->check(CLI::Range(1, 20));
+  cmd->add_option("--lr", a.lr,
+                  "one Adam learning rate for every run (study: each mechanism's default, softmax 3e-4 and the others "
+                  "1e-3; reproduce: 1e-3 for all)")
+      ->check(linattn::apps::positive());
   cmd->add_flag("--no-plots", a.no_plots, "Markdown only (no gnuplot)");
 }
 
@@ -263,6 +275,10 @@ void add_study_commands(CLI::App& app) {
     // d = 32 would cost 5x as much per run (stories of 64 tokens).
     a->mqar_widths = {16};
     a->mqar_pairs = {4, 16};
+    // reproduce is a fixed 20-epoch budget: at the authors' 3e-4, softmax does not learn task 1
+    // within it (test accuracy 0.444 +- 0.033 over 3 seeds, against 0.970 at 1e-3), so every
+    // mechanism trains at 1e-3 here (docs/reader.md).
+    a->lr = 1e-3;
     CLI::App* cmd = app.add_subcommand(
         "reproduce", "The main job: every mechanism on bAbI compared (about 5 min on 2 cores); MQAR when there is no bAbI");
     add_study_options(cmd, *a);
