@@ -280,7 +280,7 @@ void add_study_commands(CLI::App& app) {
     // mechanism trains at 1e-3 here (docs/reader.md).
     a->lr = 1e-3;
     CLI::App* cmd = app.add_subcommand(
-        "reproduce", "The main job: every mechanism on bAbI compared (about 5 min on 2 cores); MQAR when there is no bAbI");
+        "reproduce", "The main job: every mechanism on bAbI compared (5-10 min on 2 cores); MQAR when there is no bAbI");
     add_study_options(cmd, *a);
     add_mqar_options(cmd, *a);
     cmd->get_option("--out")->required(false)->default_val("reader-results");
