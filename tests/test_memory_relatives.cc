@@ -84,6 +84,15 @@ TEST_P(MemoryRelatives, AnswerAsTheirOperatorInChunksAndMerged) {
   EXPECT_EQ(looked_up(w2, q, o), looked_up(whole, q, o));
   // An empty memory answers 0.
   for (float x : looked_up(Memory(config), q, o)) EXPECT_EQ(x, 0.f);
+  // Merged with itself: every token counted twice. The lambda (a weighted mean) and Galerkin's
+  // mean read-out are unchanged; the K-slot memory's slots, sums over tokens, double.
+  Memory twice = whole;
+  twice.merge(twice);
+  EXPECT_EQ(twice.tokens(), 2 * T);
+  std::vector<double> want_twice = want64;
+  if (kind == MemoryKind::kslot)
+    for (double& x : want_twice) x *= 2;
+  EXPECT_LE(test::relative_error(looked_up(twice, q, o), want_twice), 1e-5);
 }
 
 TEST_P(MemoryRelatives, FilesAndBanksKeepTheKind) {
@@ -175,7 +184,10 @@ TEST(MemoryRelativesEdges, BadInputIsRefusedAndLeavesTheMemoryUnchanged) {
     test::expect_argument_error([&] { m.write(bad.cview(), v.cview()); }, "keys", "not finite");
     EXPECT_EQ(looked_up(m, q), before);
     EXPECT_EQ(m.tokens(), 5);
-    test::expect_argument_error([&] { looked_up(m, q, {.mean = true}); }, "options.mean", "weighted mean");
+    if (kind == MemoryKind::content_lambda)
+      test::expect_argument_error([&] { looked_up(m, q, {.mean = true}); }, "options.mean", "weighted mean");
+    else  // a K-slot memory's mean divides its sums by the token count
+      EXPECT_EQ(looked_up(m, q, {.mean = true, .scale = 5.f}), looked_up(m, q));
     // A search reads states as linear memories: these kinds are refused by name.
     const MemoryView view = m.view();
     const MemoryView* views[] = {&view};

@@ -115,6 +115,7 @@ TEST_F(ReaderCliTest, TrainResumeEvalEncodeAnswer) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   expect_error("answer --model " + p("m.ckpt") + " --bank " + p("s.lamb") + " --entry nope --question 7", "no memory named 'nope'");
   expect_error("answer --model " + p("m.ckpt") + " --question 7", "give the story");
+  expect_error("answer --model " + p("m.ckpt") + " --story " + p("story.txt"), "--question is required");
   expect_error("eval --model " + p("missing.ckpt"), "missing.ckpt");
 }
 
@@ -199,6 +200,7 @@ TEST_F(ReaderCliTest, CnnTrainEvalEncodeAnswer) {
   expect_error("train --cnn " + p("nowhere") + " --epochs 1", "--cnn");
   expect_error("train --cnn " + p("moved") + " --task 2", "not a bAbI --task");
   expect_error("train --max-examples 3 --epochs 1", "--max-examples requires --cnn");
+  expect_error("train --cnn " + p("moved") + " --mqar-pairs 2", "exclude each other");
 }
 
 // The relatives as reader mechanisms: trained, stored one memory per story (Galerkin packed,

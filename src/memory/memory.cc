@@ -29,9 +29,9 @@ void check_lookup(const detail::Checks& c, const MemoryInfo& info, CView2 q, Vie
   c.dim("out", out, 1, info.config.value_dim, "the memory's value width dv");
   if (o.mean && info.config.normalize)
     c.fail("options.mean", "a normalising memory is already a weighted mean");
-  if (o.mean && (info.config.kind == MemoryKind::content_lambda || info.config.kind == MemoryKind::kslot))
-    c.fail("options.mean", std::string("a ") + std::string(to_string(info.config.kind)) +
-                               " memory is already a weighted mean");
+  // A K-slot memory's slots are sums over tokens (mean divides them by n); a lambda's are means.
+  if (o.mean && info.config.kind == MemoryKind::content_lambda)
+    c.fail("options.mean", "a content-lambda memory is already a weighted mean");
   if (!std::isfinite(o.scale)) c.fail("options.scale", "must be finite");
   if (!(o.eps >= 0.f) || !std::isfinite(o.eps)) c.fail("options.eps", "must be finite and >= 0");
 }
@@ -283,17 +283,10 @@ void Memory::merge(const Memory& other) {
     tokens_ += theirs.tokens_;
     return;
   }
-  if (config_.kind == MemoryKind::content_lambda && tokens_ == 0) {  // an empty lambda takes the other's
-    const int64_t tokens = other.tokens_;
-    const AlignedVector<float> state = other.state_, normalizer = other.normalizer_;
-    const double magnitude = other.magnitude_;
-    state_ = state;
-    normalizer_ = normalizer;
-    magnitude_ = magnitude;
-    tokens_ = tokens;
+  if (config_.kind == MemoryKind::content_lambda) {  // one side is empty: the other's sums and maxima are the whole
+    if (tokens_ == 0) restore(other);
     return;
   }
-  if (config_.kind == MemoryKind::content_lambda) return;  // the other is empty
   change_checked(other.magnitude_, "linattn::Memory::merge", "other", [&] {
     if (&other == this) {  // merging with itself doubles it
       kernels::simd::scale(state_.data(), static_cast<int64_t>(state_.size()), 2.f);
