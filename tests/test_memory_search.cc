@@ -105,7 +105,9 @@ TEST(MemorySearch, EqualsTheBruteForceForEveryStoredFormAndQueryCount) {
 }
 
 // Runs of one layout go through one GEMM per run of up to 16 states (the quadratic form without
-// answers); normalising memories divide each score by z . q + eps.
+// answers); normalising memories divide each score by z . q + eps. With few queries, runs of
+// four bf16 states of one form are scored side by side (packed 4-14, full 27-32, normalising
+// 35-39), broken runs and the rest one by one.
 TEST(MemorySearch, QuadraticScoresOfLongRunsOfOneLayoutAndNormalisingMemories) {
   std::mt19937 g(11);
   const int64_t d = 21, n = 40;
@@ -113,13 +115,13 @@ TEST(MemorySearch, QuadraticScoresOfLongRunsOfOneLayoutAndNormalisingMemories) {
   for (int64_t j = 0; j < n; ++j) {
     const bool packed = j < 25, normalize = j >= 33;
     Memory m({.key_dim = d, .value_dim = d, .normalize = normalize, .symmetric = packed,
-              .dtype = j % 4 == 1 ? DType::bf16 : DType::f32});
+              .dtype = (j >= 4 && j < 15) || (j >= 27 && j < 33) || j >= 35 || j % 4 == 1 ? DType::bf16 : DType::f32});
     const auto h = randn(6 * d, g);
     if (packed) m.write(CView2::contiguous(h.data(), {6, d}));
     else m.write(CView2::contiguous(h.data(), {6, d}), CView2::contiguous(h.data(), {6, d}));
     mems.push_back(view_of_bytes(serialize(m), "memory"));
   }
-  for (const int64_t m : {1, 8}) {
+  for (const int64_t m : {1, 3, 8}) {
     for (const bool normalizing : {false, true}) {
       std::vector<MemoryView> group(mems.begin() + (normalizing ? 33 : 0), mems.begin() + (normalizing ? n : 33));
       const auto q = randn(m * d, g);
@@ -130,6 +132,26 @@ TEST(MemorySearch, QuadraticScoresOfLongRunsOfOneLayoutAndNormalisingMemories) {
         EXPECT_NEAR(r.score[at], e.score[at], 1e-3 * (1 + std::abs(e.score[at]))) << "m " << m << " " << at;
     }
   }
+}
+
+// A run of 70 packed states (1,275 numbers each) crosses the jobs of 16 memories; with 9
+// queries each job's run is one panel GEMM, f32 and bf16 states mixed.
+TEST(MemorySearch, LongRunsOfWidePackedStatesWithManyQueries) {
+  std::mt19937 g(5);
+  const int64_t d = 50, n = 70, m = 9;
+  std::vector<MemoryView> mems;
+  for (int64_t j = 0; j < n; ++j) {
+    Memory mem({.key_dim = d, .value_dim = d, .symmetric = true, .dtype = j % 3 == 0 ? DType::bf16 : DType::f32});
+    const auto h = randn(4 * d, g);
+    mem.write(CView2::contiguous(h.data(), {4, d}));
+    mems.push_back(view_of_bytes(serialize(mem), "memory"));
+  }
+  const auto q = randn(m * d, g);
+  const SearchOptions o{.k = 6, .score = SearchScore::quadratic};
+  const SearchResults r = search(pointers(mems), CView2::contiguous(q.data(), {m, d}), o);
+  const Expected e = brute_force(mems, q, m, d, o);
+  for (size_t at = 0; at < r.score.size(); ++at)
+    EXPECT_NEAR(r.score[at], e.score[at], 1e-3 * (1 + std::abs(e.score[at]))) << at;
 }
 
 TEST(MemorySearch, SameResultsOnOneThreadAndMany) {

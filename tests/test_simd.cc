@@ -134,8 +134,8 @@ TEST_P(SimdTest, StreamCopyCopiesExactlyTheRange) {
 }
 
 TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
-  for (int64_t k : {1, 3, 17, 128})
-    for (int64_t n = 1; n < 70; n += (n < 40 ? 1 : 13)) {
+  for (int64_t k : {1, 2, 3, 17, 128})
+    for (int64_t n = 1; n < 300; n += (n < 40 ? 1 : n < 120 ? 13 : 44)) {
       const int64_t ldm = n + 3;  // a leading dimension wider than the row
       const auto m = random_vector(k * ldm), x = random_vector(k);
       std::vector<uint16_t> mb(m.size());
@@ -162,7 +162,7 @@ TEST_P(SimdTest, PackedSymmetricGemvMatchesTheFullMatrix) {
   std::vector<int64_t> widths;
   for (int64_t n = 1; n <= 40; ++n) widths.push_back(n);
   for (int64_t n = 48; n <= 128; n += 8) widths.push_back(n);
-  for (int64_t n : {53, 131, 144}) widths.push_back(n);
+  for (int64_t n : {53, 96, 131, 144, 160}) widths.push_back(n);
   for (const int64_t n : widths) {
     const int64_t packed_size = n * (n + 1) / 2;
     const auto packed = random_vector(packed_size), x = random_vector(n);

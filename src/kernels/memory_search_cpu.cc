@@ -152,12 +152,32 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
         const int64_t numbers = stored_numbers(s);
         const float* w = s.layout == Layout::full ? w_full.data() : w_packed.data();
         if (m < kPanelQueries) {  // streaming dot products: the bandwidth-bound case
+          // Four bf16 states of one form side by side: w(q) is read once for the four, so the
+          // states' stream is not slowed by re-reading w from cache for every state.
+          if (s.dtype == DType::bf16 && j + 4 <= j1 && [&] {
+                for (int64_t c = 1; c < 4; ++c) {
+                  const StoredState& o = states[static_cast<size_t>(j + c)];
+                  if (o.dtype != DType::bf16 || o.layout != s.layout || o.dk != s.dk || o.dv != s.dv) return false;
+                }
+                return true;
+              }()) {
+            const uint16_t* four[4];
+            for (int64_t c = 0; c < 4; ++c) four[c] = static_cast<const uint16_t*>(states[static_cast<size_t>(j + c)].data);
+            for (int64_t i = 0; i < m; ++i) {
+              float q4[4];
+              simd::dot_bf16_x4(four, w + i * numbers, numbers, q4);
+              for (int64_t c = 0; c < 4; ++c) offer(t, j + c, i, q4[c]);
+            }
+            j += 4;
+            continue;
+          }
           for (int64_t i = 0; i < m; ++i) offer(t, j, i, dot_stored(s, w + i * numbers, numbers));
           ++j;
           continue;
         }
         // A run of packed states, widened side by side into an fp32 panel [cnt, numbers],
-        // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T.
+        // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T. (GEMMs over slices of
+        // 1,024 numbers, so that w's slice stays in L2, measured 10-20% slower.)
         int64_t j_end = j;
         while (j_end < j1 && states[static_cast<size_t>(j_end)].layout == Layout::packed_symmetric) ++j_end;
         const int64_t cnt = j_end - j;

@@ -60,6 +60,9 @@ void f32_to_bf16(const float* x, uint16_t* y, int64_t n);
 void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n);
 // a . b, a in bf16.
 float dot_bf16(const uint16_t* a, const float* b, int64_t n);
+// out[r] = a[r] . b for r < 4, the a[r] in bf16: b read once for four streams (a search's
+// scores of four memories).
+void dot_bf16_x4(const uint16_t* const a[4], const float* b, int64_t n, float out[4]);
 
 // y[0, n) = sum_i x[i] * M[i, 0, n) (y = M^T x), M row-major with leading dimension ldm.
 // One query against a state: M is streamed once, y stays in registers.

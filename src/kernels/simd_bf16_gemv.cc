@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernels/simd.h"
@@ -82,6 +83,46 @@ float DotBf16(const uint16_t* a, const float* b, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3)))) + tail;
 }
 
+// out[r] = a[r] . b for four bf16 arrays against one fp32 array: b is read once for all four,
+// the four streams advance side by side.
+void DotBf16x4(const uint16_t* const* a, const float* b, int64_t n, float* out) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const uint16_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
+  V s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  V t0 = hn::Zero(d), t1 = hn::Zero(d), t2 = hn::Zero(d), t3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {  // two vectors per stream: 8 chains cover the latency
+    const V b0 = hn::LoadU(d, b + i), b1 = hn::LoadU(d, b + i + lanes);
+    s0 = hn::MulAdd(load_bf16(a0 + i), b0, s0);
+    s1 = hn::MulAdd(load_bf16(a1 + i), b0, s1);
+    s2 = hn::MulAdd(load_bf16(a2 + i), b0, s2);
+    s3 = hn::MulAdd(load_bf16(a3 + i), b0, s3);
+    t0 = hn::MulAdd(load_bf16(a0 + i + lanes), b1, t0);
+    t1 = hn::MulAdd(load_bf16(a1 + i + lanes), b1, t1);
+    t2 = hn::MulAdd(load_bf16(a2 + i + lanes), b1, t2);
+    t3 = hn::MulAdd(load_bf16(a3 + i + lanes), b1, t3);
+  }
+  for (; i + lanes <= n; i += lanes) {
+    const V bv = hn::LoadU(d, b + i);
+    s0 = hn::MulAdd(load_bf16(a0 + i), bv, s0);
+    s1 = hn::MulAdd(load_bf16(a1 + i), bv, s1);
+    s2 = hn::MulAdd(load_bf16(a2 + i), bv, s2);
+    s3 = hn::MulAdd(load_bf16(a3 + i), bv, s3);
+  }
+  const V sums[4] = {hn::Add(s0, t0), hn::Add(s1, t1), hn::Add(s2, t2), hn::Add(s3, t3)};
+  for (int r = 0; r < 4; ++r) {
+    float tail = 0.f;
+    for (int64_t j = i; j < n; ++j) {
+      const uint32_t bits = static_cast<uint32_t>(a[r][j]) << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof(f));
+      tail += f * b[j];
+    }
+    out[r] = hn::GetLane(hn::SumOfLanes(d, sums[r])) + tail;
+  }
+}
+
 // y = M^T x: columns in blocks of vectors whose accumulators stay in registers while the k
 // rows stream by (at least 8 independent FMA chains cover the FMA latency). Covers the columns
 // that fill whole vectors; callers finish the rest.
@@ -126,11 +167,70 @@ void GemvT(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int
   }
 }
 
-void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+#if HWY_TARGET != HWY_SCALAR  // pairs of numbers need two lanes of bf16 per fp32 lane
+// 2 lanes bf16 numbers as fp32, split into the even-numbered ones and the odd-numbered ones:
+// one load, then a shift and a mask of the 32-bit lanes (bf16 -> fp32 is a 16-bit left shift,
+// and little-endian puts number 2j in the low half of lane j). Widening lane by lane instead
+// costs a load and a shuffle per lanes numbers on top of the shift.
+HWY_INLINE void load_bf16_even_odd(const uint16_t* p, V& even, V& odd) {
   const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  gemv_t_impl(ldm, x, k, y, n, [&](int64_t off) { return load_bf16(m + off); });
-  for (int64_t c = n / lanes * lanes; c < n; ++c) {
+  const hn::RebindToUnsigned<D> du;
+  const hn::Repartition<uint16_t, D> d16;
+  const auto u = hn::BitCast(du, hn::LoadU(d16, p));
+  even = hn::BitCast(d, hn::ShiftLeft<16>(u));
+  odd = hn::BitCast(d, hn::And(u, hn::Set(du, 0xffff0000u)));
+}
+
+// Stores 2 lanes numbers given as their even- and odd-numbered ones, back in order.
+HWY_INLINE void store_even_odd(V even, V odd, float* y) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  HWY_ALIGN int32_t first[kN], second[kN];  // lane l of each half takes number l / 2 of its half
+  for (size_t l = 0; l < kN; ++l) {
+    first[l] = static_cast<int32_t>(l / 2);
+    second[l] = static_cast<int32_t>(kN / 2 + l / 2);
+  }
+  const auto i0 = hn::SetTableIndices(d, first), i1 = hn::SetTableIndices(d, second);
+  hn::StoreU(hn::OddEven(hn::TableLookupLanes(odd, i0), hn::TableLookupLanes(even, i0)), d, y);
+  hn::StoreU(hn::OddEven(hn::TableLookupLanes(odd, i1), hn::TableLookupLanes(even, i1)), d, y + kN);
+}
+
+// y = M^T x for bf16 M, 2 kPairs lanes columns at a time (kPairs even/odd accumulator pairs).
+template <int kPairs>
+HWY_INLINE int64_t gemv_t_bf16_columns(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y,
+                                       int64_t j, int64_t n) {
+  const D d;
+  const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(d));
+  for (; j + kPairs * w <= n; j += kPairs * w) {
+    V even[kPairs], odd[kPairs];
+    for (int p = 0; p < kPairs; ++p) even[p] = odd[p] = hn::Zero(d);
+    for (int64_t i = 0; i < k; ++i) {
+      const V xi = hn::Set(d, x[i]);
+      const uint16_t* row = m + i * ldm + j;
+      for (int p = 0; p < kPairs; ++p) {
+        V e, o;
+        load_bf16_even_odd(row + p * w, e, o);
+        even[p] = hn::MulAdd(xi, e, even[p]);
+        odd[p] = hn::MulAdd(xi, o, odd[p]);
+      }
+    }
+    for (int p = 0; p < kPairs; ++p) store_even_odd(even[p], odd[p], y + j + p * w);
+  }
+  return j;
+}
+#endif  // HWY_TARGET != HWY_SCALAR
+
+void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
+  // As gemv_t_impl, in blocks of 2 lanes columns; the rest lane by lane, then scalar.
+  int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+  j = gemv_t_bf16_columns<8>(m, ldm, x, k, y, j, n);
+  j = gemv_t_bf16_columns<4>(m, ldm, x, k, y, j, n);
+  j = gemv_t_bf16_columns<2>(m, ldm, x, k, y, j, n);
+  j = gemv_t_bf16_columns<1>(m, ldm, x, k, y, j, n);
+#endif
+  j = gemv_t_columns<1>(ldm, x, k, y, j, n, [&](int64_t off) { return load_bf16(m + off); });
+  for (int64_t c = j; c < n; ++c) {
     float acc = 0.f;
     for (int64_t i = 0; i < k; ++i) {
       const uint32_t bits = static_cast<uint32_t>(m[i * ldm + c]) << 16;
@@ -193,12 +293,57 @@ HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const 
   for (int64_t i = 0; i < full; ++i) y[i] += hn::GetLane(hn::SumOfLanes(d, hn::LoadU(d, dots.data() + i * lanes)));
 }
 
+// Lane r of the result = the sum of the lanes of row r, for the Lanes(d) rows at rows + r * lanes:
+// a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows), where one
+// SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
+HWY_INLINE V sum_lanes_of_rows(const float* rows) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  V v[kN];
+  for (size_t r = 0; r < kN; ++r) v[r] = hn::LoadU(d, rows + r * kN);
+#if HWY_TARGET != HWY_SCALAR  // one lane: the row is its sum
+  for (size_t width = kN; width > 1; width /= 2)
+    for (size_t k = 0; k < width / 2; ++k)
+      v[k] = hn::Add(hn::ConcatEven(d, v[2 * k + 1], v[2 * k]), hn::ConcatOdd(d, v[2 * k + 1], v[2 * k]));
+#endif
+  return v[0];
+}
+
+// The rows of block B0 (rows [B0 lanes, (B0 + 1) lanes), whose first stored vector is block
+// B0's) in the register kernel below: B0 and NB are constants, so a row's loop over its blocks
+// is straight-line code with no per-row branches or index arithmetic.
+template <int NB, int B0, class Load>
+HWY_INLINE void sym_packed_row_block(int64_t n, const float* x, V* ys, const V* xs, float* dots, int64_t& row,
+                                     const Load& load) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t r = 0; r < lanes; ++r) {
+    const int64_t i = B0 * lanes + r;
+    const V xi = hn::Set(d, x[i]);
+    // The diagonal block: columns left of i are row i - 1's last numbers (in bounds), masked;
+    // the diagonal goes to the column sums only.
+    const V m = hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(r)), load(row + B0 * lanes));
+    ys[B0] = hn::MulAdd(xi, m, ys[B0]);
+    V dot0 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(r + 1)), m), xs[B0]);
+    V dot1 = hn::Zero(d);  // two chains
+#pragma GCC unroll 16
+    for (int b = B0 + 1; b < NB; ++b) {
+      const V mb = load(row + b * lanes);
+      ys[b] = hn::MulAdd(xi, mb, ys[b]);
+      if ((b - B0) & 1) dot1 = hn::MulAdd(mb, xs[b], dot1);
+      else dot0 = hn::MulAdd(mb, xs[b], dot0);
+    }
+    hn::Store(hn::Add(dot0, dot1), d, dots + i * lanes);
+    row += n - i - 1;
+  }
+}
+
 // The same product when n is a whole number of vectors, at most NB of them (d = 64 and 128 with
 // AVX-512): y lives in NB registers for the whole pass, so rows stream by in order and each
 // stored number is loaded once into two FMAs with no store in between (the general kernel above
 // stores a row's dot vector back for every number it reads). Row i reads its blocks from the
-// one holding column i on (the columns left of i masked: they are row i - 1's last numbers, in
-// bounds); its dot over columns c > i is reduced to a scalar once per row.
+// one holding column i on; its dot vector over columns c > i is stored, and every block of
+// rows' dots is summed across lanes at the end (sum_lanes_of_rows).
 template <int NB, class Load>
 HWY_INLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, const Load& load) {
   const D d;
@@ -208,32 +353,79 @@ HWY_INLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, c
     ys[b] = hn::Zero(d);
     xs[b] = hn::LoadU(d, x + b * lanes);
   }
-  float dots[NB * HWY_MAX_BYTES / sizeof(float)];
+  constexpr size_t kN = hn::MaxLanes(D());
+  HWY_ALIGN float dots[NB * kN * kN];  // row i's dot vector at i * lanes
   int64_t row = 0;  // the packed position of (i, 0): row_start(i) - i
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t b0 = i / lanes;
-    const size_t left = static_cast<size_t>(i - b0 * lanes);
+  [&]<int... B>(std::integer_sequence<int, B...>) {
+    (sym_packed_row_block<NB, B>(n, x, ys, xs, dots, row, load), ...);
+  }(std::make_integer_sequence<int, NB>{});
+  for (int b = 0; b < NB; ++b) hn::StoreU(hn::Add(ys[b], sum_lanes_of_rows(dots + b * lanes * lanes)), d, y + b * lanes);
+}
+
+#if HWY_TARGET != HWY_SCALAR
+// The rows of pair-block P0 (rows [P0 w, (P0 + 1) w), w = 2 lanes) in the bf16 kernel below,
+// as sym_packed_row_block. Even lane j holds column 2j of a block, odd lane j column 2j + 1.
+template <int NP, int P0>
+HWY_INLINE void sym_packed_bf16_row_block(int64_t n, const uint16_t* packed, const float* x, V* ye, V* yo,
+                                          const V* xe, const V* xo, float* dots, int64_t& row) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), w = 2 * lanes;
+  for (int64_t r = 0; r < w; ++r) {
+    const int64_t i = P0 * w + r;
+    const size_t left = static_cast<size_t>(r);
     const V xi = hn::Set(d, x[i]);
-    V dot0 = hn::Zero(d), dot1 = hn::Zero(d);  // two chains: a row's blocks overlap
-#pragma GCC unroll 16
-    for (int b = 0; b < NB; ++b) {
-      if (b < b0) continue;
-      V m = load(row + b * lanes);
-      if (b == b0) {
-        m = hn::IfThenZeroElse(hn::FirstN(d, left), m);
-        ys[b] = hn::MulAdd(xi, m, ys[b]);  // the diagonal goes to the column sums only
-        dot0 = hn::MulAdd(hn::IfThenZeroElse(hn::FirstN(d, left + 1), m), xs[b], dot0);
-      } else {
-        ys[b] = hn::MulAdd(xi, m, ys[b]);
-        if (b & 1) dot1 = hn::MulAdd(m, xs[b], dot1);
-        else dot0 = hn::MulAdd(m, xs[b], dot0);
-      }
+    V e, o;
+    load_bf16_even_odd(packed + row + P0 * w, e, o);
+    // The column sums take columns >= left, the dot columns > left.
+    V dot0 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, left / 2 + 1), e), xe[P0]);
+    V dot1 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, (left + 1) / 2), o), xo[P0]);
+    ye[P0] = hn::MulAdd(xi, hn::IfThenZeroElse(hn::FirstN(d, (left + 1) / 2), e), ye[P0]);
+    yo[P0] = hn::MulAdd(xi, hn::IfThenZeroElse(hn::FirstN(d, left / 2), o), yo[P0]);
+#pragma GCC unroll 4
+    for (int p = P0 + 1; p < NP; ++p) {
+      load_bf16_even_odd(packed + row + p * w, e, o);
+      dot0 = hn::MulAdd(e, xe[p], dot0);
+      dot1 = hn::MulAdd(o, xo[p], dot1);
+      ye[p] = hn::MulAdd(xi, e, ye[p]);
+      yo[p] = hn::MulAdd(xi, o, yo[p]);
     }
-    dots[i] = hn::GetLane(hn::SumOfLanes(d, hn::Add(dot0, dot1)));
+    hn::Store(hn::Add(dot0, dot1), d, dots + i * lanes);
     row += n - i - 1;
   }
-  for (int b = 0; b < NB; ++b) hn::StoreU(hn::Add(ys[b], hn::LoadU(d, dots + b * lanes)), d, y + b * lanes);
 }
+
+// The register kernel for a bf16 state when n is a whole number of at most 4 blocks of 2 lanes:
+// each 2 lanes numbers of a row are one load, split into even- and odd-numbered columns
+// (load_bf16_even_odd), so the column sums and x are kept as even/odd pairs and put back in
+// order once at the end.
+template <int NP>
+HWY_INLINE void sym_packed_gemv_bf16_registers(int64_t n, const uint16_t* packed, const float* x, float* y) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  const int64_t lanes = static_cast<int64_t>(kN), w = 2 * lanes;
+  V ye[NP], yo[NP], xe[NP], xo[NP];
+  for (int p = 0; p < NP; ++p) {
+    HWY_ALIGN float e[kN], o[kN];
+    for (int64_t j = 0; j < lanes; ++j) e[j] = x[p * w + 2 * j], o[j] = x[p * w + 2 * j + 1];
+    xe[p] = hn::Load(d, e);
+    xo[p] = hn::Load(d, o);
+    ye[p] = yo[p] = hn::Zero(d);
+  }
+  HWY_ALIGN float dots[NP * 2 * kN * kN];  // row i's dot vector at i * lanes
+  int64_t row = 0;  // the packed position of (i, 0)
+  [&]<int... P>(std::integer_sequence<int, P...>) {
+    (sym_packed_bf16_row_block<NP, P>(n, packed, x, ye, yo, xe, xo, dots, row), ...);
+  }(std::make_integer_sequence<int, NP>{});
+  for (int p = 0; p < NP; ++p) {
+    HWY_ALIGN float sums[2 * kN];
+    store_even_odd(ye[p], yo[p], sums);
+    for (int half = 0; half < 2; ++half) {
+      const int64_t c = p * w + half * lanes;
+      hn::StoreU(hn::Add(hn::Load(d, sums + half * lanes), sum_lanes_of_rows(dots + c * lanes)), d, y + c);
+    }
+  }
+}
+#endif
 
 // n / lanes blocks held in registers when n is a whole number of at most 8 vectors; else false.
 template <class Load>
@@ -268,6 +460,18 @@ void SymPackedGemv(const float* packed, int64_t n, const float* x, float* y) {
 }
 
 void SymPackedGemvBf16(const uint16_t* packed, int64_t n, const float* x, float* y) {
+#if HWY_TARGET != HWY_SCALAR
+  const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(D()));
+  if (n % w == 0) {
+    switch (n / w) {
+      case 1: sym_packed_gemv_bf16_registers<1>(n, packed, x, y); return;
+      case 2: sym_packed_gemv_bf16_registers<2>(n, packed, x, y); return;
+      case 3: sym_packed_gemv_bf16_registers<3>(n, packed, x, y); return;
+      case 4: sym_packed_gemv_bf16_registers<4>(n, packed, x, y); return;
+      default: break;
+    }
+  }
+#endif
   if (sym_packed_gemv_small(n, x, y, [&](int64_t off) { return load_bf16(packed + off); })) return;
   sym_packed_gemv_impl(n, x, y, [&](int64_t off) { return load_bf16(packed + off); },
                        [&](int64_t off) { return bf16_at(packed, off); });
@@ -284,6 +488,7 @@ HWY_EXPORT(Bf16ToF32);
 HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(AxpyBf16);
 HWY_EXPORT(DotBf16);
+HWY_EXPORT(DotBf16x4);
 HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(SymPackedGemv);
@@ -295,6 +500,9 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyBf16)(a, x, y, n);
 }
 float dot_bf16(const uint16_t* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBf16)(a, b, n); }
+void dot_bf16_x4(const uint16_t* const a[4], const float* b, int64_t n, float out[4]) {
+  HWY_DYNAMIC_DISPATCH(DotBf16x4)(a, b, n, out);
+}
 void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(GemvT)(m, ldm, x, k, y, n);
 }
