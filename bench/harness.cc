@@ -50,6 +50,11 @@ Roofs measure_roofs(bool quick) {
   t = time_it([&] { kernels::parallel_for(r.threads, [&](int64_t, int) { kernels::simd::fma_loop(iters); }); },
               quick ? 0.05 : 0.3, 3);
   r.peak_flops_threads = flops * r.threads / t.min_s;
+  if (kernels::simd::has_avx512_bf16()) {
+    double dot_flops = 0;
+    t = time_it([&] { dot_flops = kernels::simd::bf16_dot_loop(iters); }, quick ? 0.05 : 0.3, 3);
+    r.bf16_dot_flops_core = dot_flops / t.min_s;
+  }
   const size_t bytes = quick ? (64u << 20) : (256u << 20);
   std::vector<char> a(bytes, 1), b(bytes, 2);
   t = time_it([&] { std::memcpy(b.data(), a.data(), bytes); }, quick ? 0.05 : 0.5, 3);

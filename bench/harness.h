@@ -24,6 +24,7 @@ struct Roofs {
   double peak_flops_core = 0;     // FMA loop, one thread
   double peak_flops_threads = 0;  // FMA loop on every thread of the pool
   double memcpy_bytes_s = 0;      // large memcpy, bytes read + written per second
+  double bf16_dot_flops_core = 0; // VDPBF16PS loop, one thread (0 without AVX512-BF16)
   std::string isa;                // the SIMD target in use
   int threads = 1;
 };

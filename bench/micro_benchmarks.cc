@@ -106,6 +106,7 @@ BENCHMARK(BM_MemoryViewLookupSingle)
     ->Args({128, 1, 0})
     ->Args({64, 0, 1})
     ->Args({128, 0, 1})
+    ->Args({64, 1, 1})
     ->Args({128, 1, 1});
 
 void BM_LinearLookupBatched(benchmark::State& state) {
