@@ -109,6 +109,22 @@ BENCHMARK(BM_MemoryViewLookupSingle)
     ->Args({64, 1, 1})
     ->Args({128, 1, 1});
 
+// A rank-16 memory (d = 128): up to 3 queries read U directly (two gemvs), from 4 on two GEMMs.
+void BM_LowRankLookup(benchmark::State& state) {
+  const int64_t d = 128, m = state.range(0);
+  const auto H = random_floats(64 * d), q = random_floats(m * d);
+  Memory mem({.key_dim = d, .value_dim = d, .symmetric = true});
+  mem.write(CView2::contiguous(H.data(), {64, d}));
+  const MemoryView v = compress(view_of_bytes(serialize(mem), "bench"), {.rank = 16});
+  std::vector<float> out(static_cast<size_t>(m * d));
+  for (auto _ : state) {
+    v.lookup(CView2::contiguous(q.data(), {m, d}), View2::contiguous(out.data(), {m, d}));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_flops(state, 4.0 * m * d * 16);
+}
+BENCHMARK(BM_LowRankLookup)->Arg(1)->Arg(3)->Arg(4);
+
 void BM_LinearLookupBatched(benchmark::State& state) {
   const int64_t d = 128, m = state.range(0);
   const auto M = random_floats(d * d), q = random_floats(m * d);

@@ -264,8 +264,8 @@ TEST(Compress, Bf16ErrorIncludesTheFactorsRounding) {
   EXPECT_THROW(compress(stored_bf16, {.max_error = 1e-5}), ArgumentError);
 }
 
-// Up to three queries take the gemv path (U read directly), more the GEMM path: both give the
-// same answers, for f32 and bf16 factors, with a scale and a normaliser.
+// One query takes the gemv path (U read directly), more the GEMM path: both give the same
+// answers, for f32 and bf16 factors, with a scale and a normaliser.
 TEST(Compress, SingleAndBatchedLookupsOfALowRankMemoryAgree) {
   const int64_t T = 100, d = 40;  // d and the rank not multiples of a vector
   const auto H = test::random_tensor<2>({T, d});

@@ -144,6 +144,29 @@ HWY_INLINE int64_t gemv_t_columns(int64_t ldm, const float* x, int64_t k, float*
   return j;
 }
 
+// One vector of columns: four accumulators over rows i mod 4, whose sums are added at the end
+// (a single chain would wait an FMA latency per row: a narrow M, such as a low-rank memory's
+// U [d, 16], is all this block).
+template <class LoadRow>
+HWY_INLINE int64_t gemv_t_one_vector(int64_t ldm, const float* x, int64_t k, float* y, int64_t j, int64_t n,
+                                     const LoadRow& load) {
+  const D d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  for (; j + lanes <= n; j += lanes) {
+    V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    int64_t i = 0;
+    for (; i + 4 <= k; i += 4) {
+      a0 = hn::MulAdd(hn::Set(d, x[i]), load(i * ldm + j), a0);
+      a1 = hn::MulAdd(hn::Set(d, x[i + 1]), load((i + 1) * ldm + j), a1);
+      a2 = hn::MulAdd(hn::Set(d, x[i + 2]), load((i + 2) * ldm + j), a2);
+      a3 = hn::MulAdd(hn::Set(d, x[i + 3]), load((i + 3) * ldm + j), a3);
+    }
+    for (; i < k; ++i) a0 = hn::MulAdd(hn::Set(d, x[i]), load(i * ldm + j), a0);
+    hn::StoreU(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), d, y + j);
+  }
+  return j;
+}
+
 template <class LoadRow>
 HWY_INLINE void gemv_t_impl(int64_t ldm, const float* x, int64_t k, float* y, int64_t n,
                             const LoadRow& load) {
@@ -152,7 +175,7 @@ HWY_INLINE void gemv_t_impl(int64_t ldm, const float* x, int64_t k, float* y, in
   int64_t j = gemv_t_columns<16>(ldm, x, k, y, 0, n, load);
   j = gemv_t_columns<8>(ldm, x, k, y, j, n, load);
   j = gemv_t_columns<4>(ldm, x, k, y, j, n, load);
-  gemv_t_columns<1>(ldm, x, k, y, j, n, load);
+  gemv_t_one_vector(ldm, x, k, y, j, n, load);
 }
 
 void GemvT(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
@@ -229,7 +252,7 @@ void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float*
   j = gemv_t_bf16_columns<2>(m, ldm, x, k, y, j, n);
   j = gemv_t_bf16_columns<1>(m, ldm, x, k, y, j, n);
 #endif
-  j = gemv_t_columns<1>(ldm, x, k, y, j, n, [&](int64_t off) { return load_bf16(m + off); });
+  j = gemv_t_one_vector(ldm, x, k, y, j, n, [&](int64_t off) { return load_bf16(m + off); });
   for (int64_t c = j; c < n; ++c) {
     float acc = 0.f;
     for (int64_t i = 0; i < k; ++i) {
