@@ -287,8 +287,13 @@ TEST_F(CliTest, BenchQuickWritesValidJsonAndPlots) {
     EXPECT_TRUE(k["bound"] == "compute" || k["bound"] == "memory") << k["name"];
   }
   ASSERT_GE(j["lookup_vs_T"].size(), 4u);
-  EXPECT_EQ(j["targets"].size(), 7u);
-  for (const auto& t : j["targets"]) EXPECT_TRUE(t["met"].is_boolean());
+  EXPECT_EQ(j["targets"].size(), 13u);  // 7 kernel targets, and one per single-lookup form
+  for (const auto& t : j["targets"]) {
+    EXPECT_TRUE(t["met"].is_boolean());
+    EXPECT_TRUE(t["value"].is_number()) << t.dump();
+    EXPECT_TRUE(t["goal"].is_string()) << t.dump();
+  }
+  EXPECT_GE(j["roofs"]["bf16_dot_gflops_per_core"].get<double>(), 0.0);
   EXPECT_EQ(j["storage"].size(), 7u);
   // The search section, with the baselines beside it: FAISS (a program of its own, built beside
   // linattn) and oneDNN's sgemv.
