@@ -134,7 +134,7 @@ TEST(MemorySearch, QuadraticScoresOfLongRunsOfOneLayoutAndNormalisingMemories) {
   }
 }
 
-// A run of 70 packed states (1,275 numbers each) crosses the jobs of 16 memories; with 9
+// A run of 70 packed states (1,275 numbers each) crosses the jobs of 32 memories; with 9
 // queries each job's run is one panel GEMM, f32 and bf16 states mixed.
 TEST(MemorySearch, LongRunsOfWidePackedStatesWithManyQueries) {
   std::mt19937 g(5);
