@@ -109,7 +109,7 @@ BENCHMARK(BM_MemoryViewLookupSingle)
     ->Args({64, 1, 1})
     ->Args({128, 1, 1});
 
-// A rank-16 memory (d = 128): up to 3 queries read U directly (two gemvs), from 4 on two GEMMs.
+// A rank-16 memory (d = 128): one query reads U directly (two gemvs), more go through two GEMMs.
 void BM_LowRankLookup(benchmark::State& state) {
   const int64_t d = 128, m = state.range(0);
   const auto H = random_floats(64 * d), q = random_floats(m * d);

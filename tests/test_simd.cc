@@ -133,6 +133,27 @@ TEST_P(SimdTest, StreamCopyCopiesExactlyTheRange) {
     }
 }
 
+// Four bf16 streams against one fp32 array, every tail length; each stream's own answer, not a
+// neighbour's.
+TEST_P(SimdTest, FourBf16DotsMatchOneAtATime) {
+  for (int64_t n = 0; n < 68; ++n) {
+    const auto b = random_vector(n);
+    std::vector<std::vector<uint16_t>> a(4, std::vector<uint16_t>(static_cast<size_t>(n)));
+    std::vector<double> expected(4, 0.0);
+    for (int r = 0; r < 4; ++r) {
+      const auto f = random_vector(n, -3.f + r, 3.f + 2 * r);  // each stream differs
+      simd::f32_to_bf16(f.data(), a[r].data(), n);
+      std::vector<float> wide(static_cast<size_t>(n));
+      simd::bf16_to_f32(a[r].data(), wide.data(), n);
+      for (int64_t i = 0; i < n; ++i) expected[r] += double(wide[i]) * b[i];
+    }
+    const uint16_t* four[4] = {a[0].data(), a[1].data(), a[2].data(), a[3].data()};
+    float out[4] = {99.f, 99.f, 99.f, 99.f};
+    simd::dot_bf16_x4(four, b.data(), n, out);
+    for (int r = 0; r < 4; ++r) EXPECT_NEAR(out[r], expected[r], 1e-5 * (1 + n) * (1 + r)) << n << " stream " << r;
+  }
+}
+
 TEST_P(SimdTest, GemvTransposedMatchesScalarLoops) {
   for (int64_t k : {1, 2, 3, 17, 128})
     for (int64_t n = 1; n < 300; n += (n < 40 ? 1 : n < 120 ? 13 : 44)) {

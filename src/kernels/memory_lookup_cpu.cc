@@ -87,25 +87,19 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
   }
 
   if (s.layout == Layout::low_rank && m == 1) {
-    // One query: t = U^T x, t *= lambda, out = U t, reading U [dk, r] twice from cache. The GEMM
-    // path below spends more on its set-up and buffers than on the 2 d r multiply-adds (at
-    // d = 128, r = 16: 0.55-0.62 us here against about 1 us for the GEMMs, which already answer
-    // 3 queries faster than 3 such gemvs).
+    // One query: t = U^T x, t *= alpha lambda, out = U t, reading U [dk, r] twice from cache.
+    // The GEMM path below spends more on its set-up and buffers than on the 2 d r multiply-adds;
+    // from 2 or 3 queries on it is the faster (docs/benchmarks.md).
     const int64_t r = s.rank;
     thread_local std::vector<float> t;
     t.resize(static_cast<size_t>(r));
     float* o = &out(0, 0);
-    if (s.dtype == DType::f32) {
-      simd::gemv_t(f32(s.data), r, x, dk, t.data(), r);
-      simd::mul(s.lambda, t.data(), r);
-      simd::scale(t.data(), r, alpha);
-      simd::gemv_n(f32(s.data), r, t.data(), dk, r, o);
-    } else {
-      simd::gemv_t_bf16(bf16(s.data), r, x, dk, t.data(), r);
-      simd::mul(s.lambda, t.data(), r);
-      simd::scale(t.data(), r, alpha);
-      for (int64_t c = 0; c < dk; ++c) o[c] = simd::dot_bf16(bf16(s.data) + c * r, t.data(), r);
-    }
+    if (s.dtype == DType::f32) simd::gemv_t(f32(s.data), r, x, dk, t.data(), r);
+    else simd::gemv_t_bf16(bf16(s.data), r, x, dk, t.data(), r);
+    simd::mul(s.lambda, t.data(), r);
+    simd::scale(t.data(), r, alpha);
+    if (s.dtype == DType::f32) simd::gemv_n(f32(s.data), r, t.data(), dk, r, o);
+    else for (int64_t c = 0; c < dk; ++c) o[c] = simd::dot_bf16(bf16(s.data) + c * r, t.data(), r);
   } else if (s.layout == Layout::low_rank) {
     // out = ((phi(q) U) * lambda) U^T : two thin GEMMs, O(m d r).
     const int64_t r = s.rank;
@@ -116,7 +110,6 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
       to_f32(s.data, s.dtype, 0, U.data(), dk * r);
       u = U.data();
     }
-    // (Both products per block of 256 rows, threads over blocks, measured 8% slower on one thread.)
     gemm(false, false, m, r, dk, 1.f, x, dk, u, r, 0.f, t.data(), r);
     for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
     gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);

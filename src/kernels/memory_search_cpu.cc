@@ -45,8 +45,8 @@ struct TopK {
 
 // Memories per job: a thread answers a run of consecutive memories (software prefetching of the
 // next state was measured and gained nothing over the hardware's). With many queries a job's
-// packed states are one panel GEMM: 32 states ran 64 queries over 65,536 of them in 804-929 ms
-// against 943-1,172 ms for 16 (four alternating rounds; 64 states: 780-902 ms).
+// packed states are one panel GEMM; 32 of them measured faster than 16 or 64
+// (docs/benchmarks.md, "Search").
 constexpr int64_t kMemoriesPerJob = 32;
 // From this many queries, the states of a job are widened side by side into one fp32 panel
 // [dk, sum dv] and answered by one GEMM with K = dk and N = 16 dv: a GEMM per memory has too
@@ -100,6 +100,18 @@ void merge_top_k(std::vector<std::vector<TopK>>& best, int64_t m, int64_t k, int
       score[i * k + c] = all[static_cast<size_t>(c)].score;
     }
   }
+}
+
+// Whether states j .. j + 3 (all before `end`) are bf16 of one layout and size, so that
+// simd::dot_bf16_x4 scores them against one w(q).
+bool four_bf16_of_one_form(std::span<const StoredState> states, int64_t j, int64_t end) {
+  if (j + 4 > end) return false;
+  const StoredState& s = states[static_cast<size_t>(j)];
+  for (int64_t c = 0; c < 4; ++c) {
+    const StoredState& o = states[static_cast<size_t>(j + c)];
+    if (o.dtype != DType::bf16 || o.layout != s.layout || o.dk != s.dk || o.dv != s.dv) return false;
+  }
+  return true;
 }
 
 float dot_stored(const StoredState& s, const float* w, int64_t numbers) {
@@ -156,13 +168,7 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
         if (m < kPanelQueries) {  // streaming dot products: the bandwidth-bound case
           // Four bf16 states of one form side by side: w(q) is read once for the four, so the
           // states' stream is not slowed by re-reading w from cache for every state.
-          if (s.dtype == DType::bf16 && j + 4 <= j1 && [&] {
-                for (int64_t c = 1; c < 4; ++c) {
-                  const StoredState& o = states[static_cast<size_t>(j + c)];
-                  if (o.dtype != DType::bf16 || o.layout != s.layout || o.dk != s.dk || o.dv != s.dv) return false;
-                }
-                return true;
-              }()) {
+          if (four_bf16_of_one_form(states, j, j1)) {
             const uint16_t* four[4];
             for (int64_t c = 0; c < 4; ++c) four[c] = static_cast<const uint16_t*>(states[static_cast<size_t>(j + c)].data);
             for (int64_t i = 0; i < m; ++i) {
@@ -178,8 +184,8 @@ void stored_search_cpu(std::span<const StoredState> states, std::span<const floa
           continue;
         }
         // A run of packed states, widened side by side into an fp32 panel [cnt, numbers],
-        // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T. (GEMMs over slices of
-        // 1,024 numbers, so that w's slice stays in L2, measured 10-20% slower.)
+        // scored by one GEMM: scores [m, cnt] = w [m, numbers] x panel^T (GEMMs over slices of
+        // the numbers, so that w's slice stays in L2, measured slower).
         int64_t j_end = j;
         while (j_end < j1 && states[static_cast<size_t>(j_end)].layout == Layout::packed_symmetric) ++j_end;
         const int64_t cnt = j_end - j;

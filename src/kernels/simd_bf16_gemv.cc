@@ -20,15 +20,20 @@ HWY_BEFORE_NAMESPACE();
 namespace linattn::kernels::simd {
 namespace HWY_NAMESPACE {
 
+// x[i] as fp32: the scalar tails' widening.
+float bf16_at(const uint16_t* x, int64_t i) {
+  const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
 void Bf16ToF32(const uint16_t* x, float* y, int64_t n) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) hn::StoreU(load_bf16(x + i), d, y + i);
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-    std::memcpy(y + i, &bits, sizeof(float));
-  }
+  for (; i < n; ++i) y[i] = bf16_at(x, i);
 }
 
 void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
@@ -52,12 +57,7 @@ void AxpyBf16(float a, const uint16_t* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes)
     hn::StoreU(hn::MulAdd(va, load_bf16(x + i), hn::LoadU(d, y + i)), d, y + i);
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-    float f;
-    std::memcpy(&f, &bits, sizeof(f));
-    y[i] += a * f;
-  }
+  for (; i < n; ++i) y[i] += a * bf16_at(x, i);
 }
 
 // a . b with a in bf16, widened as it streams in: four accumulators keep four loads in flight.
@@ -74,12 +74,7 @@ float DotBf16(const uint16_t* a, const float* b, int64_t n) {
   }
   for (; i + lanes <= n; i += lanes) acc0 = hn::MulAdd(load_bf16(a + i), hn::LoadU(d, b + i), acc0);
   float tail = 0.f;
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(a[i]) << 16;
-    float f;
-    std::memcpy(&f, &bits, sizeof(f));
-    tail += f * b[i];
-  }
+  for (; i < n; ++i) tail += bf16_at(a, i) * b[i];
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3)))) + tail;
 }
 
@@ -113,12 +108,7 @@ void DotBf16x4(const uint16_t* const* a, const float* b, int64_t n, float* out) 
   const V sums[4] = {hn::Add(s0, t0), hn::Add(s1, t1), hn::Add(s2, t2), hn::Add(s3, t3)};
   for (int r = 0; r < 4; ++r) {
     float tail = 0.f;
-    for (int64_t j = i; j < n; ++j) {
-      const uint32_t bits = static_cast<uint32_t>(a[r][j]) << 16;
-      float f;
-      std::memcpy(&f, &bits, sizeof(f));
-      tail += f * b[j];
-    }
+    for (int64_t j = i; j < n; ++j) tail += bf16_at(a[r], j) * b[j];
     out[r] = hn::GetLane(hn::SumOfLanes(d, sums[r])) + tail;
   }
 }
@@ -255,12 +245,7 @@ void GemvTBf16(const uint16_t* m, int64_t ldm, const float* x, int64_t k, float*
   j = gemv_t_one_vector(ldm, x, k, y, j, n, [&](int64_t off) { return load_bf16(m + off); });
   for (int64_t c = j; c < n; ++c) {
     float acc = 0.f;
-    for (int64_t i = 0; i < k; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(m[i * ldm + c]) << 16;
-      float f;
-      std::memcpy(&f, &bits, sizeof(f));
-      acc += x[i] * f;
-    }
+    for (int64_t i = 0; i < k; ++i) acc += x[i] * bf16_at(m, i * ldm + c);
     y[c] = acc;
   }
 }
@@ -466,13 +451,6 @@ HWY_INLINE bool sym_packed_gemv_small(int64_t n, const float* x, float* y, const
     case 8: sym_packed_gemv_registers<8>(n, x, y, load); return true;
     default: return false;
   }
-}
-
-float bf16_at(const uint16_t* x, int64_t i) {
-  const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 void SymPackedGemv(const float* packed, int64_t n, const float* x, float* y) {
