@@ -191,12 +191,16 @@ def test_dump_restore_and_memory_usage(nodes, rng):
 
 
 def test_writes_replicate(nodes, rng):
-    primary = nodes("primary")
+    # No diskless-sync delay (5 s by default): the first sync starts at once.
+    primary = nodes("primary", "--repl-diskless-sync-delay", "0")
     replica = nodes("replica", "--replicaof", "127.0.0.1", str(primary.port))
     p, s = primary.client(), replica.client()
-    deadline = time.time() + 10
-    while p.info("replication")["connected_slaves"] < 1 and time.time() < deadline:
+    # A replica counts as connected while its first sync is still running; WAIT only counts it
+    # once the link is up (a loaded 2-core machine once took longer than WAIT's 5 s for that).
+    deadline = time.time() + 30
+    while s.info("replication").get("master_link_status") != "up" and time.time() < deadline:
         time.sleep(0.05)
+    assert s.info("replication").get("master_link_status") == "up", s.info("replication")
     p.execute_command("LA.CREATE", "m", "DK", 8, "SYMMETRIC")
     for _ in range(3):
         p.execute_command("LA.WRITE", "m", "KEYS", blob(rng.standard_normal((4, 8))))
