@@ -99,7 +99,7 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     simd::mul(s.lambda, t.data(), r);
     simd::scale(t.data(), r, alpha);
     if (s.dtype == DType::f32) simd::gemv_n(f32(s.data), r, t.data(), dk, r, o);
-    else for (int64_t c = 0; c < dk; ++c) o[c] = simd::dot_bf16(bf16(s.data) + c * r, t.data(), r);
+    else simd::gemv_n_bf16(bf16(s.data), r, t.data(), dk, r, o);
   } else if (s.layout == Layout::low_rank) {
     // out = ((phi(q) U) * lambda) U^T : two thin GEMMs, O(m d r).
     const int64_t r = s.rank;

@@ -61,6 +61,69 @@ HWY_INLINE V load_bf16(const uint16_t* x) {
   return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, x))));
 }
 
+// Lane r of the result = the sum of the lanes of row r, for the Lanes(d) rows at rows + r * lanes:
+// a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows), where one
+// SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
+// The rows given as Lanes(d) vectors (overwritten).
+HWY_INLINE V sum_lanes_of_rows(V* v) {
+#if HWY_TARGET != HWY_SCALAR  // one lane: the row is its sum
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  for (size_t width = kN; width > 1; width /= 2)
+    for (size_t k = 0; k < width / 2; ++k)
+      v[k] = hn::Add(hn::ConcatEven(d, v[2 * k + 1], v[2 * k]), hn::ConcatOdd(d, v[2 * k + 1], v[2 * k]));
+#endif
+  return v[0];
+}
+
+// The rows stored at rows + r * Lanes(d).
+HWY_INLINE V sum_lanes_of_rows(const float* rows) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  V v[kN];
+  for (size_t r = 0; r < kN; ++r) v[r] = hn::LoadU(d, rows + r * kN);
+  return sum_lanes_of_rows(v);
+}
+
+// y = A x for rows of one to four whole vectors (a low-rank state's U [d, r], r = 16 to 64; A's
+// numbers through load(p)): the dots of Lanes(d) rows at a time, held in registers, summed across
+// lanes by one transposing tree, where a SumOfLanes per row would cost more than the row's own
+// multiply-adds. Returns the rows done (a multiple of Lanes(d)), 0 for other widths.
+template <int kVectors, class T, class Load>
+HWY_INLINE int64_t gemv_n_short_rows(const T* a, int64_t lda, const float* x, int64_t m, float* y, const Load& load) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  const int64_t lanes = static_cast<int64_t>(kN);
+  V xv[kVectors];
+  for (int j = 0; j < kVectors; ++j) xv[j] = hn::LoadU(d, x + j * lanes);
+  int64_t i = 0;
+  for (; i + lanes <= m; i += lanes) {
+    V dots[kN];
+#pragma GCC unroll 16
+    for (size_t r = 0; r < kN; ++r) {
+      const T* row = a + (i + static_cast<int64_t>(r)) * lda;
+      dots[r] = hn::Mul(load(row), xv[0]);
+      for (int j = 1; j < kVectors; ++j) dots[r] = hn::MulAdd(load(row + j * lanes), xv[j], dots[r]);
+    }
+    hn::StoreU(sum_lanes_of_rows(dots), d, y + i);
+  }
+  return i;
+}
+
+template <class T, class Load>
+HWY_INLINE int64_t gemv_n_short_rows(const T* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y,
+                                     const Load& load) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(D()));
+  if (lanes == 1 || n % lanes != 0) return 0;
+  switch (n / lanes) {
+    case 1: return gemv_n_short_rows<1>(a, lda, x, m, y, load);
+    case 2: return gemv_n_short_rows<2>(a, lda, x, m, y, load);
+    case 3: return gemv_n_short_rows<3>(a, lda, x, m, y, load);
+    case 4: return gemv_n_short_rows<4>(a, lda, x, m, y, load);
+    default: return 0;
+  }
+}
+
 // Max and Scale are also used by the causal kernels' sources, hence here.
 HWY_INLINE float Max(const float* x, int64_t n) {
   const D d;

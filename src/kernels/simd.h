@@ -78,5 +78,7 @@ void sym_packed_gemv_bf16(const uint16_t* packed, int64_t n, const float* x, flo
 // y[i] = A[i, 0, n) . x for i < m (y = A x), A row-major with leading dimension lda: the scores
 // of one query against a block of keys. Four rows per pass share the loads of x.
 void gemv_n(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
+// As gemv_n with A stored in bfloat16.
+void gemv_n_bf16(const uint16_t* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y);
 
 }  // namespace linattn::kernels::simd

@@ -78,6 +78,11 @@ float DotBf16(const uint16_t* a, const float* b, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3)))) + tail;
 }
 
+void GemvNBf16(const uint16_t* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
+  int64_t i = gemv_n_short_rows(a, lda, x, m, n, y, [](const uint16_t* p) { return load_bf16(p); });
+  for (; i < m; ++i) y[i] = DotBf16(a + i * lda, x, n);
+}
+
 // out[r] = a[r] . b for four bf16 arrays against one fp32 array: b is read once for all four,
 // the four streams advance side by side.
 void DotBf16x4(const uint16_t* const* a, const float* b, int64_t n, float* out) {
@@ -301,22 +306,6 @@ HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const 
   for (int64_t i = 0; i < full; ++i) y[i] += hn::GetLane(hn::SumOfLanes(d, hn::LoadU(d, dots.data() + i * lanes)));
 }
 
-// Lane r of the result = the sum of the lanes of row r, for the Lanes(d) rows at rows + r * lanes:
-// a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows), where one
-// SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
-HWY_INLINE V sum_lanes_of_rows(const float* rows) {
-  const D d;
-  constexpr size_t kN = hn::MaxLanes(D());
-  V v[kN];
-  for (size_t r = 0; r < kN; ++r) v[r] = hn::LoadU(d, rows + r * kN);
-#if HWY_TARGET != HWY_SCALAR  // one lane: the row is its sum
-  for (size_t width = kN; width > 1; width /= 2)
-    for (size_t k = 0; k < width / 2; ++k)
-      v[k] = hn::Add(hn::ConcatEven(d, v[2 * k + 1], v[2 * k]), hn::ConcatOdd(d, v[2 * k + 1], v[2 * k]));
-#endif
-  return v[0];
-}
-
 // The rows of block B0 (rows [B0 lanes, (B0 + 1) lanes), whose first stored vector is block
 // B0's) in the register kernel below: B0 and NB are constants, so a row's loop over its blocks
 // is straight-line code with no per-row branches or index arithmetic.
@@ -490,6 +479,7 @@ HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(AxpyBf16);
 HWY_EXPORT(DotBf16);
 HWY_EXPORT(DotBf16x4);
+HWY_EXPORT(GemvNBf16);
 HWY_EXPORT(GemvT);
 HWY_EXPORT(GemvTBf16);
 HWY_EXPORT(SymPackedGemv);
@@ -503,6 +493,9 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int64_t n) {
 float dot_bf16(const uint16_t* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBf16)(a, b, n); }
 void dot_bf16_x4(const uint16_t* const a[4], const float* b, int64_t n, float out[4]) {
   HWY_DYNAMIC_DISPATCH(DotBf16x4)(a, b, n, out);
+}
+void gemv_n_bf16(const uint16_t* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
+  HWY_DYNAMIC_DISPATCH(GemvNBf16)(a, lda, x, m, n, y);
 }
 void gemv_t(const float* m, int64_t ldm, const float* x, int64_t k, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(GemvT)(m, ldm, x, k, y, n);

@@ -245,7 +245,7 @@ float TanhDot(const float* a, const float* b, const float* w, int64_t n) {
 void GemvN(const float* a, int64_t lda, const float* x, int64_t m, int64_t n, float* y) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
+  int64_t i = gemv_n_short_rows(a, lda, x, m, n, y, [d](const float* p) { return hn::LoadU(d, p); });
   for (; i + 4 <= m; i += 4) {
     const float* r0 = a + i * lda;
     const float* r1 = r0 + lda;
