@@ -123,7 +123,7 @@ void BM_LowRankLookup(benchmark::State& state) {
   }
   set_flops(state, 4.0 * m * d * 16);
 }
-BENCHMARK(BM_LowRankLookup)->Arg(1)->Arg(3)->Arg(4);
+BENCHMARK(BM_LowRankLookup)->Arg(1)->Arg(3)->Arg(4)->Arg(64)->Arg(256)->Arg(1024);
 
 void BM_LinearLookupBatched(benchmark::State& state) {
   const int64_t d = 128, m = state.range(0);

@@ -264,26 +264,31 @@ TEST(Compress, Bf16ErrorIncludesTheFactorsRounding) {
   EXPECT_THROW(compress(stored_bf16, {.max_error = 1e-5}), ArgumentError);
 }
 
-// One query takes the gemv path (U read directly), more the GEMM path: both give the same
-// answers, for f32 and bf16 factors, with a scale and a normaliser.
+// One query takes the gemv path (U read directly), a few the GEMM path, hundreds the blocked
+// GEMMs (with U's weights folded in, a last block that is not whole): all give the same answers,
+// for f32 and bf16 factors, ranks that are and are not a whole vector, a scale and a normaliser.
 TEST(Compress, SingleAndBatchedLookupsOfALowRankMemoryAgree) {
-  const int64_t T = 100, d = 40;  // d and the rank not multiples of a vector
+  const int64_t T = 100, d = 40;  // d not a multiple of a vector
   const auto H = test::random_tensor<2>({T, d});
-  for (const DType dtype : {DType::f32, DType::bf16}) {
-    Memory m({.key_dim = d, .value_dim = d, .normalize = true, .symmetric = true, .dtype = dtype});
-    m.write(H.cview());
-    const MemoryView low = compress(view_of_bytes(serialize(m), "stored"), {.rank = 7});
-    const auto q = test::random_tensor<2>({9, d});
-    const LookupOptions o{.scale = 0.5f};
-    const auto batched = lookup_all(low, q, o);
-    for (int64_t i = 0; i < q.shape[0]; ++i) {
-      std::vector<float> one(static_cast<size_t>(d));
-      low.lookup(CView2::contiguous(q.data.data() + i * d, {1, d}), View2::contiguous(one.data(), {1, d}), o);
-      for (int64_t c = 0; c < d; ++c)
-        EXPECT_NEAR(one[c], batched[static_cast<size_t>(i * d + c)], 1e-5 * (1 + std::abs(one[c])))
-            << to_string(dtype) << " query " << i << " column " << c;
-    }
-  }
+  for (const DType dtype : {DType::f32, DType::bf16})
+    for (const int64_t rank : {7, 16})
+      for (const int64_t queries : {9, 300}) {
+        Memory m({.key_dim = d, .value_dim = d, .normalize = true, .symmetric = true, .dtype = dtype});
+        m.write(H.cview());
+        const MemoryView low = compress(view_of_bytes(serialize(m), "stored"), {.rank = rank});
+        const auto q = test::random_tensor<2>({queries, d});
+        const LookupOptions o{.scale = 0.5f};
+        const auto batched = lookup_all(low, q, o);
+        for (int64_t i = 0; i < q.shape[0]; ++i) {
+          std::vector<float> one(static_cast<size_t>(d));
+          low.lookup(CView2::contiguous(q.data.data() + i * d, {1, d}), View2::contiguous(one.data(), {1, d}), o);
+          for (int64_t c = 0; c < d; ++c)
+            // 1e-4: the two paths sum in different orders, and a query whose normaliser is
+            // near 0 magnifies that difference (one in 300 random queries reached 4.5e-5).
+            ASSERT_NEAR(one[c], batched[static_cast<size_t>(i * d + c)], 1e-4 * (1 + std::abs(one[c])))
+                << to_string(dtype) << " rank " << rank << ", " << queries << " queries: query " << i << " column " << c;
+        }
+      }
 }
 
 }  // namespace

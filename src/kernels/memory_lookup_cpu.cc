@@ -14,6 +14,8 @@ namespace {
 // state to a dense fp32 matrix once and running a GEMM is cheaper.
 constexpr int64_t kGemvRows = 4;
 constexpr int64_t kRowBlock = 256;
+// Low-rank lookups of this many queries or more run in blocks of kLowRankRows (docs/benchmarks.md).
+constexpr int64_t kLowRankRows = 64, kLowRankBlockedFrom = 256;
 
 const float* f32(const void* p) { return static_cast<const float*>(p); }
 const uint16_t* bf16(const void* p) { return static_cast<const uint16_t*>(p); }
@@ -100,8 +102,8 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     simd::scale(t.data(), r, alpha);
     if (s.dtype == DType::f32) simd::gemv_n(f32(s.data), r, t.data(), dk, r, o);
     else simd::gemv_n_bf16(bf16(s.data), r, t.data(), dk, r, o);
-  } else if (s.layout == Layout::low_rank) {
-    // out = ((phi(q) U) * lambda) U^T : two thin GEMMs, O(m d r).
+  } else if (s.layout == Layout::low_rank && m < kLowRankBlockedFrom) {
+    // out = ((phi(q) U) * alpha lambda) U^T : two thin GEMMs, O(m d r).
     const int64_t r = s.rank;
     std::vector<float> U, t(static_cast<size_t>(m * r));
     const float* u = f32(s.data);
@@ -113,6 +115,30 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     gemm(false, false, m, r, dk, 1.f, x, dk, u, r, 0.f, t.data(), r);
     for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
     gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);
+  } else if (s.layout == Layout::low_rank) {
+    // Many queries: the same two products in blocks of kLowRankRows queries, each small enough
+    // for the JIT kernels, with the block's t in L1. Made once per call: U diag(alpha lambda),
+    // so no query's t is scaled, and U^T, so the second product has no transposed operand.
+    const int64_t r = s.rank;
+    std::vector<float> U(static_cast<size_t>(dk * r)), Uw(U.size()), Ut(U.size()), w(static_cast<size_t>(r));
+    to_f32(s.data, s.dtype, 0, U.data(), dk * r);
+    for (int64_t j = 0; j < r; ++j) w[static_cast<size_t>(j)] = alpha * s.lambda[j];
+    for (int64_t c = 0; c < dk; ++c) {
+      const float* row = U.data() + c * r;
+      float* row_w = Uw.data() + c * r;
+      for (int64_t j = 0; j < r; ++j) {
+        row_w[j] = row[j] * w[static_cast<size_t>(j)];
+        Ut[static_cast<size_t>(j * dk + c)] = row[j];
+      }
+    }
+    const int64_t blocks = (m + kLowRankRows - 1) / kLowRankRows;
+    parallel_for(blocks, [&](int64_t blk, int) {
+      const int64_t i0 = blk * kLowRankRows, rows = std::min(m, i0 + kLowRankRows) - i0;
+      thread_local std::vector<float> t;
+      t.resize(static_cast<size_t>(rows * r));
+      gemm(false, false, rows, r, dk, 1.f, x + i0 * dk, dk, Uw.data(), r, 0.f, t.data(), r);
+      gemm(false, false, rows, dv, r, 1.f, t.data(), r, Ut.data(), dk, 0.f, &out(i0, 0), out.stride[0]);
+    });
   } else if (m < kGemvRows) {
     for (int64_t i = 0; i < m; ++i) {
       gemv_stored(s, x + i * dk, &out(i, 0));
