@@ -348,12 +348,13 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                                                    false, automatic, backward);
           const bool all_tokens = Tc <= ch.max_recurrent_length;
           const double ratio = got / std::min(by_chunks, by_tokens);
-          std::printf("  automatic ran %s (token by token up to T = %s; measured %.1f vs %.1f ns/token at T = %lld): "
+          std::printf("  automatic ran %s (token by token up to T = %s; measured %.1f vs %.1f ns/token on %lld x T = %lld): "
                       "%.2fx the better of A and B (%s)\n",
                       all_tokens ? "token by token" : "in chunks",
                       ch.max_recurrent_length == std::numeric_limits<int64_t>::max() ? "any"
                                                                                        : std::to_string(ch.max_recurrent_length).c_str(),
-                      ch.recurrent_ns_per_token, ch.chunked_ns_per_token, static_cast<long long>(ch.measured_at_length), ratio,
+                      ch.recurrent_ns_per_token, ch.chunked_ns_per_token, static_cast<long long>(ch.measured_heads),
+                      static_cast<long long>(ch.measured_at_length), ratio,
                       (all_tokens == (by_tokens < by_chunks)) ? "the faster one" : "NOT the faster one");
           // Met when automatic's time is within 5% of the better one's, or when it ran the better
           // one (then the same code, and any gap is this run's noise: 10-25% on some machines), or

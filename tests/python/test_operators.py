@@ -255,7 +255,7 @@ def test_operator_errors_name_the_argument(rng):
 def test_causal_automatic_choice_is_inspectable_and_followed():
     c = linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)
     assert set(c) == {"max_recurrent_length", "measured", "recurrent_ns_per_token", "chunked_ns_per_token",
-                      "measured_at_length"}
+                      "measured_at_length", "measured_heads"}
     assert c["measured"] and c["recurrent_ns_per_token"] > 0 and c["chunked_ns_per_token"] > 0
     assert c == linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)  # kept, not re-measured
     limit = linattn.causal_automatic_choice(12, 10)["max_recurrent_length"]

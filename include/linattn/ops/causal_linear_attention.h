@@ -146,9 +146,10 @@ void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, Vie
 struct CausalAutomaticChoice {
   int64_t max_recurrent_length = 0;  // sequences up to this length run token by token (INT64_MAX: all)
   bool measured = false;             // from this machine's timings (else the built-in limits)
-  // Per token at the longest length measured, each algorithm's best of 3 (0 when not measured).
+  // Per token on the long probe (measured_heads sequences of measured_at_length, threaded over
+  // the heads), each algorithm's best of 3 (0 when not measured).
   double recurrent_ns_per_token = 0, chunked_ns_per_token = 0;
-  int64_t measured_at_length = 0;
+  int64_t measured_at_length = 0, measured_heads = 0;
 };
 CausalAutomaticChoice causal_automatic_choice(int64_t dk, int64_t dv, DecayKind decay, bool gated,
                                               const CausalLinearAttentionOptions& options, bool backward);
