@@ -24,6 +24,7 @@ TEST(CausalAutomaticChoice, BuiltinModeGivesTheDocumentedLimits) {
   const CausalLinearAttentionOptions o;
   const CausalAutomaticChoice small = causal_automatic_choice(64, 64, DecayKind::none, false, o, false);
   EXPECT_FALSE(small.measured);
+  EXPECT_EQ(small.measured_heads, 0);
   EXPECT_EQ(small.max_recurrent_length, kCausalRecurrentSmallStateMaxLength);
   EXPECT_EQ(causal_automatic_choice(128, 128, DecayKind::none, false, o, false).max_recurrent_length,
             kCausalRecurrentMaxLength);
@@ -41,6 +42,7 @@ TEST(CausalAutomaticChoice, IsMeasuredOnceAndKept) {
     EXPECT_GT(a.recurrent_ns_per_token, 0);
     EXPECT_GT(a.chunked_ns_per_token, 0);
     EXPECT_GE(a.max_recurrent_length, 1);
+    EXPECT_GT(a.measured_heads, 1);  // the long probe runs several sequences side by side
     // The recurrence wins at the probe length exactly when it runs at every length.
     EXPECT_EQ(a.recurrent_ns_per_token <= a.chunked_ns_per_token,
               a.max_recurrent_length == std::numeric_limits<int64_t>::max());
@@ -52,6 +54,21 @@ TEST(CausalAutomaticChoice, IsMeasuredOnceAndKept) {
     EXPECT_EQ(b.recurrent_ns_per_token, a.recurrent_ns_per_token);  // the same measurement, not a new one
   }
   EXPECT_THROW(causal_automatic_choice(0, 4, DecayKind::none, false, o, false), ArgumentError);
+}
+
+// The probe's inputs for every decay kind have one decay (per head), one log decay per step or
+// per channel for each of its sequences: a shape that did not match would throw here.
+TEST(CausalAutomaticChoice, IsMeasuredForEveryDecayKind) {
+  CalibrationGuard guard;
+  set_causal_calibration(CausalCalibration::measure);
+  const CausalLinearAttentionOptions o;
+  for (const DecayKind kind : {DecayKind::none, DecayKind::per_head, DecayKind::per_step, DecayKind::per_channel})
+    for (const bool backward : {false, true}) {
+      const CausalAutomaticChoice a = causal_automatic_choice(9, 7, kind, false, o, backward);
+      EXPECT_TRUE(a.measured);
+      EXPECT_GT(a.recurrent_ns_per_token, 0);
+      EXPECT_GT(a.chunked_ns_per_token, 0);
+    }
 }
 
 // The forward and the backward under `automatic` equal, bit for bit, the algorithm the choice

@@ -26,6 +26,14 @@ void to_f32(const void* x, DType dtype, int64_t offset, float* y, int64_t n) {
   else simd::bf16_to_f32(bf16(x) + offset, y, n);
 }
 
+// The first n stored numbers as fp32: the state's own f32 array, or a widened copy in buf.
+const float* stored_f32(const StoredState& s, int64_t n, std::vector<float>& buf) {
+  if (s.dtype == DType::f32) return f32(s.data);
+  buf.resize(static_cast<size_t>(n));
+  to_f32(s.data, s.dtype, 0, buf.data(), n);
+  return buf.data();
+}
+
 int64_t packed_row_offset(int64_t i, int64_t d) { return i * d - i * (i - 1) / 2; }
 
 // One query against a full or packed state, reading the stored rows: out = M^T x.
@@ -106,12 +114,7 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     // out = ((phi(q) U) * alpha lambda) U^T : two thin GEMMs, O(m d r).
     const int64_t r = s.rank;
     std::vector<float> U, t(static_cast<size_t>(m * r));
-    const float* u = f32(s.data);
-    if (s.dtype != DType::f32) {
-      U.resize(static_cast<size_t>(dk * r));
-      to_f32(s.data, s.dtype, 0, U.data(), dk * r);
-      u = U.data();
-    }
+    const float* u = stored_f32(s, dk * r, U);
     gemm(false, false, m, r, dk, 1.f, x, dk, u, r, 0.f, t.data(), r);
     for (int64_t i = 0; i < m; ++i) simd::mul(s.lambda, t.data() + i * r, r);
     gemm(false, true, m, dv, r, alpha, t.data(), r, u, r, 0.f, out.data, out.stride[0]);
@@ -120,11 +123,11 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     // for the JIT kernels, with the block's t in L1. Made once per call: U diag(alpha lambda),
     // so no query's t is scaled, and U^T, so the second product has no transposed operand.
     const int64_t r = s.rank;
-    std::vector<float> U(static_cast<size_t>(dk * r)), Uw(U.size()), Ut(U.size()), w(static_cast<size_t>(r));
-    to_f32(s.data, s.dtype, 0, U.data(), dk * r);
+    std::vector<float> U, Uw(static_cast<size_t>(dk * r)), Ut(Uw.size()), w(static_cast<size_t>(r));
+    const float* u = stored_f32(s, dk * r, U);
     for (int64_t j = 0; j < r; ++j) w[static_cast<size_t>(j)] = alpha * s.lambda[j];
     for (int64_t c = 0; c < dk; ++c) {
-      const float* row = U.data() + c * r;
+      const float* row = u + c * r;
       float* row_w = Uw.data() + c * r;
       for (int64_t j = 0; j < r; ++j) {
         row_w[j] = row[j] * w[static_cast<size_t>(j)];

@@ -61,10 +61,9 @@ HWY_INLINE V load_bf16(const uint16_t* x) {
   return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, x))));
 }
 
-// Lane r of the result = the sum of the lanes of row r, for the Lanes(d) rows at rows + r * lanes:
-// a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows), where one
-// SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
-// The rows given as Lanes(d) vectors (overwritten).
+// Lane r of the result = the sum of the lanes of row r, for Lanes(d) rows given as vectors
+// (overwritten): a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows),
+// where one SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
 HWY_INLINE V sum_lanes_of_rows(V* v) {
 #if HWY_TARGET != HWY_SCALAR  // one lane: the row is its sum
   const D d;
@@ -76,7 +75,7 @@ HWY_INLINE V sum_lanes_of_rows(V* v) {
   return v[0];
 }
 
-// The rows stored at rows + r * Lanes(d).
+// The same for the rows stored at rows + r * Lanes(d).
 HWY_INLINE V sum_lanes_of_rows(const float* rows) {
   const D d;
   constexpr size_t kN = hn::MaxLanes(D());
