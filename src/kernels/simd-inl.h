@@ -53,6 +53,16 @@ HWY_INLINE V flush_tiny(V e) {
 }
 
 
+// Makes v opaque to the compiler, so a loaded vector that feeds two FMAs stays one load in a
+// register: otherwise GCC folds the load into both FMAs as memory operands, and a row of a
+// packed state (never line-aligned) costs two split-line loads instead of one.
+HWY_INLINE V in_register(V v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
+  asm("" : "+v"(v.raw));
+#endif
+  return v;
+}
+
 // bf16 -> f32 is a 16-bit left shift of the bit pattern.
 HWY_INLINE V load_bf16(const uint16_t* x) {
   const D d;
@@ -61,19 +71,78 @@ HWY_INLINE V load_bf16(const uint16_t* x) {
   return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, x))));
 }
 
-// Lane r of the result = the sum of the lanes of row r, for Lanes(d) rows given as vectors
-// (overwritten): a transposing tree of even/odd concatenations (lanes - 1 adds for lanes rows),
-// where one SumOfLanes per row costs a log2(lanes)-deep chain of shuffles each.
-HWY_INLINE V sum_lanes_of_rows(V* v) {
-#if HWY_TARGET != HWY_SCALAR  // one lane: the row is its sum
+// Lanes whose group of G lanes is odd-numbered from `odd`, the others from `even`: a blend.
+template <size_t G>
+HWY_INLINE V odd_groups_from(V odd, V even) {
+#if HWY_TARGET == HWY_SCALAR
+  (void)odd;
+  return even;  // one lane: never called
+#else
   const D d;
   constexpr size_t kN = hn::MaxLanes(D());
-  for (size_t width = kN; width > 1; width /= 2)
-    for (size_t k = 0; k < width / 2; ++k)
-      v[k] = hn::Add(hn::ConcatEven(d, v[2 * k + 1], v[2 * k]), hn::ConcatOdd(d, v[2 * k + 1], v[2 * k]));
+  static_assert(2 * G <= kN);
+  if constexpr (G == 1) {
+    return hn::OddEven(odd, even);
+  } else if constexpr (G == 2) {
+    const hn::Repartition<uint64_t, D> d64;
+    return hn::BitCast(d, hn::OddEven(hn::BitCast(d64, odd), hn::BitCast(d64, even)));
+  } else if constexpr (G == 4 && kN == 16) {
+    return hn::OddEvenBlocks(odd, even);
+  } else {
+    return hn::ConcatUpperLower(d, odd, even);
+  }
 #endif
-  return v[0];
 }
+
+// v with each pair of neighbouring groups of G lanes swapped: one single-source shuffle.
+template <size_t G>
+HWY_INLINE V swap_groups(V v) {
+#if HWY_TARGET == HWY_SCALAR
+  return v;  // one lane: never called
+#else
+  constexpr size_t kN = hn::MaxLanes(D());
+  static_assert(2 * G <= kN);
+  if constexpr (G == 1) {
+    return hn::Shuffle2301(v);
+  } else if constexpr (G == 2) {
+    return hn::Shuffle1032(v);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3  // 128-bit blocks: Highway 1.0.3 has no op for it
+  } else if constexpr (G == 4 && kN == 16) {
+    return V{_mm512_shuffle_f32x4(v.raw, v.raw, _MM_SHUFFLE(2, 3, 0, 1))};
+#endif
+  } else {
+    return hn::ConcatLowerUpper(D(), v, v);
+  }
+#endif
+}
+
+// One step of the transposing tree below, for rows' partial sums a (even groups of G lanes)
+// and b (odd groups): each lane keeps its own partial sum and adds its neighbouring group's,
+// for two blends and one shuffle (even/odd concatenations would take two two-source shuffles).
+template <size_t G>
+HWY_INLINE V sum_neighbouring_groups(V a, V b) {
+  return hn::Add(odd_groups_from<G>(b, a), swap_groups<G>(odd_groups_from<G>(a, b)));
+}
+
+// The levels of the transposing tree below for groups of kFirst up to kLast lanes, over the
+// kLast / kFirst vectors v (overwritten) that the levels before left; returns the last level's.
+template <size_t kFirst, size_t kLast>
+HWY_INLINE V sum_tree_levels(V* v) {
+  if constexpr (kFirst < kLast) {
+    for (size_t k = 0; k < kLast / (2 * kFirst); ++k) v[k] = sum_neighbouring_groups<kFirst>(v[2 * k], v[2 * k + 1]);
+    return sum_tree_levels<2 * kFirst, kLast>(v);
+  } else {
+    return v[0];
+  }
+}
+
+// Lane r of the result = the sum of the lanes of row r, for Lanes(d) rows given as vectors
+// (overwritten): a transposing tree, lanes - 1 adds for lanes rows, where one SumOfLanes per row
+// costs a log2(lanes)-deep chain of shuffles each. A caller producing rows in registers may run
+// the first levels on kRowGroup rows at a time (sum_tree_levels<1, kRowGroup>) and the rest on
+// those partial sums (sum_tree_levels<kRowGroup, lanes>): the same numbers, fewer stored.
+HWY_INLINE V sum_lanes_of_rows(V* v) { return sum_tree_levels<1, hn::MaxLanes(D())>(v); }
+constexpr size_t kRowGroup = hn::MaxLanes(D()) < 4 ? hn::MaxLanes(D()) : 4;
 
 // The same for the rows stored at rows + r * Lanes(d).
 HWY_INLINE V sum_lanes_of_rows(const float* rows) {

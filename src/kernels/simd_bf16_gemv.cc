@@ -308,41 +308,54 @@ HWY_INLINE void sym_packed_gemv_impl(int64_t n, const float* x, float* y, const 
 
 // The rows of block B0 (rows [B0 lanes, (B0 + 1) lanes), whose first stored vector is block
 // B0's) in the register kernel below: B0 and NB are constants, so a row's loop over its blocks
-// is straight-line code with no per-row branches or index arithmetic.
+// is straight-line code with no per-row branches or index arithmetic. Rows go kRowGroup at a
+// time, their dot vectors summed by the tree's first levels in registers.
 template <int NB, int B0, class Load>
-HWY_INLINE void sym_packed_row_block(int64_t n, const float* x, V* ys, const V* xs, float* dots, int64_t& row,
+HWY_INLINE void sym_packed_row_block(int64_t n, const float* x, float* y_out, V* ys, const V* xs, int64_t& row,
                                      const Load& load) {
   const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  for (int64_t r = 0; r < lanes; ++r) {
-    const int64_t i = B0 * lanes + r;
+  constexpr size_t kLanes = hn::MaxLanes(D());
+  auto one_row = [&](int64_t r) HWY_ATTR __attribute__((always_inline)) {
+    const int64_t i = B0 * static_cast<int64_t>(kLanes) + r;
     const V xi = hn::Set(d, x[i]);
     // The diagonal block: columns left of i are row i - 1's last numbers (in bounds), masked;
     // the diagonal goes to the column sums only.
-    const V m = hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(r)), load(row + B0 * lanes));
+    const V m = in_register(hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(r)), load(row + B0 * kLanes)));
     ys[B0] = hn::MulAdd(xi, m, ys[B0]);
     V dot0 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(r + 1)), m), xs[B0]);
     V dot1 = hn::Zero(d);  // two chains
 #pragma GCC unroll 16
     for (int b = B0 + 1; b < NB; ++b) {
-      const V mb = load(row + b * lanes);
+      const V mb = in_register(load(row + b * kLanes));
       ys[b] = hn::MulAdd(xi, mb, ys[b]);
       if ((b - B0) & 1) dot1 = hn::MulAdd(mb, xs[b], dot1);
       else dot0 = hn::MulAdd(mb, xs[b], dot0);
     }
-    hn::Store(hn::Add(dot0, dot1), d, dots + i * lanes);
     row += n - i - 1;
+    return hn::Add(dot0, dot1);
+  };
+  V partial[kLanes / kRowGroup];
+  for (size_t g = 0; g < kLanes / kRowGroup; ++g) {
+    V dots[kRowGroup];
+#pragma GCC unroll 16
+    for (size_t j = 0; j < kRowGroup; ++j) dots[j] = one_row(static_cast<int64_t>(g * kRowGroup + j));
+    partial[g] = sum_tree_levels<1, kRowGroup>(dots);
   }
+  // No later row adds to columns of block B0: its sums are final.
+  hn::StoreU(hn::Add(ys[B0], sum_tree_levels<kRowGroup, kLanes>(partial)), d, y_out + B0 * kLanes);
 }
 
 // The same product when n is a whole number of vectors, at most NB of them (d = 64 and 128 with
 // AVX-512): y lives in NB registers for the whole pass, so rows stream by in order and each
 // stored number is loaded once into two FMAs with no store in between (the general kernel above
 // stores a row's dot vector back for every number it reads). Row i reads its blocks from the
-// one holding column i on; its dot vector over columns c > i is stored, and every block of
-// rows' dots is summed across lanes at the end (sum_lanes_of_rows).
+// one holding column i on; its dot vector over columns c > i is summed across lanes with its
+// block's other rows' (the tree's first levels in registers, kRowGroup rows at a time: storing
+// every row's dot vector for the tree cost a quarter of the time, while unrolling all rows
+// made a 21 KB function that slowed every other kernel called between lookups). Not inlined: in its
+// caller's body, GCC spilled the column sums at d = 128 (1.7x the time).
 template <int NB, class Load>
-HWY_INLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, const Load& load) {
+HWY_NOINLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, const Load& load) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   V ys[NB], xs[NB];
@@ -350,29 +363,26 @@ HWY_INLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, c
     ys[b] = hn::Zero(d);
     xs[b] = hn::LoadU(d, x + b * lanes);
   }
-  constexpr size_t kN = hn::MaxLanes(D());
-  HWY_ALIGN float dots[NB * kN * kN];  // row i's dot vector at i * lanes
   int64_t row = 0;  // the packed position of (i, 0): row_start(i) - i
-  [&]<int... B>(std::integer_sequence<int, B...>) {
-    (sym_packed_row_block<NB, B>(n, x, ys, xs, dots, row, load), ...);
+  [&]<int... B>(std::integer_sequence<int, B...>) HWY_ATTR __attribute__((always_inline)) {
+    (sym_packed_row_block<NB, B>(n, x, y, ys, xs, row, load), ...);
   }(std::make_integer_sequence<int, NB>{});
-  for (int b = 0; b < NB; ++b) hn::StoreU(hn::Add(ys[b], sum_lanes_of_rows(dots + b * lanes * lanes)), d, y + b * lanes);
 }
 
 #if HWY_TARGET != HWY_SCALAR
 // The rows of pair-block P0 (rows [P0 w, (P0 + 1) w), w = 2 lanes) in the bf16 kernel below,
 // as sym_packed_row_block. Even lane j holds column 2j of a block, odd lane j column 2j + 1.
 template <int NP, int P0>
-HWY_INLINE void sym_packed_bf16_row_block(int64_t n, const uint16_t* packed, const float* x, V* ye, V* yo,
-                                          const V* xe, const V* xo, float* dots, int64_t& row) {
+HWY_INLINE void sym_packed_bf16_row_block(int64_t n, const uint16_t* packed, const float* x, float* y_out, V* ye,
+                                          V* yo, const V* xe, const V* xo, int64_t& row) {
   const D d;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d)), w = 2 * lanes;
-  for (int64_t r = 0; r < w; ++r) {
-    const int64_t i = P0 * w + r;
+  constexpr size_t kLanes = hn::MaxLanes(D()), kW = 2 * kLanes;
+  auto one_row = [&](int64_t r) HWY_ATTR __attribute__((always_inline)) {
+    const int64_t i = P0 * static_cast<int64_t>(kW) + r;
     const size_t left = static_cast<size_t>(r);
     const V xi = hn::Set(d, x[i]);
     V e, o;
-    load_bf16_even_odd(packed + row + P0 * w, e, o);
+    load_bf16_even_odd(packed + row + P0 * kW, e, o);
     // The column sums take columns >= left, the dot columns > left.
     V dot0 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, left / 2 + 1), e), xe[P0]);
     V dot1 = hn::Mul(hn::IfThenZeroElse(hn::FirstN(d, (left + 1) / 2), o), xo[P0]);
@@ -380,23 +390,36 @@ HWY_INLINE void sym_packed_bf16_row_block(int64_t n, const uint16_t* packed, con
     yo[P0] = hn::MulAdd(xi, hn::IfThenZeroElse(hn::FirstN(d, left / 2), o), yo[P0]);
 #pragma GCC unroll 4
     for (int p = P0 + 1; p < NP; ++p) {
-      load_bf16_even_odd(packed + row + p * w, e, o);
+      load_bf16_even_odd(packed + row + p * kW, e, o);
       dot0 = hn::MulAdd(e, xe[p], dot0);
       dot1 = hn::MulAdd(o, xo[p], dot1);
       ye[p] = hn::MulAdd(xi, e, ye[p]);
       yo[p] = hn::MulAdd(xi, o, yo[p]);
     }
-    hn::Store(hn::Add(dot0, dot1), d, dots + i * lanes);
     row += n - i - 1;
+    return hn::Add(dot0, dot1);
+  };
+  V partial[kW / kRowGroup];  // the first lanes rows', then the others'
+  for (size_t g = 0; g < kW / kRowGroup; ++g) {
+    V dots[kRowGroup];
+#pragma GCC unroll 16
+    for (size_t j = 0; j < kRowGroup; ++j) dots[j] = one_row(static_cast<int64_t>(g * kRowGroup + j));
+    partial[g] = sum_tree_levels<1, kRowGroup>(dots);
   }
+  // No later row adds to this block's columns: put its sums back in order and add the dots.
+  HWY_ALIGN float sums[kW];
+  store_even_odd(ye[P0], yo[P0], sums);
+  for (size_t half = 0; half < 2; ++half)
+    hn::StoreU(hn::Add(hn::Load(d, sums + half * kLanes), sum_tree_levels<kRowGroup, kLanes>(partial + half * (kLanes / kRowGroup))),
+               d, y_out + P0 * kW + half * kLanes);
 }
 
 // The register kernel for a bf16 state when n is a whole number of at most 4 blocks of 2 lanes:
 // each 2 lanes numbers of a row are one load, split into even- and odd-numbered columns
 // (load_bf16_even_odd), so the column sums and x are kept as even/odd pairs and put back in
-// order once at the end.
+// order as each block's sums are final.
 template <int NP>
-HWY_INLINE void sym_packed_gemv_bf16_registers(int64_t n, const uint16_t* packed, const float* x, float* y) {
+HWY_NOINLINE void sym_packed_gemv_bf16_registers(int64_t n, const uint16_t* packed, const float* x, float* y) {
   const D d;
   constexpr size_t kN = hn::MaxLanes(D());
   const int64_t lanes = static_cast<int64_t>(kN), w = 2 * lanes;
@@ -408,19 +431,10 @@ HWY_INLINE void sym_packed_gemv_bf16_registers(int64_t n, const uint16_t* packed
     xo[p] = hn::Load(d, o);
     ye[p] = yo[p] = hn::Zero(d);
   }
-  HWY_ALIGN float dots[NP * 2 * kN * kN];  // row i's dot vector at i * lanes
   int64_t row = 0;  // the packed position of (i, 0)
-  [&]<int... P>(std::integer_sequence<int, P...>) {
-    (sym_packed_bf16_row_block<NP, P>(n, packed, x, ye, yo, xe, xo, dots, row), ...);
+  [&]<int... P>(std::integer_sequence<int, P...>) HWY_ATTR __attribute__((always_inline)) {
+    (sym_packed_bf16_row_block<NP, P>(n, packed, x, y, ye, yo, xe, xo, row), ...);
   }(std::make_integer_sequence<int, NP>{});
-  for (int p = 0; p < NP; ++p) {
-    HWY_ALIGN float sums[2 * kN];
-    store_even_odd(ye[p], yo[p], sums);
-    for (int half = 0; half < 2; ++half) {
-      const int64_t c = p * w + half * lanes;
-      hn::StoreU(hn::Add(hn::Load(d, sums + half * lanes), sum_lanes_of_rows(dots + c * lanes)), d, y + c);
-    }
-  }
 }
 #endif
 
