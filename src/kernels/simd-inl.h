@@ -118,7 +118,9 @@ HWY_INLINE V swap_groups(V v) {
 
 // One step of the transposing tree below, for rows' partial sums a (even groups of G lanes)
 // and b (odd groups): each lane keeps its own partial sum and adds its neighbouring group's,
-// for two blends and one shuffle (even/odd concatenations would take two two-source shuffles).
+// for two blends and one single-source shuffle (even/odd concatenations take two two-source
+// shuffles), and the lanes keep their rows' order level by level, so the first levels can run
+// on a few rows at a time.
 template <size_t G>
 HWY_INLINE V sum_neighbouring_groups(V a, V b) {
   return hn::Add(odd_groups_from<G>(b, a), swap_groups<G>(odd_groups_from<G>(a, b)));

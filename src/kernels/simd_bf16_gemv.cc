@@ -350,10 +350,10 @@ HWY_INLINE void sym_packed_row_block(int64_t n, const float* x, float* y_out, V*
 // stored number is loaded once into two FMAs with no store in between (the general kernel above
 // stores a row's dot vector back for every number it reads). Row i reads its blocks from the
 // one holding column i on; its dot vector over columns c > i is summed across lanes with its
-// block's other rows' (the tree's first levels in registers, kRowGroup rows at a time: storing
-// every row's dot vector for the tree cost a quarter of the time, while unrolling all rows
-// made a 21 KB function that slowed every other kernel called between lookups). Not inlined: in its
-// caller's body, GCC spilled the column sums at d = 128 (1.7x the time).
+// block's other rows' (the tree's first levels in registers, kRowGroup rows at a time, so no
+// row stores its dot vector; unrolling all rows ran faster alone but made a function large
+// enough to slow whatever other code runs between lookups). Not inlined: in its caller's body,
+// GCC spilled the column sums at d = 128.
 template <int NB, class Load>
 HWY_NOINLINE void sym_packed_gemv_registers(int64_t n, const float* x, float* y, const Load& load) {
   const D d;
