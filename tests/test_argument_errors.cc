@@ -84,6 +84,60 @@ TEST(ArgumentErrors, Gates) {
   expect_argument_error([&] { scalar_gate(h.cview(), w4.cview(), INFINITY, g.view()); }, "b", "finite");
 }
 
+// An output that shares memory with an input (or with another output) would be read after it is
+// written: a clear error, never a wrong answer. The one in-place form that is supported, vector_gate
+// with out = h, answers as out of place.
+TEST(ArgumentErrors, OutputsSharingMemoryWithInputs) {
+  // One buffer holding q, k and v side by side, so that an output can be laid over any of them.
+  Tensor<4> qkv = test::random_tensor<4>({1, 1, 1, 3 * 8 * 8});
+  float* base = qkv.data.data();
+  const CView4 q(base, {1, 1, 8, 8}, {64, 64, 8, 1}), k(base + 64, {1, 1, 8, 8}, {64, 64, 8, 1}),
+      v(base + 128, {1, 1, 8, 8}, {64, 64, 8, 1});
+  auto over = [&](const CView4& x) { return View4(const_cast<float*>(x.data), x.shape, x.stride); };
+  Tensor<4> out({1, 1, 8, 8}), dout = test::random_tensor<4>({1, 1, 8, 8}), M({1, 1, 8, 8});
+  Tensor<3> lse({1, 1, 8});
+  softmax_attention(q, k, v, out.view(), {}, {}, {}, lse.view());
+  expect_argument_error([&] { softmax_attention(q, k, v, over(q)); }, "out", "shares memory with q");
+  expect_argument_error([&] { softmax_attention(q, k, v, over(v)); }, "out", "shares memory with v");
+  expect_argument_error([&] { softmax_attention(q, k, v, out.view(), {}, {}, {}, View3(base, {1, 1, 8}, {8, 8, 1})); },
+                        "lse", "shares memory with q");
+  Tensor<4> dq({1, 1, 8, 8}), dk({1, 1, 8, 8});
+  expect_argument_error([&] { softmax_attention_backward(q, k, v, out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), over(k)); },
+                        "dv", "shares memory with k");
+  expect_argument_error([&] { softmax_attention_backward(q, k, v, out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), dq.view()); },
+                        "dq", "shares memory with dv");
+  expect_argument_error([&] { softmax_attention_backward(q, k, v, out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), out.view()); },
+                        "dv", "shares memory with out");
+
+  // Linear attention: the state over a key, the answer over its query, a gradient over dout.
+  expect_argument_error([&] { linear_attention_encode(k, v, over(k)); }, "state", "shares memory with k");
+  for (const int64_t Tq : {1, 8}) {  // one query (a gemv) and many (a GEMM)
+    const CView4 qs(base, {1, 1, Tq, 8}, {64, 64, 8, 1});
+    expect_argument_error([&] { linear_attention_lookup(qs, M.cview(), View4(base, {1, 1, Tq, 8}, {64, 64, 8, 1})); },
+                          "out", "shares memory with q");
+  }
+  expect_argument_error([&] { linear_attention_lookup(q, M.cview(), M.view()); }, "out", "shares memory with state");
+  expect_argument_error([&] { linear_attention_lookup_backward(q, M.cview(), dout.cview(), over(q), dk.view()); },
+                        "dq", "shares memory with q");
+  expect_argument_error([&] { linear_attention_lookup_backward(q, M.cview(), dout.cview(), dq.view(), dout.view()); },
+                        "dstate", "shares memory with dout");
+  expect_argument_error([&] { linear_attention_encode_backward(k, v, M.cview(), dq.view(), dq.view()); },
+                        "dk", "shares memory with dv");
+
+  // Gates: out may be h itself, and then answers as out of place; any other overlap is an error.
+  Tensor<2> h = test::random_tensor<2>({6, 4}), W = test::random_tensor<2>({4, 4}), apart({6, 4});
+  Tensor<1> b = test::random_tensor<1>({4}), g({6});
+  vector_gate(h.cview(), W.cview(), b.cview(), apart.view());
+  Tensor<2> in_place = h;
+  vector_gate(in_place.cview(), W.cview(), b.cview(), in_place.view());
+  EXPECT_EQ(in_place.data, apart.data);
+  Tensor<2> rows({7, 4});
+  expect_argument_error([&] { vector_gate(CView2(rows.data.data(), {6, 4}, {4, 1}), W.cview(), b.cview(), View2(rows.data.data() + 4, {6, 4}, {4, 1})); },
+                        "out", "overlaps h");
+  expect_argument_error([&] { vector_gate(h.cview(), W.cview(), b.cview(), apart.view(), h.view()); }, "gate", "shares memory with h");
+  expect_argument_error([&] { scalar_gate(h.cview(), b.cview(), 1.f, View1(h.data.data(), {6}, {1})); }, "g", "shares memory with h");
+}
+
 TEST(ArgumentErrors, RequireFinite) {
   Tensor<2> x({3, 4}, 1.f);
   require_finite<2>("op", "x", x.cview());

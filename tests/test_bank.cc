@@ -106,6 +106,12 @@ TEST_F(BankTest, AppendListAndQueryAllOrSome) {
   }
   const std::vector<int64_t> bad = {3};
   EXPECT_THROW(reopened.lookup(q.cview(), some.view(), bad), ArgumentError);
+  // The queries inside the answers' buffer (the last memory's rows): an error, not answers that
+  // the first memories' lookups have overwritten.
+  Tensor<3> shared({3, 4, d_});
+  const CView2 inside(&shared(2, 0, 0), {4, d_}, {d_, 1});
+  std::copy(q.data.begin(), q.data.end(), shared.data.begin() + 2 * 4 * d_);
+  test::expect_argument_error([&] { reopened.lookup(inside, shared.view()); }, "out", "shares memory with queries");
 }
 
 TEST_F(BankTest, InterruptedAppendLosesNothingCommitted) {

@@ -145,6 +145,27 @@ TEST(MemoryFile, RoundTripsAndMappedLookupsEqualLiveLookups) {
       }
 }
 
+// A lookup written over its own queries (or over the stored numbers of a view) would read them
+// after they change: a clear error for one query and for many, from a live memory, a stored one and
+// a bank.
+TEST(Memory, LookupsIntoTheirOwnQueriesAreErrors) {
+  const int64_t d = 12;
+  const auto H = test::random_tensor<2>({9, d});
+  Memory mem({.key_dim = d, .value_dim = d, .symmetric = true});
+  mem.write(H.cview());
+  const std::vector<std::byte> bytes = serialize(mem);
+  const MemoryView stored = view_of_bytes(bytes, "packed");
+  for (const int64_t m : {1, 8}) {
+    auto q = test::random_tensor<2>({m, d});
+    const CView2 queries = q.cview();
+    test::expect_argument_error([&] { mem.lookup(queries, q.view()); }, "out", "shares memory with queries");
+    test::expect_argument_error([&] { stored.lookup(queries, q.view()); }, "out", "shares memory with queries");
+    // The answers laid over the view's own stored numbers.
+    View2 over_state(reinterpret_cast<float*>(const_cast<void*>(stored.state_data())), {m, d}, {d, 1});
+    test::expect_argument_error([&] { stored.lookup(queries, over_state); }, "out", "shares memory with the memory's state");
+  }
+}
+
 TEST(MemoryFile, EveryCorruptionIsAClearError) {
   const int64_t d = 6;
   auto H = test::random_tensor<2>({5, d});

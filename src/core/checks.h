@@ -8,7 +8,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
 
 #include "linattn/core/error.h"
 #include "linattn/core/view.h"
@@ -91,10 +90,13 @@ class Checks {
                        shape_string(like));
   }
 
-  // An output that must share no memory with another argument (read or written while it is).
-  template <typename T, int R, typename U, int S>
-  void disjoint(std::string_view name, const View<T, R>& v, std::string_view other_name, const View<U, S>& other) const {
+  // An output that must share no memory with the other arguments named after it (read or
+  // written while it is): disjoint("out", out, "q", q, "k", k, ...).
+  template <typename T, int R, typename U, int S, typename... More>
+  void disjoint(std::string_view name, const View<T, R>& v, std::string_view other_name, const View<U, S>& other,
+                const More&... more) const {
     if (spans_meet(v, other)) fail(name, "shares memory with " + std::string(other_name) + " (not supported)");
+    if constexpr (sizeof...(More) > 0) disjoint(name, v, more...);
   }
 
   // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
@@ -118,20 +120,16 @@ class Checks {
 };
 
 // The gradients of a q, k, v attention backward: dout [B, H, Tq, dv] and dq, dk, dv of the inputs'
-// shapes, none sharing memory with an input.
+// shapes, none sharing memory with an input or with another gradient.
 inline void check_qkv_gradients(const Checks& c, CView4 q, CView4 k, CView4 v, CView4 dout, View4 dq, View4 dk,
                                 View4 dv) {
   c.same_shape("dout", dout, "[B, H, Tq, dv]", CView4(nullptr, {k.shape[0], k.shape[1], q.shape[2], v.shape[3]}, {}), false);
   c.same_shape("dq", dq, "q", q, true);
   c.same_shape("dk", dk, "k", k, true);
   c.same_shape("dv", dv, "v", v, true);
-  const std::pair<const char*, View4> grads[] = {{"dq", dq}, {"dk", dk}, {"dv", dv}};
-  for (const auto& g : grads) {
-    c.disjoint(g.first, g.second, "q", q);
-    c.disjoint(g.first, g.second, "k", k);
-    c.disjoint(g.first, g.second, "v", v);
-    c.disjoint(g.first, g.second, "dout", dout);
-  }
+  c.disjoint("dq", dq, "q", q, "k", k, "v", v, "dout", dout, "dk", dk, "dv", dv);
+  c.disjoint("dk", dk, "q", q, "k", k, "v", v, "dout", dout, "dv", dv);
+  c.disjoint("dv", dv, "q", q, "k", k, "v", v, "dout", dout);
 }
 
 }  // namespace linattn::detail
