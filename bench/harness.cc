@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <utility>
 #include <random>
 #include <thread>
 
@@ -62,38 +64,39 @@ Roofs measure_roofs(bool quick) {
   return r;
 }
 
-double read_bandwidth(int64_t bytes, bool quick) {
-  static std::map<int64_t, double> memo;
+double read_bandwidth(int64_t bytes, bool quick, int threads) {
+  static std::map<std::pair<int64_t, int>, double> memo;
   // Round to a power of two so that neighbouring sizes share a measurement.
   int64_t size = 4096;
   while (size < bytes) size *= 2;
   size = std::min<int64_t>(size, int64_t{512} << 20);
-  if (auto it = memo.find(size); it != memo.end()) return it->second;
+  threads = threads < 1 ? num_threads() : std::min(threads, num_threads());
+  if (auto it = memo.find({size, threads}); it != memo.end()) return it->second;
   std::vector<float> x(static_cast<size_t>(size / 4), 1.f);
   const int64_t n = static_cast<int64_t>(x.size());
-  volatile float sink = 0;
   // Enough passes per timed run to be measurable for small, cache-resident sets.
   const int passes = static_cast<int>(std::max<int64_t>(1, (int64_t{16} << 20) / size));
-  // Every thread of the pool reads its own slice, as the kernels timed beside it do with
-  // several threads (one thread alone cannot draw the machine's whole DRAM bandwidth).
-  const int threads = num_threads();
+  // Every thread reads its own slice, as the kernels timed beside it do with several threads
+  // (one thread alone cannot draw the machine's whole DRAM bandwidth), all its passes within one
+  // dispatch: one per pass would time the pool's wake-ups for a cache-sized set.
   const int64_t slice = (n + threads - 1) / threads;
   std::vector<float> sums(static_cast<size_t>(threads));
+  volatile float sink = 0;
   const Timing t = time_it([&] {
-    for (int p = 0; p < passes; ++p) {
-      kernels::parallel_for(threads, [&](int64_t i, int) {
-        const int64_t begin = i * slice, end = std::min(n, begin + slice);
-        if (end > begin) sums[static_cast<size_t>(i)] = kernels::simd::sum(x.data() + begin, end - begin);
-      });
-      sink = sink + sums[0];
-    }
+    kernels::parallel_for(threads, [&](int64_t i, int) {
+      const int64_t begin = i * slice, end = std::min(n, begin + slice);
+      float s = 0;
+      for (int p = 0; p < passes && end > begin; ++p) s += kernels::simd::sum(x.data() + begin, end - begin);
+      sums[static_cast<size_t>(i)] = s;
+    });
+    sink = sink + sums[0];
   }, quick ? 0.02 : 0.1, 3);
-  return memo[size] = static_cast<double>(size) * passes / t.min_s;
+  return memo[{size, threads}] = static_cast<double>(size) * passes / t.min_s;
 }
 
-Roof roof(double flops, double bytes, double peak_flops, bool quick) {
+Roof roof(double flops, double bytes, double peak_flops, bool quick, int threads) {
   const double compute = flops / peak_flops;
-  const double memory = bytes / read_bandwidth(static_cast<int64_t>(bytes), quick);
+  const double memory = bytes / read_bandwidth(static_cast<int64_t>(bytes), quick, threads);
   return compute >= memory ? Roof{compute, "compute"} : Roof{memory, "memory"};
 }
 

@@ -35,9 +35,10 @@ std::vector<float> random_floats(int64_t n, unsigned seed);
 // Measures the compute roofs and memcpy bandwidth (about a second; less when quick).
 Roofs measure_roofs(bool quick);
 
-// Read bandwidth (bytes/s) for a working set of `bytes`, read repeatedly by every thread of the
-// pool (each its own slice): cache-resident when it fits, DRAM when not. Memoised by size.
-double read_bandwidth(int64_t bytes, bool quick);
+// Read bandwidth (bytes/s) for a working set of `bytes`, read repeatedly by `threads` threads of
+// the pool (each its own slice; 0: all of them): cache-resident when it fits, DRAM when not.
+// Memoised by size and thread count.
+double read_bandwidth(int64_t bytes, bool quick, int threads = 0);
 
 // A kernel's roof: the larger of its compute time at peak and its traffic time at the read
 // bandwidth of its working set. bound is "compute" or "memory".
@@ -45,7 +46,8 @@ struct Roof {
   double seconds = 0;
   std::string bound;
 };
-Roof roof(double flops, double bytes, double peak_flops, bool quick);
+// `threads`: how many threads the kernel runs on (one for a single lookup, whatever the pool).
+Roof roof(double flops, double bytes, double peak_flops, bool quick, int threads);
 
 // The CPU model line from /proc/cpuinfo, the kernel and the core count.
 std::map<std::string, std::string> machine_description();

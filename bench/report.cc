@@ -28,30 +28,42 @@ struct Context {
   const BenchOptions& opt;
   Roofs roofs;
   double peak() const { return opt.threads > 1 ? roofs.peak_flops_threads : roofs.peak_flops_core; }
+  // The roof of a kernel that runs on `threads` threads (0: the whole pool).
+  double peak(int threads) const { return threads == 1 ? roofs.peak_flops_core : peak(); }
   // Seconds per measurement: this VM's timings vary by +-20% from run to run, so medians over
   // many repetitions.
   double budget() const { return opt.quick ? 0.03 : 0.5; }
 };
 
 // One kernel measurement with its roof, as a JSON row and a table line.
+// threads: how many the kernel runs on (0: the whole pool; 1 for a single lookup, which no pool
+// speeds up: its roofs are then one core's).
 nlohmann::json timed_row(const Context& c, const std::string& name, const std::string& params, double flops,
-                         double bytes, const Timing& t, const std::string& note = "") {
-  const Roof r = roof(flops, bytes, c.peak(), c.opt.quick);
+                         double bytes, const Timing& t, const std::string& note = "", int threads = 0) {
+  const double peak = c.peak(threads);
+  const Roof r = roof(flops, bytes, peak, c.opt.quick, threads);
   const double s = t.median_s;
   nlohmann::json j = {{"name", name},        {"params", params},          {"seconds", s},
                       {"min_seconds", t.min_s}, {"reps", t.reps},         {"flops", flops},
                       {"bytes", bytes},      {"gflops", flops / s / 1e9}, {"gbytes_s", bytes / s / 1e9},
-                      {"pct_peak", 100.0 * flops / s / c.peak()},
+                      {"threads", threads == 1 ? 1 : c.opt.threads},
+                      {"pct_peak", 100.0 * flops / s / peak},
                       {"bound", r.bound},    {"roof_seconds", r.seconds}, {"pct_roof", 100.0 * r.seconds / s}};
   if (!note.empty()) j["note"] = note;
   std::printf("%-34s %-26s %11.2f %9.1f %7.1f%% %9.1f  %-7s %6.1f%%\n", name.c_str(), params.c_str(), s * 1e6,
-              flops / s / 1e9, 100.0 * flops / s / c.peak(), bytes / s / 1e9, r.bound.c_str(), 100.0 * r.seconds / s);
+              flops / s / 1e9, 100.0 * flops / s / peak, bytes / s / 1e9, r.bound.c_str(), 100.0 * r.seconds / s);
   return j;
 }
 
 nlohmann::json kernel_row(const Context& c, const std::string& name, const std::string& params, double flops,
                           double bytes, const std::function<void()>& f, const std::string& note = "") {
   return timed_row(c, name, params, flops, bytes, time_it(f, c.budget()), note);
+}
+
+// A kernel that runs on one thread whatever the pool (one query against one memory).
+nlohmann::json one_thread_row(const Context& c, const std::string& name, const std::string& params, double flops,
+                              double bytes, const std::function<void()>& f) {
+  return timed_row(c, name, params, flops, bytes, time_it(f, c.budget()), "", 1);
 }
 
 // The FAISS baseline's rows (bench/faiss_baseline.cc, a program of its own so that this tool
@@ -174,24 +186,24 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                    linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, m, d}), M4,
                                                            View4::contiguous(out.data(), {1, 1, m, d}));
                                  }));
-    kernels.push_back(kernel_row(c, "linear lookup, single", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+    kernels.push_back(one_thread_row(c, "linear lookup, single", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
                                  [&] {
                                    linear_attention_lookup(CView4::contiguous(Q.data(), {1, 1, 1, d}), M4,
                                                            View4::contiguous(out.data(), {1, 1, 1, d}));
                                  }));
-    kernels.push_back(kernel_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
+    kernels.push_back(one_thread_row(c, "Memory::lookup, single, f32", "m=1 d=128 full", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
                                  [&] { mem_f32.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
     // The baseline a user would reach for: oneDNN's sgemm as a gemv, out[1, d] = q[1, d] M[d, d].
     kernels.push_back(kernel_row(c, "oneDNN sgemv, single (baseline)", "m=1 d=128 f32", 2.0 * fd * fd, 4.0 * (2.0 * d + d * d),
                                  [&] { dnnl_sgemm('N', 'N', 1, d, d, 1.f, Q.data(), d, M.data(), d, 0.f, out.data(), d); }));
-    kernels.push_back(kernel_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
+    kernels.push_back(one_thread_row(c, "stored lookup, single, bf16", "m=1 d=128 full", 2.0 * fd * fd, 8.0 * d + 2.0 * d * d,
                                  [&] { bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-    kernels.push_back(kernel_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
+    kernels.push_back(one_thread_row(c, "stored lookup, single, packed", "m=1 d=128 f32", 2.0 * fd * fd, 8.0 * d + 2.0 * d * (d + 1),
                                  [&] { packed.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-    kernels.push_back(kernel_row(c, "stored lookup, single, packed bf16", "m=1 d=128 bf16", 2.0 * fd * fd,
+    kernels.push_back(one_thread_row(c, "stored lookup, single, packed bf16", "m=1 d=128 bf16", 2.0 * fd * fd,
                                  8.0 * d + 1.0 * d * (d + 1),
                                  [&] { packed_bf16.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
-    kernels.push_back(kernel_row(c, "stored lookup, single, rank 16", "m=1 d=128 r=16", 4.0 * fd * 16, 4.0 * (2.0 * d + 16 * d + 16),
+    kernels.push_back(one_thread_row(c, "stored lookup, single, rank 16", "m=1 d=128 r=16", 4.0 * fd * 16, 4.0 * (2.0 * d + 16 * d + 16),
                                  [&] { low_rank.lookup(CView2::contiguous(Q.data(), {1, d}), View2::contiguous(out.data(), {1, d})); }));
     // Batched lookups from the stored forms (every query against one memory): compute-bound.
     kernels.push_back(kernel_row(c, "stored lookup, batched, bf16", "m=1024 d=128 full", 2.0 * m * fd * fd,
@@ -223,11 +235,11 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                    kslot_memory_encode(CView4::contiguous(slot_scores.data(), {1, 1, T, slots}), h4,
                                                        View4::contiguous(slot_memory.data(), {1, 1, slots, d}));
                                  }));
-    kernels.push_back(kernel_row(c, "K-slot memory, one lookup", "K=16 d=128", 2.0 * fk * fd, 4.0 * (fk + fk * d + d), [&] {
+    kernels.push_back(one_thread_row(c, "K-slot memory, one lookup", "K=16 d=128", 2.0 * fk * fd, 4.0 * (fk + fk * d + d), [&] {
       kslot_memory_lookup(CView4::contiguous(query_scores.data(), {1, 1, 1, slots}),
                           CView4::contiguous(slot_memory.data(), {1, 1, slots, d}), View4::contiguous(out.data(), {1, 1, 1, d}));
     }));
-    kernels.push_back(kernel_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
+    kernels.push_back(one_thread_row(c, "softmax attention, one query", "T=4096 d=128", 4.0 * T * fd, 8.0 * T * d,
                                  [&] {
                                    softmax_attention(CView4::contiguous(Q.data(), {1, 1, 1, d}), h4, h4,
                                                      View4::contiguous(out.data(), {1, 1, 1, d}));
