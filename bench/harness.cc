@@ -66,10 +66,9 @@ Roofs measure_roofs(bool quick) {
 
 double read_bandwidth(int64_t bytes, bool quick, int threads) {
   static std::map<std::pair<int64_t, int>, double> memo;
-  // Round to a power of two so that neighbouring sizes share a measurement.
-  int64_t size = 4096;
-  while (size < bytes) size *= 2;
-  size = std::min<int64_t>(size, int64_t{512} << 20);
+  // The working set itself, rounded up to whole pages: a power of two would move a 33 KiB state,
+  // which lives in a 48 KiB L1, to a 64 KiB set read from L2 (a roof 1.3x too low on Zen 5).
+  const int64_t size = std::min<int64_t>((std::max<int64_t>(bytes, 1) + 4095) / 4096 * 4096, int64_t{512} << 20);
   threads = threads < 1 ? num_threads() : std::min(threads, num_threads());
   if (auto it = memo.find({size, threads}); it != memo.end()) return it->second;
   std::vector<float> x(static_cast<size_t>(size / 4), 1.f);

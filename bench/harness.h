@@ -37,7 +37,7 @@ Roofs measure_roofs(bool quick);
 
 // Read bandwidth (bytes/s) for a working set of `bytes`, read repeatedly by `threads` threads of
 // the pool (each its own slice; 0: all of them): cache-resident when it fits, DRAM when not.
-// Memoised by size and thread count.
+// Measured at the working set's own size (whole pages), memoised by size and thread count.
 double read_bandwidth(int64_t bytes, bool quick, int threads = 0);
 
 // A kernel's roof: the larger of its compute time at peak and its traffic time at the read
