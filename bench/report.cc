@@ -358,15 +358,22 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                        got = causal[at + 2]["seconds"];
           const CausalAutomaticChoice ch = causal_automatic_choice(dc, dc, gla ? DecayKind::per_channel : DecayKind::none,
                                                                    false, automatic, backward);
-          const bool all_tokens = Tc <= ch.max_recurrent_length;
+          const int64_t call_bytes = causal_working_set_bytes(Bc, Hc, Tc, dc, dc, gla ? DecayKind::per_channel : DecayKind::none,
+                                                              false, backward);
+          const bool all_tokens = ch.token_by_token(Tc, call_bytes);
           const double ratio = got / std::min(by_chunks, by_tokens);
-          std::printf("  automatic ran %s (token by token up to T = %s; measured %.1f vs %.1f ns/token on %lld x T = %lld): "
-                      "%.2fx the better of A and B (%s)\n",
+          constexpr int64_t kAny = std::numeric_limits<int64_t>::max();
+          std::printf("  automatic ran %s (token by token up to T = %s or from %s MB, this call %.0f MB; measured recurrence %.1f vs "
+                      "chunks %.1f ns/token on %lld x T = %lld, %.1f vs %.1f on %lld x T = %lld): %.2fx the better of A and B (%s)\n",
                       all_tokens ? "token by token" : "in chunks",
-                      ch.max_recurrent_length == std::numeric_limits<int64_t>::max() ? "any"
-                                                                                       : std::to_string(ch.max_recurrent_length).c_str(),
-                      ch.recurrent_ns_per_token, ch.chunked_ns_per_token, static_cast<long long>(ch.measured_heads),
-                      static_cast<long long>(ch.measured_at_length), ratio,
+                      ch.max_recurrent_length == kAny ? "any" : std::to_string(ch.max_recurrent_length).c_str(),
+                      ch.recurrent_from_bytes == kAny ? "never"
+                      : ch.recurrent_from_bytes == 0  ? "any"
+                                                      : std::to_string(ch.recurrent_from_bytes / 1000000).c_str(),
+                      static_cast<double>(call_bytes) / 1e6, ch.recurrent_ns_per_token, ch.chunked_ns_per_token,
+                      static_cast<long long>(ch.measured_heads), static_cast<long long>(ch.measured_at_length),
+                      ch.last_recurrent_ns_per_token, ch.last_chunked_ns_per_token,
+                      static_cast<long long>(ch.last_probe_heads), static_cast<long long>(ch.measured_at_length), ratio,
                       (all_tokens == (by_tokens < by_chunks)) ? "the faster one" : "NOT the faster one");
           // Met when automatic's time is within 5% of the better one's, or when it ran the better
           // one (then the same code, and any gap is this run's noise: 10-25% on some machines), or
@@ -380,6 +387,8 @@ nlohmann::json run_benchmarks(const BenchOptions& opt) {
                                   {"met", ratio <= 1.05 || chose_faster || tie},
                                   {"chose", all_tokens ? "recurrent" : "chunked"},
                                   {"max_recurrent_length", ch.max_recurrent_length},
+                                  {"recurrent_from_bytes", ch.recurrent_from_bytes},
+                                  {"call_bytes", call_bytes},
                                   {"measured", ch.measured}});
         }
       }

@@ -43,9 +43,19 @@ TEST(CausalAutomaticChoice, IsMeasuredOnceAndKept) {
     EXPECT_GT(a.chunked_ns_per_token, 0);
     EXPECT_GE(a.max_recurrent_length, 1);
     EXPECT_GT(a.measured_heads, 1);  // the long probe runs several sequences side by side
-    // The recurrence wins at the probe length exactly when it runs at every length.
-    EXPECT_EQ(a.recurrent_ns_per_token <= a.chunked_ns_per_token,
-              a.max_recurrent_length == std::numeric_limits<int64_t>::max());
+    EXPECT_GT(a.last_probe_heads, 1);
+    EXPECT_GT(a.last_recurrent_ns_per_token, 0);
+    EXPECT_GT(a.last_chunked_ns_per_token, 0);
+    // The choice agrees with the first probe and with the last one of its ladder of working sets.
+    auto probe_bytes = [&](int64_t heads) {
+      return causal_working_set_bytes(1, heads, a.measured_at_length, 24, 20, DecayKind::per_channel, true, backward);
+    };
+    EXPECT_EQ(a.token_by_token(a.measured_at_length, probe_bytes(a.measured_heads)),
+              a.recurrent_ns_per_token <= a.chunked_ns_per_token);
+    EXPECT_EQ(a.token_by_token(a.measured_at_length, probe_bytes(a.last_probe_heads)),
+              a.last_recurrent_ns_per_token <= a.last_chunked_ns_per_token);
+    // Every call runs token by token exactly when the recurrence wins every probe.
+    EXPECT_EQ(a.recurrent_from_bytes == 0, a.max_recurrent_length == std::numeric_limits<int64_t>::max());
     if (a.max_recurrent_length != std::numeric_limits<int64_t>::max()) {
       EXPECT_LT(a.max_recurrent_length, a.measured_at_length);
     }
@@ -85,7 +95,12 @@ TEST(CausalAutomaticChoice, BothPassesFollowTheChoice) {
     const auto q = test::random_tensor<4>({B, H, T, dk}), k = test::random_tensor<4>({B, H, T, dk});
     const auto v = test::random_tensor<4>({B, H, T, dv}), dout = test::random_tensor<4>({B, H, T, dv});
     for (const bool backward : {false, true}) {
-      const int64_t limit = causal_automatic_choice(dk, dv, DecayKind::none, false, automatic, backward).max_recurrent_length;
+      const CausalAutomaticChoice choice = causal_automatic_choice(dk, dv, DecayKind::none, false, automatic, backward);
+      // This call's working set decides first: when it is past the turn, every sequence runs token by token.
+      const int64_t limit = choice.token_by_token(std::numeric_limits<int64_t>::max(),
+                                                  causal_working_set_bytes(B, H, T, dk, dv, DecayKind::none, false, backward))
+                                ? std::numeric_limits<int64_t>::max()
+                                : choice.max_recurrent_length;
       const int64_t short_len = std::min<int64_t>(std::max<int64_t>(limit, 2), T), long_len = T;
       const std::vector<int64_t> lengths{short_len, long_len};
       auto run = [&](const CausalLinearAttentionOptions& o) {

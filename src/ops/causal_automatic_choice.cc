@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -27,7 +28,10 @@ using Key = std::tuple<int64_t, int64_t, DecayKind, bool, bool, FeatureMap, int6
 // are paid as in a long sequence, and a working set (inputs, outputs, the chunks' states) past
 // the per-core caches, as in a training batch. One sequence of 256 tokens stays in L2 and
 // favoured the chunks, which the recurrence then beat by 1.5x at B = 4, H = 8, T = 4,096.
-constexpr int64_t kProbeHeads = 16, kProbeLength = 512;
+// Then the same probe with more or fewer heads: the chunks read their inputs more than once and
+// lose ground as the working set leaves the last cache (a d = 64 GLA forward: chunks 1.26x
+// faster at 8 MB, the recurrence 1.03x at 34 MB and 1.07x at 134 MB).
+constexpr int64_t kProbeHeads = 16, kProbeLength = 512, kProbeLadder = 3;
 
 CausalCalibration mode_from_environment() {
   const char* e = std::getenv("LINATTN_CAUSAL_CALIBRATION");
@@ -94,7 +98,7 @@ class Probe {
     dlogs_.resize(logs_.size());
   }
 
-  double ns_per_token(CausalAlgorithm algorithm) {
+  double ns_per_token(CausalAlgorithm algorithm, int runs = 3) {
     // Plain copies, not structured bindings: lambdas below capture them (clang 14 cannot capture bindings).
     const int64_t dk = std::get<0>(key_), dv = std::get<1>(key_);
     const DecayKind decay_kind = std::get<2>(key_);
@@ -121,7 +125,7 @@ class Probe {
     };
     run();
     double best = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < runs; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       run();
       best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
@@ -135,11 +139,21 @@ class Probe {
   std::vector<float> q_, k_, v_, dout_, out_, dq_, dk_, dv_, gates_, dgates_, per_head_, logs_, dlogs_;
 };
 
-// The recurrence costs the same per token at any length; the chunks cost less per token as the
-// length grows to a few chunks. So: if the recurrence wins on the long probe it wins at every
-// length; otherwise the limit is the longest power of two, from 2 up, where it still wins on one
-// sequence (short sequences stay in cache whatever the batch).
+// The recurrence costs the same per token at any length and working set; the chunks cost less
+// per token as the length grows to a few chunks, and more as the working set grows past the
+// caches. So the first probe's verdict is followed up or down its ladder of working sets (the
+// same probe with 2x and 4x the heads when the chunks win, 1/2x and 1/4x when the recurrence
+// does) to where it turns: calls from the geometric mean of the two working sets either side of
+// the turn run token by token. A recurrence that wins down to the smallest probe runs every call
+// token by token; otherwise sequences up to the longest power of two, from 2 up, where it still
+// wins on one sequence run token by token too (short sequences stay in cache whatever the batch).
 CausalAutomaticChoice measure(const Key& key) {
+  const int64_t dk = std::get<0>(key), dv = std::get<1>(key);
+  const DecayKind decay = std::get<2>(key);
+  const bool gated = std::get<3>(key), backward = std::get<7>(key);
+  auto bytes = [&](int64_t heads) {
+    return static_cast<double>(causal_working_set_bytes(1, heads, kProbeLength, dk, dv, decay, gated, backward));
+  };
   CausalAutomaticChoice c;
   c.measured = true;
   c.measured_at_length = kProbeLength;
@@ -149,8 +163,25 @@ CausalAutomaticChoice measure(const Key& key) {
     c.recurrent_ns_per_token = p.ns_per_token(CausalAlgorithm::recurrent);
     c.chunked_ns_per_token = p.ns_per_token(CausalAlgorithm::chunked);
   }
-  if (c.recurrent_ns_per_token <= c.chunked_ns_per_token) {
+  c.last_probe_heads = kProbeHeads;
+  c.last_recurrent_ns_per_token = c.recurrent_ns_per_token;
+  c.last_chunked_ns_per_token = c.chunked_ns_per_token;
+  const bool recurrence_won = c.recurrent_ns_per_token <= c.chunked_ns_per_token;
+  bool turned = false;
+  for (int64_t step = 1, heads = kProbeHeads; step < kProbeLadder && !turned; ++step) {
+    heads = recurrence_won ? heads / 2 : heads * 2;
+    Probe p(key, heads, kProbeLength);
+    c.last_probe_heads = heads;
+    // Best of 2: the larger probes are the long ones (up to 64 sequences of 512 tokens).
+    c.last_recurrent_ns_per_token = p.ns_per_token(CausalAlgorithm::recurrent, 2);
+    c.last_chunked_ns_per_token = p.ns_per_token(CausalAlgorithm::chunked, 2);
+    turned = (c.last_recurrent_ns_per_token <= c.last_chunked_ns_per_token) != recurrence_won;
+    if (turned) c.recurrent_from_bytes = static_cast<int64_t>(std::sqrt(bytes(heads) * 2.0 * bytes(heads)) *
+                                                              (recurrence_won ? 1.0 : 0.5));
+  }
+  if (recurrence_won && !turned) {
     c.max_recurrent_length = std::numeric_limits<int64_t>::max();
+    c.recurrent_from_bytes = 0;
     return c;
   }
   c.max_recurrent_length = 1;
@@ -163,6 +194,16 @@ CausalAutomaticChoice measure(const Key& key) {
 }
 
 }  // namespace
+
+int64_t causal_working_set_bytes(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, DecayKind decay, bool gated,
+                                 bool backward) {
+  // Per token: q, k (dk each), v and out (dv each), a gate, the log decays; backward, dout in
+  // place of out and dq, dk, dv (and the decays' and gates' gradients) beside them.
+  const int64_t logs = decay == DecayKind::per_channel ? dk : decay == DecayKind::per_step ? 1 : 0;
+  const int64_t per_token = (backward ? 4 * dk + 3 * dv : 2 * dk + 2 * dv) + (gated ? 1 : 0) * (backward ? 2 : 1) +
+                            logs * (backward ? 2 : 1);
+  return B * H * T * per_token * static_cast<int64_t>(sizeof(float));
+}
 
 void set_causal_calibration(CausalCalibration mode) {
   State& s = state();

@@ -62,8 +62,14 @@ void prepare(const detail::Checks& c, CView4 q, CView4 k, CView4 v, const Decay&
       int64_t longest = T;
       if (!lengths.empty()) longest = *std::max_element(lengths.begin(), lengths.end());
       // One token (every step) runs token by token on any machine: nothing to measure.
-      max_length = longest <= 1 ? 1
-                                : causal_automatic_choice(dk, dv, decay.kind, gates.present(), o, backward).max_recurrent_length;
+      if (longest <= 1) {
+        max_length = 1;
+        break;
+      }
+      const CausalAutomaticChoice choice = causal_automatic_choice(dk, dv, decay.kind, gates.present(), o, backward);
+      const bool large = choice.token_by_token(std::numeric_limits<int64_t>::max(),
+                                               causal_working_set_bytes(B, H, T, dk, dv, decay.kind, gates.present(), backward));
+      max_length = large ? std::numeric_limits<int64_t>::max() : choice.max_recurrent_length;
       break;
     }
     case CausalAlgorithm::chunked: break;

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "linattn/core/types.h"
@@ -138,19 +139,39 @@ void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, Vie
                                   View3 normalizer = {});
 
 // What `automatic` chooses for one kind of sequence: its widths, decay kind, options, gates and
-// pass. Measured once per process and kind, at its first use (single-threaded, one head, both
-// algorithms at T = 256 and, when the chunks win there, down to where the recurrence wins: about
-// 1-30 ms), then kept. The measured choice can differ between machines and runs near a tie;
-// either algorithm's results agree to float rounding (docs/causal.md gives the tolerances), and
-// `chunked` or `recurrent` fix the choice.
+// pass. Measured once per process and kind, at its first use (both algorithms on synthetic
+// inputs threaded over their heads, at working sets of 1x and up to 4x or down to 1/4x the first
+// probe's, and on one sequence of lengths 2-256: about 5 ms to 1 s, most at d = 128 backward),
+// then kept. The
+// measured choice can differ between machines and runs near a tie; either algorithm's results
+// agree to float rounding (docs/causal.md gives the tolerances), and `chunked` or `recurrent`
+// fix the choice.
 struct CausalAutomaticChoice {
   int64_t max_recurrent_length = 0;  // sequences up to this length run token by token (INT64_MAX: all)
+  // Calls whose working set (causal_working_set_bytes) is at least this run token by token at
+  // any length: the chunks read their inputs more than once, and past the caches that costs them
+  // more than the recurrence's one pass (INT64_MAX: never; 0 with max_recurrent_length INT64_MAX).
+  int64_t recurrent_from_bytes = std::numeric_limits<int64_t>::max();
   bool measured = false;             // from this machine's timings (else the built-in limits)
-  // Per token on the long probe (measured_heads sequences of measured_at_length, threaded over
+  // Per token on the first probe (measured_heads sequences of measured_at_length, threaded over
   // the heads), each algorithm's best of 3 (0 when not measured).
   double recurrent_ns_per_token = 0, chunked_ns_per_token = 0;
   int64_t measured_at_length = 0, measured_heads = 0;
+  // The last probe of the ladder of working sets (more heads, or fewer, at measured_at_length)
+  // and its timings, best of 2.
+  int64_t last_probe_heads = 0;
+  double last_recurrent_ns_per_token = 0, last_chunked_ns_per_token = 0;
+
+  // Whether a sequence of `length` tokens, in a call whose working set is `call_bytes`, runs
+  // token by token.
+  bool token_by_token(int64_t length, int64_t call_bytes) const {
+    return length <= max_recurrent_length || call_bytes >= recurrent_from_bytes;
+  }
 };
+// The bytes a causal call streams: its inputs and outputs (and, backward, the output gradient and
+// the input gradients) for B x H sequences of T tokens.
+int64_t causal_working_set_bytes(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, DecayKind decay, bool gated,
+                                 bool backward);
 CausalAutomaticChoice causal_automatic_choice(int64_t dk, int64_t dv, DecayKind decay, bool gated,
                                               const CausalLinearAttentionOptions& options, bool backward);
 
