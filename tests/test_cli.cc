@@ -251,15 +251,26 @@ TEST_F(CliTest, BenchOnlyRunsTheNamedSections) {
   // 22 rows and 5 baseline checks, for d = 64 and 128
   EXPECT_EQ(j["causal"].size(), 54u);
   // automatic against the better of chunked and recurrent: each pass and decay, both widths, with
-  // what it chose (timings are not asserted).
-  ASSERT_EQ(j["causal_goals"].size(), 8u);
+  // what it chose; and the GLA training goal at both widths (timings are not asserted).
+  ASSERT_EQ(j["causal_goals"].size(), 10u);
+  int automatic = 0, training = 0;
   for (const auto& g : j["causal_goals"]) {
     EXPECT_TRUE(g["met"].is_boolean());
     EXPECT_GT(g["value"].get<double>(), 0);
-    EXPECT_TRUE(g["chose"] == "chunked" || g["chose"] == "recurrent") << g;
-    EXPECT_TRUE(g["measured"].get<bool>());
-    EXPECT_TRUE(g["chose_the_faster"].is_boolean());
+    EXPECT_TRUE(g["goal"].is_string());
+    if (g["target"].get<std::string>().rfind("automatic", 0) == 0) {
+      ++automatic;
+      EXPECT_TRUE(g["chose"] == "chunked" || g["chose"] == "recurrent") << g;
+      EXPECT_TRUE(g["measured"].get<bool>());
+      EXPECT_TRUE(g["chose_the_faster"].is_boolean());
+      EXPECT_GT(g["call_bytes"].get<int64_t>(), 0);
+    } else {
+      ++training;
+      EXPECT_NE(g["target"].get<std::string>().find("saved states, GLA"), std::string::npos) << g;
+    }
   }
+  EXPECT_EQ(automatic, 8);
+  EXPECT_EQ(training, 2);
   for (const auto& row : j["causal"]) {
     if (row.contains("relative_difference")) {
       EXPECT_LT(row["relative_difference"].get<double>(), 1e-4);

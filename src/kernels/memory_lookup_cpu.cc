@@ -107,7 +107,7 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
     if (s.dtype == DType::f32) simd::gemv_t(f32(s.data), r, x, dk, t.data(), r);
     else simd::gemv_t_bf16(bf16(s.data), r, x, dk, t.data(), r);
     simd::mul(s.lambda, t.data(), r);
-    simd::scale(t.data(), r, alpha);
+    if (alpha != 1.f) simd::scale(t.data(), r, alpha);
     if (s.dtype == DType::f32) simd::gemv_n(f32(s.data), r, t.data(), dk, r, o);
     else simd::gemv_n_bf16(bf16(s.data), r, t.data(), dk, r, o);
   } else if (s.layout == Layout::low_rank && m < kLowRankBlockedFrom) {
@@ -145,7 +145,7 @@ void stored_lookup_cpu(const StoredState& s, CView2 q, View2 out, FeatureMap phi
   } else if (m < kGemvRows) {
     for (int64_t i = 0; i < m; ++i) {
       gemv_stored(s, x + i * dk, &out(i, 0));
-      simd::scale(&out(i, 0), dv, alpha);
+      if (alpha != 1.f) simd::scale(&out(i, 0), dv, alpha);
     }
   } else {
     std::vector<float> dense;
