@@ -26,6 +26,7 @@ from ._linattn import (  # noqa: F401
     causal_linear_attention,
     causal_linear_attention_backward,
     causal_linear_attention_step,
+    causal_working_set_bytes,
     compress,
     content_lambda_attention,
     content_lambda_attention_backward,
@@ -59,7 +60,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentError", "Bank", "CausalGrads", "CausalResult", "Error", "FormatError", "Memory", "MemoryView",
     "additive_attention", "additive_attention_backward", "causal_automatic_choice", "causal_linear_attention",
-    "causal_linear_attention_backward", "causal_linear_attention_step", "compress", "content_lambda_attention",
+    "causal_linear_attention_backward", "causal_linear_attention_step", "causal_working_set_bytes", "compress",
+    "content_lambda_attention",
     "content_lambda_attention_backward", "content_lambda_encode", "galerkin_attention", "galerkin_attention_backward",
     "kslot_memory_encode", "kslot_memory_encode_backward", "kslot_memory_lookup", "kslot_memory_lookup_backward",
     "linear_attention_encode",

@@ -177,6 +177,8 @@ def kslot_memory_lookup_backward(query_scores: ArrayLike, memory: ArrayLike, dou
 def causal_automatic_choice(dk: int, dv: int, *, decay: str = "none", gated: bool = False,
                             feature_map: str = "identity", normalize: bool = False, chunk_size: int = 32,
                             backward: bool = False) -> Dict[str, Any]: ...
+def causal_working_set_bytes(B: int, H: int, T: int, dk: int, dv: int, *, decay: str = "none", gated: bool = False,
+                             backward: bool = False) -> int: ...
 def causal_linear_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, *, decay: Optional[ArrayLike] = None,
                             gates: Optional[ArrayLike] = None, lengths: Lengths = None,
                             initial_state: Optional[ArrayLike] = None, initial_normalizer: Optional[ArrayLike] = None,

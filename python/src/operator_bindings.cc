@@ -355,6 +355,12 @@ void bind_causal(py::module_& m) {
         d["chunked_ns_per_token"] = c.chunked_ns_per_token;
         d["measured_at_length"] = c.measured_at_length;
         d["measured_heads"] = c.measured_heads;
+        d["recurrent_from_bytes"] = c.recurrent_from_bytes == std::numeric_limits<int64_t>::max()
+                                        ? py::object(py::none())
+                                        : py::object(py::int_(c.recurrent_from_bytes));
+        d["last_probe_heads"] = c.last_probe_heads;
+        d["last_recurrent_ns_per_token"] = c.last_recurrent_ns_per_token;
+        d["last_chunked_ns_per_token"] = c.last_chunked_ns_per_token;
         return d;
       },
       py::arg("dk"), py::arg("dv"), py::kw_only(), py::arg("decay") = "none", py::arg("gated") = false,
@@ -363,9 +369,31 @@ void bind_causal(py::module_& m) {
       R"(What algorithm="automatic" does for this kind of sequence on this machine.
 
 Returns a dict: max_recurrent_length (sequences up to it run token by token, longer ones in
-chunks; None: every length token by token), measured (False with LINATTN_CAUSAL_CALIBRATION=off),
-and the two algorithms' nanoseconds per token on measured_heads sequences of measured_at_length.
-The first call for a kind times both algorithms (5-200 ms); later calls return the kept answer.)");
+chunks; None: every length token by token), recurrent_from_bytes (calls whose working set,
+causal_working_set_bytes, is at least this run token by token at any length; None: never),
+measured (False with LINATTN_CAUSAL_CALIBRATION=off), the two algorithms' nanoseconds per token
+on measured_heads sequences of measured_at_length, and the same on the last probe of the ladder
+of working sets (last_probe_heads sequences). The first call for a kind times both algorithms
+(5 ms to 1 s); later calls return the kept answer.)");
+
+  m.def(
+      "causal_working_set_bytes",
+      [](int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, const std::string& decay, bool gated, bool backward) {
+        const char* op = "linattn.causal_working_set_bytes";
+        DecayKind kind;
+        if (decay == "none") kind = DecayKind::none;
+        else if (decay == "per_head") kind = DecayKind::per_head;
+        else if (decay == "per_step") kind = DecayKind::per_step;
+        else if (decay == "per_channel") kind = DecayKind::per_channel;
+        else throw ArgumentError(op, "decay", "unknown decay kind '" + decay + "' (none, per_head, per_step, per_channel)");
+        if (B < 0 || H < 0 || T < 0 || dk < 1 || dv < 1)
+          throw ArgumentError(op, "B, H, T, dk, dv", "sizes must be >= 0 and widths >= 1");
+        return causal_working_set_bytes(B, H, T, dk, dv, kind, gated, backward);
+      },
+      py::arg("B"), py::arg("H"), py::arg("T"), py::arg("dk"), py::arg("dv"), py::kw_only(), py::arg("decay") = "none",
+      py::arg("gated") = false, py::arg("backward") = false,
+      R"(The bytes a causal call of B x H sequences of T tokens streams (inputs, outputs and, backward,
+the gradients): what algorithm="automatic" compares with recurrent_from_bytes.)");
 
   m.def("causal_linear_attention",
         [](const py::object& q_, const py::object& k_, const py::object& v_, const py::object& decay_,

@@ -255,17 +255,23 @@ def test_operator_errors_name_the_argument(rng):
 def test_causal_automatic_choice_is_inspectable_and_followed():
     c = linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)
     assert set(c) == {"max_recurrent_length", "measured", "recurrent_ns_per_token", "chunked_ns_per_token",
-                      "measured_at_length", "measured_heads"}
+                      "measured_at_length", "measured_heads", "recurrent_from_bytes", "last_probe_heads",
+                      "last_recurrent_ns_per_token", "last_chunked_ns_per_token"}
     assert c["measured"] and c["recurrent_ns_per_token"] > 0 and c["chunked_ns_per_token"] > 0
+    assert c["last_probe_heads"] > 1 and c["last_recurrent_ns_per_token"] > 0
     assert c == linattn.causal_automatic_choice(12, 10, decay="per_channel", gated=True)  # kept, not re-measured
-    limit = linattn.causal_automatic_choice(12, 10)["max_recurrent_length"]
+    plain = linattn.causal_automatic_choice(12, 10)
+    limit, from_bytes = plain["max_recurrent_length"], plain["recurrent_from_bytes"]
     assert limit is None or limit >= 1
     # automatic's output is bit for bit the output of the algorithm the choice names
     rng = np.random.default_rng(3)
     T = 40
     q, k = (rng.standard_normal((1, 2, T, 12), dtype=np.float32) for _ in range(2))
     v = rng.standard_normal((1, 2, T, 10), dtype=np.float32)
-    named = "recurrent" if limit is None or T <= limit else "chunked"
+    call_bytes = linattn.causal_working_set_bytes(1, 2, T, 12, 10)
+    assert call_bytes == 1 * 2 * T * (2 * 12 + 2 * 10) * 4  # q, k, v and out, fp32
+    large = from_bytes is not None and call_bytes >= from_bytes
+    named = "recurrent" if limit is None or T <= limit or large else "chunked"
     np.testing.assert_array_equal(linattn.causal_linear_attention(q, k, v),
                                   linattn.causal_linear_attention(q, k, v, algorithm=named))
     with pytest.raises(linattn.ArgumentError, match="decay"):
