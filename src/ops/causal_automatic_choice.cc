@@ -29,8 +29,8 @@ using Key = std::tuple<int64_t, int64_t, DecayKind, bool, bool, FeatureMap, int6
 // the per-core caches, as in a training batch. One sequence of 256 tokens stays in L2 and
 // favoured the chunks, which the recurrence then beat by 1.5x at B = 4, H = 8, T = 4,096.
 // Then the same probe with more or fewer heads: the chunks read their inputs more than once and
-// lose ground as the working set leaves the last cache (a d = 64 GLA forward: chunks 1.26x
-// faster at 8 MB, the recurrence 1.03x at 34 MB and 1.07x at 134 MB).
+// lose ground as the working set leaves the last cache, which the length alone does not tell
+// (docs/causal.md).
 constexpr int64_t kProbeHeads = 16, kProbeLength = 512, kProbeLadder = 3;
 
 CausalCalibration mode_from_environment() {
@@ -176,8 +176,10 @@ CausalAutomaticChoice measure(const Key& key) {
     c.last_recurrent_ns_per_token = p.ns_per_token(CausalAlgorithm::recurrent, 2);
     c.last_chunked_ns_per_token = p.ns_per_token(CausalAlgorithm::chunked, 2);
     turned = (c.last_recurrent_ns_per_token <= c.last_chunked_ns_per_token) != recurrence_won;
-    if (turned) c.recurrent_from_bytes = static_cast<int64_t>(std::sqrt(bytes(heads) * 2.0 * bytes(heads)) *
-                                                              (recurrence_won ? 1.0 : 0.5));
+    // The turn is between this probe and the one before (twice its working set going down, half
+    // going up): their geometric mean.
+    if (turned) c.recurrent_from_bytes = static_cast<int64_t>(recurrence_won ? bytes(heads) * std::sqrt(2.0)
+                                                                             : bytes(heads) / std::sqrt(2.0));
   }
   if (recurrence_won && !turned) {
     c.max_recurrent_length = std::numeric_limits<int64_t>::max();

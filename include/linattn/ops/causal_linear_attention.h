@@ -142,10 +142,9 @@ void causal_linear_attention_step(CView3 q, CView3 k, CView3 v, View4 state, Vie
 // pass. Measured once per process and kind, at its first use (both algorithms on synthetic
 // inputs threaded over their heads, at working sets of 1x and up to 4x or down to 1/4x the first
 // probe's, and on one sequence of lengths 2-256: about 5 ms to 1 s, most at d = 128 backward),
-// then kept. The
-// measured choice can differ between machines and runs near a tie; either algorithm's results
-// agree to float rounding (docs/causal.md gives the tolerances), and `chunked` or `recurrent`
-// fix the choice.
+// then kept. The measured choice can differ between machines and runs near a tie; either
+// algorithm's results agree to float rounding (docs/causal.md gives the tolerances), and
+// `chunked` or `recurrent` fix the choice.
 struct CausalAutomaticChoice {
   int64_t max_recurrent_length = 0;  // sequences up to this length run token by token (INT64_MAX: all)
   // Calls whose working set (causal_working_set_bytes) is at least this run token by token at
