@@ -23,6 +23,15 @@
 namespace linattn::python {
 namespace {
 
+// A decay kind's name (none, per_head, per_step, per_channel); ArgumentError naming `decay` otherwise.
+DecayKind decay_kind_arg(const std::string& decay, const char* op) {
+  if (decay == "none") return DecayKind::none;
+  if (decay == "per_head") return DecayKind::per_head;
+  if (decay == "per_step") return DecayKind::per_step;
+  if (decay == "per_channel") return DecayKind::per_channel;
+  throw ArgumentError(op, "decay", "unknown decay kind '" + decay + "' (none, per_head, per_step, per_channel)");
+}
+
 CausalAlgorithm algorithm_arg(const std::string& name, const char* op) {
   if (name == "automatic") return CausalAlgorithm::automatic;
   if (name == "chunked") return CausalAlgorithm::chunked;
@@ -333,31 +342,26 @@ void bind_causal(py::module_& m) {
       [](int64_t dk, int64_t dv, const std::string& decay, bool gated, const std::string& feature_map, bool normalize,
          int64_t chunk_size, bool backward) {
         const char* op = "linattn.causal_automatic_choice";
-        DecayKind kind;
-        if (decay == "none") kind = DecayKind::none;
-        else if (decay == "per_head") kind = DecayKind::per_head;
-        else if (decay == "per_step") kind = DecayKind::per_step;
-        else if (decay == "per_channel") kind = DecayKind::per_channel;
-        else throw ArgumentError(op, "decay", "unknown decay kind '" + decay + "' (none, per_head, per_step, per_channel)");
+        const DecayKind kind = decay_kind_arg(decay, op);
         const CausalLinearAttentionOptions o{.feature_map = feature_map_arg(feature_map, op), .normalize = normalize,
                                              .chunk_size = chunk_size};
         CausalAutomaticChoice c;
         {
-          py::gil_scoped_release nogil;  // a first use measures (5-200 ms)
+          py::gil_scoped_release nogil;  // a first use measures (5 ms to 1 s)
           c = causal_automatic_choice(dk, dv, kind, gated, o, backward);
         }
+        // INT64_MAX ("any length", "never") reads as None.
+        auto limit = [](int64_t v) {
+          return v == std::numeric_limits<int64_t>::max() ? py::object(py::none()) : py::object(py::int_(v));
+        };
         py::dict d;
-        d["max_recurrent_length"] = c.max_recurrent_length == std::numeric_limits<int64_t>::max()
-                                        ? py::object(py::none())
-                                        : py::object(py::int_(c.max_recurrent_length));
+        d["max_recurrent_length"] = limit(c.max_recurrent_length);
         d["measured"] = c.measured;
         d["recurrent_ns_per_token"] = c.recurrent_ns_per_token;
         d["chunked_ns_per_token"] = c.chunked_ns_per_token;
         d["measured_at_length"] = c.measured_at_length;
         d["measured_heads"] = c.measured_heads;
-        d["recurrent_from_bytes"] = c.recurrent_from_bytes == std::numeric_limits<int64_t>::max()
-                                        ? py::object(py::none())
-                                        : py::object(py::int_(c.recurrent_from_bytes));
+        d["recurrent_from_bytes"] = limit(c.recurrent_from_bytes);
         d["last_probe_heads"] = c.last_probe_heads;
         d["last_recurrent_ns_per_token"] = c.last_recurrent_ns_per_token;
         d["last_chunked_ns_per_token"] = c.last_chunked_ns_per_token;
@@ -380,12 +384,7 @@ of working sets (last_probe_heads sequences). The first call for a kind times bo
       "causal_working_set_bytes",
       [](int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, const std::string& decay, bool gated, bool backward) {
         const char* op = "linattn.causal_working_set_bytes";
-        DecayKind kind;
-        if (decay == "none") kind = DecayKind::none;
-        else if (decay == "per_head") kind = DecayKind::per_head;
-        else if (decay == "per_step") kind = DecayKind::per_step;
-        else if (decay == "per_channel") kind = DecayKind::per_channel;
-        else throw ArgumentError(op, "decay", "unknown decay kind '" + decay + "' (none, per_head, per_step, per_channel)");
+        const DecayKind kind = decay_kind_arg(decay, op);
         if (B < 0 || H < 0 || T < 0 || dk < 1 || dv < 1)
           throw ArgumentError(op, "B, H, T, dk, dv", "sizes must be >= 0 and widths >= 1");
         return causal_working_set_bytes(B, H, T, dk, dv, kind, gated, backward);
