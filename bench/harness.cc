@@ -4,9 +4,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <utility>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include <sys/utsname.h>
 

@@ -109,6 +109,26 @@ TEST(ArgumentErrors, OutputsSharingMemoryWithInputs) {
   expect_argument_error([&] { softmax_attention_backward(q, k, v, out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), out.view()); },
                         "dv", "shares memory with out");
 
+  // The additive scorer: its output over a scorer weight; a scorer gradient over its weight or
+  // over another gradient.
+  // w_k is the first 32 of 64 numbers, so that an [8, 8] output can lie over it.
+  Tensor<1> w_k_buffer = test::random_tensor<1>({64});
+  Tensor<2> w_q = test::random_tensor<2>({4, 8}), dw_k({4, 8}), dw_q({4, 8});
+  Tensor<1> bias = test::random_tensor<1>({4}), w = test::random_tensor<1>({4}), dbias({4}), dw({4});
+  const AdditiveScorer scorer{CView2(w_k_buffer.data.data(), {4, 8}, {8, 1}), w_q.cview(), bias.cview(), w.cview()};
+  Tensor<4> big_out({1, 1, 8, 8});
+  expect_argument_error([&] { additive_attention(q, k, v, scorer, View4(w_k_buffer.data.data(), {1, 1, 8, 8}, {64, 64, 8, 1})); },
+                        "out", "shares memory with scorer.w_k");
+  additive_attention(q, k, v, scorer, big_out.view(), false, {}, {}, lse.view());
+  expect_argument_error([&] {
+    additive_attention_backward(q, k, v, scorer, big_out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), M.view(),
+                                {dw_k.view(), View2(w_q.data.data(), {4, 8}, {8, 1}), dbias.view(), dw.view()});
+  }, "dscorer.w_q", "shares memory with scorer.w_q");
+  expect_argument_error([&] {
+    additive_attention_backward(q, k, v, scorer, big_out.cview(), lse.cview(), dout.cview(), dq.view(), dk.view(), M.view(),
+                                {dw_k.view(), dw_q.view(), dbias.view(), dbias.view()});
+  }, "dscorer.bias", "shares memory with dscorer.w");
+
   // Linear attention: the state over a key, the answer over its query, a gradient over dout.
   expect_argument_error([&] { linear_attention_encode(k, v, over(k)); }, "state", "shares memory with k");
   for (const int64_t Tq : {1, 8}) {  // one query (a gemv) and many (a GEMM)
@@ -136,6 +156,15 @@ TEST(ArgumentErrors, OutputsSharingMemoryWithInputs) {
                         "out", "overlaps h");
   expect_argument_error([&] { vector_gate(h.cview(), W.cview(), b.cview(), apart.view(), h.view()); }, "gate", "shares memory with h");
   expect_argument_error([&] { scalar_gate(h.cview(), b.cview(), 1.f, View1(h.data.data(), {6}, {1})); }, "g", "shares memory with h");
+  Tensor<2> dh({6, 4}), dW({4, 4});
+  Tensor<1> dwv({4}), gv = test::random_tensor<1>({6});
+  float db = 0;
+  expect_argument_error([&] { scalar_gate_backward(h.cview(), b.cview(), gv.cview(), gv.cview(), h.view(), dwv.view(), &db); },
+                        "dh", "shares memory with h");
+  expect_argument_error([&] { scalar_gate_backward(h.cview(), b.cview(), gv.cview(), gv.cview(), dh.view(), dwv.view(), dwv.data.data()); },
+                        "dw", "shares memory with db");
+  expect_argument_error([&] { vector_gate_backward(h.cview(), W.cview(), h.cview(), h.cview(), dh.view(), W.view(), dwv.view()); },
+                        "dw", "shares memory with w");
 }
 
 TEST(ArgumentErrors, RequireFinite) {

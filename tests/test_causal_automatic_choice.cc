@@ -143,5 +143,45 @@ TEST(CausalAutomaticChoice, BothPassesFollowTheChoice) {
   }
 }
 
+// A call at least as large as the choice's working-set limit runs token by token, a smaller one
+// by its length: automatic's output equals, bit for bit, the algorithm token_by_token names for
+// a small call and for one past the limit (or, when the limit is "never" or "always", one as
+// large as the ladder's largest probe). Several kinds, since which of them has a limit between
+// "never" and "always" depends on the machine (on a Zen 5: d = 64 without decay, at 2-6 MB).
+TEST(CausalAutomaticChoice, TheWorkingSetDecidesForLargeCalls) {
+  CalibrationGuard guard;
+  set_causal_calibration(CausalCalibration::measure);
+  const int64_t T = 64;
+  const CausalLinearAttentionOptions automatic;
+  CausalLinearAttentionOptions chunked = automatic, recurrent = automatic;
+  chunked.algorithm = CausalAlgorithm::chunked;
+  recurrent.algorithm = CausalAlgorithm::recurrent;
+  for (const auto& [d, kind] : {std::pair{int64_t{64}, DecayKind::none}, std::pair{int64_t{64}, DecayKind::per_channel},
+                                std::pair{int64_t{16}, DecayKind::none}}) {
+    const CausalAutomaticChoice choice = causal_automatic_choice(d, d, kind, false, automatic, false);
+    const int64_t per_sequence = causal_working_set_bytes(1, 1, T, d, d, kind, false, false);
+    const int64_t ladder_top =
+        causal_working_set_bytes(1, 4 * choice.measured_heads, choice.measured_at_length, d, d, kind, false, false);
+    const bool limited = choice.recurrent_from_bytes > 0 && choice.recurrent_from_bytes != std::numeric_limits<int64_t>::max();
+    const int64_t large_heads = (limited ? choice.recurrent_from_bytes : ladder_top) / per_sequence + 1;
+    for (const int64_t H : {int64_t{1}, large_heads}) {
+      const auto q = test::random_tensor<4>({1, H, T, d}), k = test::random_tensor<4>({1, H, T, d}),
+                 v = test::random_tensor<4>({1, H, T, d});
+      auto logs = test::random_tensor<4>({1, H, T, d}, -0.05f, 0.f);
+      const Decay decay = kind == DecayKind::per_channel ? Decay{.kind = kind, .per_channel = logs.cview()} : Decay{};
+      auto run = [&](const CausalLinearAttentionOptions& o) {
+        Tensor<4> out({1, H, T, d});
+        causal_linear_attention(q.cview(), k.cview(), v.cview(), out.view(), decay, o);
+        return out.data;
+      };
+      const bool tokens = choice.token_by_token(T, causal_working_set_bytes(1, H, T, d, d, kind, false, false));
+      if (H > 1 && limited) {
+        EXPECT_TRUE(tokens) << "a call past the limit runs token by token";
+      }
+      EXPECT_EQ(run(automatic), run(tokens ? recurrent : chunked)) << "d = " << d << ", H = " << H;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace linattn

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,6 +20,16 @@ std::string shape_string(const View<T, R>& v) {
   std::string s = "[";
   for (int i = 0; i < R; ++i) s += (i ? "," : "") + std::to_string(v.shape[i]);
   return s + "]";
+}
+
+// A named argument's memory, first to last element, for Checks::apart.
+struct Extent {
+  std::string_view name;
+  std::array<uintptr_t, 2> range;
+};
+template <typename T, int R>
+Extent extent(std::string_view name, const View<T, R>& v) {
+  return {name, element_range(v)};
 }
 
 class Checks {
@@ -90,13 +101,23 @@ class Checks {
                        shape_string(like));
   }
 
-  // An output that must share no memory with the other arguments named after it (read or
-  // written while it is): disjoint("out", out, "q", q, "k", k, ...).
-  template <typename T, int R, typename U, int S, typename... More>
-  void disjoint(std::string_view name, const View<T, R>& v, std::string_view other_name, const View<U, S>& other,
-                const More&... more) const {
+  // An output that must share no memory with another argument (read or written while it is).
+  template <typename T, int R, typename U, int S>
+  void disjoint(std::string_view name, const View<T, R>& v, std::string_view other_name, const View<U, S>& other) const {
     if (spans_meet(v, other)) fail(name, "shares memory with " + std::string(other_name) + " (not supported)");
-    if constexpr (sizeof...(More) > 0) disjoint(name, v, more...);
+  }
+
+  // Outputs that share no memory with any input nor with one another (each is read or written
+  // while the others are): apart({extent("out", out)}, {extent("q", q), extent("k", k)}). The
+  // first output found overlapping is named, with what it overlaps.
+  void apart(std::initializer_list<Extent> outputs, std::initializer_list<Extent> inputs) const {
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+      for (const Extent& in : inputs)
+        if (ranges_meet(o->range, in.range)) fail(o->name, "shares memory with " + std::string(in.name) + " (not supported)");
+      for (auto other = o + 1; other != outputs.end(); ++other)
+        if (ranges_meet(o->range, other->range))
+          fail(o->name, "shares memory with " + std::string(other->name) + " (not supported)");
+    }
   }
 
   // Per-sequence lengths: absent (empty) or one value in [0, max] per batch entry.
@@ -127,9 +148,8 @@ inline void check_qkv_gradients(const Checks& c, CView4 q, CView4 k, CView4 v, C
   c.same_shape("dq", dq, "q", q, true);
   c.same_shape("dk", dk, "k", k, true);
   c.same_shape("dv", dv, "v", v, true);
-  c.disjoint("dq", dq, "q", q, "k", k, "v", v, "dout", dout, "dk", dk, "dv", dv);
-  c.disjoint("dk", dk, "q", q, "k", k, "v", v, "dout", dout, "dv", dv);
-  c.disjoint("dv", dv, "q", q, "k", k, "v", v, "dout", dout);
+  c.apart({extent("dq", dq), extent("dk", dk), extent("dv", dv)},
+          {extent("q", q), extent("k", k), extent("v", v), extent("dout", dout)});
 }
 
 }  // namespace linattn::detail

@@ -20,6 +20,8 @@
 #include "linattn/memory/memory_file.h"
 
 namespace linattn {
+
+using detail::extent;
 namespace {
 
 constexpr char kBankMagic[8] = {'L', 'I', 'N', 'A', 'T', 'T', 'N', 'B'};
@@ -316,7 +318,7 @@ void Bank::lookup(CView2 queries, View3 out, std::span<const int64_t> selection,
   if (n == 0) return;
   c.dim("queries", queries, 1, dk_, "the bank's key width dk");
   c.dim("out", out, 2, dv_, "the bank's value width dv");
-  c.disjoint("out", out, "queries", queries);
+  c.apart({extent("out", out)}, {extent("queries", queries)});
   kernels::parallel_for(n, [&](int64_t j, int) {
     const int64_t i = selection.empty() ? j : selection[static_cast<size_t>(j)];
     View2 o(&out(j, 0, 0), {out.shape[1], out.shape[2]}, {out.stride[1], out.stride[2]});

@@ -13,6 +13,8 @@
 #include "linattn/ops/linear_attention.h"
 
 namespace linattn {
+
+using detail::extent;
 namespace {
 
 // A row view [T, d] seen as the [1, 1, T, d] view the operators take.
@@ -346,10 +348,10 @@ void MemoryView::lookup(CView2 queries, View2 out, const LookupOptions& options)
   s.normalizer = info_.config.normalize ? normalizer_ : nullptr;
   // The stored numbers seen as floats only to locate them (a bf16 state spans half as many).
   const int64_t dk = info_.config.key_dim, state_floats = (kernels::stored_state_bytes(s) + 3) / 4;
-  c.disjoint("out", out, "queries", queries, "the memory's state",
-             CView1(static_cast<const float*>(state_), {state_floats}, {1}), "the memory's normaliser",
-             CView1(normalizer_, {normalizer_ ? normalizer_size(info_.config) : 0}, {1}), "the memory's spectrum",
-             CView1(lambda_, {lambda_ ? info_.rank : 0}, {1}));
+  c.apart({extent("out", out)},
+          {extent("queries", queries), extent("the memory's state", CView1(static_cast<const float*>(state_), {state_floats}, {1})),
+           extent("the memory's normaliser", CView1(normalizer_, {normalizer_ ? normalizer_size(info_.config) : 0}, {1})),
+           extent("the memory's spectrum", CView1(lambda_, {lambda_ ? info_.rank : 0}, {1}))});
   // The relatives' queries: slot weights (K-slot), or q_i / s_i (content lambda, so that the
   // stored sums A read as lambda = A / s).
   std::vector<float> transformed;

@@ -8,6 +8,8 @@
 
 namespace linattn {
 
+using detail::extent;
+
 void scalar_gate(CView2 h, CView1 w, float b, View1 g) {
   const detail::Checks c("linattn::scalar_gate");
   c.view("h", h, false);
@@ -17,7 +19,7 @@ void scalar_gate(CView2 h, CView1 w, float b, View1 g) {
   c.dim("w", w, 0, h.shape[1], "the width d of h");
   c.dim("g", g, 0, h.shape[0], "the row count N of h");
   if (!std::isfinite(b)) c.fail("b", "must be finite, got " + std::to_string(b));
-  c.disjoint("g", g, "h", h, "w", w);
+  c.apart({extent("g", g)}, {extent("h", h), extent("w", w)});
   kernels::scalar_gate_cpu(h, w, b, g);
 }
 
@@ -42,8 +44,8 @@ void vector_gate(CView2 h, CView2 w, CView1 b, View2 out, View2 gate) {
   // out may be h itself (each block of rows is read whole before it is written), nothing else.
   if ((out.data != h.data || (N > 1 && out.stride[0] != h.stride[0])) && spans_meet(out, h))
     c.fail("out", "overlaps h without being h itself (not supported)");
-  c.disjoint("out", out, "w", w, "b", b, "gate", gate);
-  c.disjoint("gate", gate, "h", h, "w", w, "b", b);
+  c.apart({extent("out", out), extent("gate", gate)}, {extent("w", w), extent("b", b)});
+  c.apart({extent("gate", gate)}, {extent("h", h)});
   kernels::vector_gate_cpu(h, w, b, out, gate);
 }
 
@@ -57,9 +59,8 @@ void scalar_gate_backward(CView2 h, CView1 w, CView1 g, CView1 dg, View2 dh, Vie
   c.same_shape("dh", dh, "h", h, true);
   c.same_shape("dw", dw, "w", w, true);
   if (!db) c.fail("db", "is null");
-  c.disjoint("dh", dh, "h", h, "w", w, "g", g, "dg", dg, "dw", dw, "db", CView1(db, {1}, {1}));
-  c.disjoint("dw", dw, "h", h, "w", w, "g", g, "dg", dg, "db", CView1(db, {1}, {1}));
-  c.disjoint("db", CView1(db, {1}, {1}), "h", h, "w", w, "g", g, "dg", dg);
+  c.apart({extent("dh", dh), extent("dw", dw), extent("db", CView1(db, {1}, {1}))},
+          {extent("h", h), extent("w", w), extent("g", g), extent("dg", dg)});
   kernels::scalar_gate_backward_cpu(h, w, g, dg, dh, dw, db);
 }
 
@@ -77,9 +78,8 @@ void vector_gate_backward(CView2 h, CView2 w, CView2 gate, CView2 dout, View2 dh
   c.same_shape("dw", dw, "w", w, true);
   c.view("db", db, true);
   c.dim("db", db, 0, d, "the width d of h");
-  c.disjoint("dh", dh, "h", h, "w", w, "gate", gate, "dout", dout, "dw", dw, "db", db);
-  c.disjoint("dw", dw, "h", h, "w", w, "gate", gate, "dout", dout, "db", db);
-  c.disjoint("db", db, "h", h, "w", w, "gate", gate, "dout", dout);
+  c.apart({extent("dh", dh), extent("dw", dw), extent("db", db)},
+          {extent("h", h), extent("w", w), extent("gate", gate), extent("dout", dout)});
   kernels::vector_gate_backward_cpu(h, w, gate, dout, dh, dw, db);
 }
 

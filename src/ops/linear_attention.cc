@@ -7,6 +7,8 @@
 #include "kernels/linear_attention_cpu.h"
 
 namespace linattn {
+
+using detail::extent;
 namespace {
 
 void check_feature_map(const detail::Checks& c, FeatureMap phi) {
@@ -101,8 +103,7 @@ void linear_attention_encode(CView4 k, CView4 v, View4 state, View3 normalizer,
   const detail::Checks c("linattn::linear_attention_encode");
   check_encode_inputs(c, k, v, gates, lengths, options);
   check_state(c, state, normalizer, k.shape[0], k.shape[1], k.shape[3], v.shape[3], true);
-  c.disjoint("state", state, "k", k, "v", v, "gates", gates, "normalizer", normalizer);
-  c.disjoint("normalizer", normalizer, "k", k, "v", v, "gates", gates);
+  c.apart({extent("state", state), extent("normalizer", normalizer)}, {extent("k", k), extent("v", v), extent("gates", gates)});
   kernels::linear_attention_encode_cpu(k, v, gates, lengths, options.feature_map,
                                        options.accumulate, state, normalizer);
 }
@@ -112,7 +113,7 @@ void linear_attention_lookup(CView4 q, CView4 state, View4 out, const LinearLook
   const detail::Checks c("linattn::linear_attention_lookup");
   check_lookup_inputs(c, q, state, options, normalizer, token_counts, q_lengths);
   check_lookup_output(c, "out", out, q, state, true);
-  c.disjoint("out", out, "q", q, "state", state, "normalizer", normalizer);
+  c.apart({extent("out", out)}, {extent("q", q), extent("state", state), extent("normalizer", normalizer)});
   kernels::linear_attention_lookup_cpu(q, state, normalizer, options.eps, options.scale,
                                        token_counts, q_lengths, options.feature_map, out);
 }
@@ -128,9 +129,9 @@ void linear_attention_encode_backward(CView4 k, CView4 v, CView4 dstate, View4 d
   if (gates.present() != dgates.present())
     c.fail("dgates", gates.present() ? "is required when gates are given" : "is given without gates");
   if (dgates.present()) c.same_shape("dgates", dgates, "gates", gates, true);
-  c.disjoint("dk", dk, "k", k, "v", v, "dstate", dstate, "dnormalizer", dnormalizer, "gates", gates, "dv", dv, "dgates", dgates);
-  c.disjoint("dv", dv, "k", k, "v", v, "dstate", dstate, "dnormalizer", dnormalizer, "gates", gates, "dgates", dgates);
-  c.disjoint("dgates", dgates, "k", k, "v", v, "dstate", dstate, "dnormalizer", dnormalizer, "gates", gates);
+  c.apart({extent("dk", dk), extent("dv", dv), extent("dgates", dgates)},
+          {extent("k", k), extent("v", v), extent("dstate", dstate), extent("dnormalizer", dnormalizer),
+           extent("gates", gates)});
   kernels::linear_attention_encode_backward_cpu(k, v, gates, lengths, options.feature_map, dstate, dnormalizer,
                                                 dk, dv, dgates);
 }
@@ -147,9 +148,8 @@ void linear_attention_lookup_backward(CView4 q, CView4 state, CView4 dout, View4
     c.fail("dnormalizer", options.normalize ? "is required when options.normalize is set"
                                             : "is given but options.normalize is not set");
   if (dnormalizer.present()) c.same_shape("dnormalizer", dnormalizer, "normalizer", normalizer, true);
-  c.disjoint("dq", dq, "q", q, "state", state, "dout", dout, "normalizer", normalizer, "dstate", dstate, "dnormalizer", dnormalizer);
-  c.disjoint("dstate", dstate, "q", q, "state", state, "dout", dout, "normalizer", normalizer, "dnormalizer", dnormalizer);
-  c.disjoint("dnormalizer", dnormalizer, "q", q, "state", state, "dout", dout, "normalizer", normalizer);
+  c.apart({extent("dq", dq), extent("dstate", dstate), extent("dnormalizer", dnormalizer)},
+          {extent("q", q), extent("state", state), extent("dout", dout), extent("normalizer", normalizer)});
   kernels::linear_attention_lookup_backward_cpu(q, state, normalizer, options.eps, options.scale, token_counts,
                                                 q_lengths, options.feature_map, dout, dq, dstate, dnormalizer);
 }

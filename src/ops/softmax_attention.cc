@@ -7,6 +7,8 @@
 #include "kernels/softmax_attention_cpu.h"
 
 namespace linattn {
+
+using detail::extent;
 namespace {
 
 // Checks of the inputs shared by both scorers and both directions; dq is free for the additive
@@ -83,9 +85,7 @@ void check_backward(const detail::Checks& c, CView4 q, CView4 k, CView4 v, CView
   c.same_shape("dk", dk, "k", k, true);
   c.same_shape("dv", dv, "v", v, true);
   detail::check_qkv_gradients(c, q, k, v, dout, dq, dk, dv);
-  c.disjoint("dq", dq, "out", out, "lse", lse);
-  c.disjoint("dk", dk, "out", out, "lse", lse);
-  c.disjoint("dv", dv, "out", out, "lse", lse);
+  c.apart({extent("dq", dq), extent("dk", dk), extent("dv", dv)}, {extent("out", out), extent("lse", lse)});
 }
 
 }  // namespace
@@ -97,8 +97,7 @@ void softmax_attention(CView4 q, CView4 k, CView4 v, View4 out,
   check_inputs(c, q, k, v, options.causal, kv_lengths, q_lengths, true);
   check_output(c, "out", out, q, v, true);
   if (lse.present()) check_lse(c, lse, q, true);
-  c.disjoint("out", out, "q", q, "k", k, "v", v, "lse", lse);
-  c.disjoint("lse", lse, "q", q, "k", k, "v", v);
+  c.apart({extent("out", out), extent("lse", lse)}, {extent("q", q), extent("k", k), extent("v", v)});
   const float scale = options.scale.value_or(1.f / std::sqrt(static_cast<float>(k.shape[3])));
   if (!std::isfinite(scale)) c.fail("options.scale", "must be finite, got " + std::to_string(scale));
   kernels::softmax_attention_cpu(q, k, v, out, lse, kv_lengths,
@@ -113,10 +112,9 @@ void additive_attention(CView4 q, CView4 k, CView4 v, const AdditiveScorer& scor
   check_scorer(c, q, k, scorer);
   check_output(c, "out", out, q, v, true);
   if (lse.present()) check_lse(c, lse, q, true);
-  c.disjoint("out", out, "q", q, "k", k, "v", v, "lse", lse, "scorer.w_k", scorer.w_k, "scorer.w_q", scorer.w_q,
-             "scorer.bias", scorer.bias, "scorer.w", scorer.w);
-  c.disjoint("lse", lse, "q", q, "k", k, "v", v, "scorer.w_k", scorer.w_k, "scorer.w_q", scorer.w_q,
-             "scorer.bias", scorer.bias, "scorer.w", scorer.w);
+  c.apart({extent("out", out), extent("lse", lse)},
+          {extent("q", q), extent("k", k), extent("v", v), extent("scorer.w_k", scorer.w_k),
+           extent("scorer.w_q", scorer.w_q), extent("scorer.bias", scorer.bias), extent("scorer.w", scorer.w)});
   const kernels::AdditiveScorerView view{scorer.w_k, scorer.w_q, scorer.bias, scorer.w};
   kernels::softmax_attention_cpu(q, k, v, out, lse, kv_lengths, causal ? kv_lengths : q_lengths,
                                  causal, 1.f, &view);
@@ -147,24 +145,11 @@ void additive_attention_backward(CView4 q, CView4 k, CView4 v, const AdditiveSco
   c.same_shape("dscorer.w_q", dscorer.w_q, "scorer.w_q", scorer.w_q, true);
   c.same_shape("dscorer.bias", dscorer.bias, "scorer.bias", scorer.bias, true);
   c.same_shape("dscorer.w", dscorer.w, "scorer.w", scorer.w, true);
-  // Every gradient apart from every input and from each other.
-  const auto apart_from_inputs = [&](const char* name, const auto& g) {
-    c.disjoint(name, g, "q", q, "k", k, "v", v, "out", out, "lse", lse, "dout", dout, "scorer.w_k", scorer.w_k,
-               "scorer.w_q", scorer.w_q, "scorer.bias", scorer.bias, "scorer.w", scorer.w);
-  };
-  apart_from_inputs("dscorer.w_k", dscorer.w_k);
-  apart_from_inputs("dscorer.w_q", dscorer.w_q);
-  apart_from_inputs("dscorer.bias", dscorer.bias);
-  apart_from_inputs("dscorer.w", dscorer.w);
-  apart_from_inputs("dq", dq);
-  apart_from_inputs("dk", dk);
-  apart_from_inputs("dv", dv);
-  c.disjoint("dscorer.w_k", dscorer.w_k, "dscorer.w_q", dscorer.w_q, "dscorer.bias", dscorer.bias, "dscorer.w",
-             dscorer.w, "dq", dq, "dk", dk, "dv", dv);
-  c.disjoint("dscorer.w_q", dscorer.w_q, "dscorer.bias", dscorer.bias, "dscorer.w", dscorer.w, "dq", dq, "dk", dk,
-             "dv", dv);
-  c.disjoint("dscorer.bias", dscorer.bias, "dscorer.w", dscorer.w, "dq", dq, "dk", dk, "dv", dv);
-  c.disjoint("dscorer.w", dscorer.w, "dq", dq, "dk", dk, "dv", dv);
+  c.apart({extent("dq", dq), extent("dk", dk), extent("dv", dv), extent("dscorer.w_k", dscorer.w_k),
+           extent("dscorer.w_q", dscorer.w_q), extent("dscorer.bias", dscorer.bias), extent("dscorer.w", dscorer.w)},
+          {extent("q", q), extent("k", k), extent("v", v), extent("out", out), extent("lse", lse),
+           extent("dout", dout), extent("scorer.w_k", scorer.w_k), extent("scorer.w_q", scorer.w_q),
+           extent("scorer.bias", scorer.bias), extent("scorer.w", scorer.w)});
   const kernels::AdditiveScorerView view{scorer.w_k, scorer.w_q, scorer.bias, scorer.w};
   const kernels::AdditiveScorerGradView grad{dscorer.w_k, dscorer.w_q, dscorer.bias, dscorer.w};
   kernels::softmax_attention_backward_cpu(q, k, v, out, lse, dout, dq, dk, dv, kv_lengths,

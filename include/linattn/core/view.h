@@ -71,19 +71,27 @@ using CView2 = View<const float, 2>;
 using CView3 = View<const float, 3>;
 using CView4 = View<const float, 4>;
 
+// The addresses of a view's first and last elements ({1, 0}, an empty range, for an absent or
+// empty view).
+template <typename T, int R>
+std::array<uintptr_t, 2> element_range(const View<T, R>& v) {
+  if (!v.present() || v.numel() == 0) return {1, 0};
+  int64_t last = 0;
+  for (int i = 0; i < R; ++i) last += (v.shape[i] - 1) * v.stride[i];
+  const auto first = reinterpret_cast<uintptr_t>(v.data);
+  return {first, first + static_cast<uintptr_t>(last) * sizeof(*v.data)};
+}
+
+// Whether two element ranges (element_range) meet; an empty one meets nothing.
+inline bool ranges_meet(const std::array<uintptr_t, 2>& x, const std::array<uintptr_t, 2>& y) {
+  return x[0] <= x[1] && y[0] <= y[1] && x[0] <= y[1] && y[0] <= x[1];
+}
+
 // Whether the memory two views span, first to last element, meets: conservative for interleaved
 // views (two that share no element may still meet). Absent or empty views meet nothing.
 template <typename T, int R, typename U, int S>
 bool spans_meet(const View<T, R>& a, const View<U, S>& b) {
-  if (!a.present() || !b.present() || a.numel() == 0 || b.numel() == 0) return false;
-  auto range = [](const auto& v) {
-    int64_t last = 0;
-    for (int i = 0; i < v.rank; ++i) last += (v.shape[i] - 1) * v.stride[i];
-    const auto first = reinterpret_cast<uintptr_t>(v.data);
-    return std::array<uintptr_t, 2>{first, first + static_cast<uintptr_t>(last) * sizeof(*v.data)};
-  };
-  const auto x = range(a), y = range(b);
-  return x[0] <= y[1] && y[0] <= x[1];
+  return ranges_meet(element_range(a), element_range(b));
 }
 
 // Valid lengths per batch entry; an empty span means every position is valid.
