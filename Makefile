@@ -57,7 +57,7 @@ python-install: python
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --component python
 
 # Every test: the optimised build, the core tests again under ASan+UBSan, then every decoder
-# fuzzed for FUZZ_SECONDS each (six: about a minute and a half in all).
+# fuzzed for FUZZ_SECONDS each, JOBS at a time (six: under a minute on 2 cores).
 test: test-fast asan fuzz
 
 test-fast: build
@@ -70,7 +70,7 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -L core --output-on-failure -j $(JOBS)
 
-# libFuzzer on every decoder, from the seed corpus in fuzz/corpus. Longer runs:
+# libFuzzer on every decoder, from the seed corpus in fuzz/corpus, $(JOBS) at a time. Longer runs:
 #   make fuzz FUZZ_SECONDS=3600
 fuzz: deps redis-module-header
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
@@ -79,13 +79,7 @@ fuzz: deps redis-module-header
 	  -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
 	  -DOpenMP_gomp_LIBRARY=$$(g++ -print-file-name=libgomp.so)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_memory_file fuzz_bank fuzz_npy fuzz_reader_data fuzz_http_request fuzz_redis_value
-	@for t in memory_file bank npy reader_data http_request redis_value; do \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
-	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
-	  OMP_NUM_THREADS=1 ./$(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR|SUMMARY)" ; \
-	  test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz_$$t found a crash (see above)"; exit 1; }; \
-	done
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(JOBS) memory_file bank npy reader_data http_request redis_value
 
 # The cost model on this machine: tables on stdout, every figure in docs/bench/bench.json, plots
 # in docs/bench/*.svg (a few seconds to a minute).
