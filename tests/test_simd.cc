@@ -336,7 +336,58 @@ TEST_P(SimdTest, GlaChunkDecaysMatchDoubleProducts) {
         simd::gla_chunk_key_decays(n, dk, uw.data(), ldl, g2.data(), eka2.data(), kd2.data());
         EXPECT_EQ(eka2, eka);
         EXPECT_EQ(kd2, kd);
+        if (!with_queries) continue;
+        // With ku: u / ea, rounded once, in the same pass; nothing else changes.
+        std::vector<float> g3(g.size()), end3(end.size()), ea3(g.size()), qd3(g.size()), ku(g.size(), -1.f);
+        simd::gla_chunk_decays(logs.data(), ldl, n, dk, qw.data(), ldl, uw.data(), ldl, g3.data(), ea3.data(), nullptr,
+                               end3.data(), qd3.data(), nullptr, ku.data());
+        EXPECT_EQ(g3, g);
+        EXPECT_EQ(end3, end);
+        EXPECT_EQ(ea3, ea);
+        EXPECT_EQ(qd3, qd);
+        for (size_t i = 0; i < ku.size(); ++i)
+          if (ea[i] > 0.f) {
+            EXPECT_EQ(ku[i], u[i] / ea[i]) << "n=" << n << " dk=" << dk << " " << i;
+          }
       }
+}
+
+TEST_P(SimdTest, GlaRatioGradientRowsScaleThenSumInOnePass) {
+  // The same numbers as the three passes it replaces (dq *= ea, du /= ea, decay_gradient_rows),
+  // bit for bit: every tail width and the 4-vector blocks, rows at their own strides (padding NaN,
+  // never read nor written).
+  for (int64_t n : {0, 1, 7, 32})
+    for (int64_t dk : {1, 3, 8, 9, 19, 32, 33, 64, 70}) {
+      auto padded = [&](int64_t pad, float lo, float hi) {
+        std::vector<float> x = random_vector(n * (dk + pad), lo, hi);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t c = dk; c < dk + pad; ++c) x[static_cast<size_t>(r * (dk + pad) + c)] = std::nanf("");
+        return x;
+      };
+      const auto q = padded(1, -1.f, 1.f), u = padded(3, -1.f, 1.f), ea = padded(0, 1e-3f, 1.f), acc0 = random_vector(dk);
+      const auto dq0 = padded(2, -1.f, 1.f), du0 = padded(4, -1.f, 1.f);
+      auto dq_want = dq0, du_want = du0, acc_want = acc0;
+      std::vector<float> out_want(static_cast<size_t>(n * (dk + 5)), -7.f), out = out_want;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < dk; ++c) {
+          const float e = ea[static_cast<size_t>(r * dk + c)];
+          dq_want[static_cast<size_t>(r * (dk + 2) + c)] *= e;
+          du_want[static_cast<size_t>(r * (dk + 4) + c)] /= e;
+        }
+      simd::decay_gradient_rows(q.data(), dk + 1, dq_want.data(), dk + 2, u.data(), dk + 3, du_want.data(), dk + 4, n, dk,
+                                acc_want.data(), out_want.data(), dk + 5);
+      auto dq = dq0, du = du0, acc = acc0;
+      simd::gla_ratio_gradient_rows(q.data(), dk + 1, dq.data(), dk + 2, u.data(), dk + 3, du.data(), dk + 4, ea.data(), n,
+                                    dk, acc.data(), out.data(), dk + 5);
+      auto same = [](const std::vector<float>& a, const std::vector<float>& b) {  // NaN padding equal to NaN
+        return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                          [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); });
+      };
+      EXPECT_TRUE(same(dq, dq_want)) << "n=" << n << " dk=" << dk;
+      EXPECT_TRUE(same(du, du_want)) << "n=" << n << " dk=" << dk;
+      EXPECT_EQ(acc, acc_want) << "n=" << n << " dk=" << dk;
+      EXPECT_EQ(out, out_want) << "n=" << n << " dk=" << dk;
+    }
 }
 
 TEST_P(SimdTest, DecayGradientRowsAreRunningSumsFromTheLastRow) {

@@ -128,16 +128,14 @@ struct Chunk {
                                decay_end.data(), nullptr, kd_.data());
         return;
       }
+      // Ku = u / exp(A) in the same pass, for the ratios that (with decays this weak) nearly
+      // every chunk takes; discarded otherwise.
+      ku.resize(rows);
       simd::gla_chunk_decays(logs, a.log_decay.stride_t, len, dk, phi_q.p, phi_q.ld, u.p, u.ld, G.data(), ea.data(), nullptr,
-                             decay_end.data(), qd_.data(), nullptr);
+                             decay_end.data(), qd_.data(), nullptr, ku.data());
       // exp(A_t) is smallest at the chunk's last step (a product of factors <= 1).
       ratios = simd::all_within(&ea[(len - 1) * dk], dk, kRatioMinDecay, 1.f);
-      if (!ratios) {
-        simd::gla_chunk_key_decays(len, dk, u.p, u.ld, G.data(), eka.data(), kd_.data());
-        return;
-      }
-      ku.resize(rows);
-      for (int64_t r = 0; r < len; ++r) simd::div(u.row(r), &ea[r * dk], &ku[r * dk], dk);
+      if (!ratios) simd::gla_chunk_key_decays(len, dk, u.p, u.ld, G.data(), eka.data(), kd_.data());
       return;
     }
     // One decay per step: exps of the chunk-local sums, all exponents <= 0.
@@ -592,6 +590,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       gemm(false, true, len, len, dva, 1.f, dOr.p, dOr.ld, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dOr.p, dOr.ld, 1.f, dvp_out, ld_dvp);
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
+      bool ratio_scaled = false;  // dq_rows and du_rows still to be scaled by exp(A), 1 / exp(A)
       if (!a.log_decay.per_channel) {
         ch.scalar_decay_mask(dW.data());
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dq_rows, dk);
@@ -600,9 +599,12 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         ch.zero_above_diagonal(dW.data());
         // dQd = dO S_prev^T + dW Ku, dphi_q = exp(A) (*) dQd;  dKu = Vp dS'^T + dW^T Qd, du = dKu / exp(A)
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 1.f, dq_rows, dk);
-        simd::mul(ch.ea.data(), dq_rows, len * dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 1.f, du_rows, dk);
-        simd::div(du_rows, ch.ea.data(), du_rows, len * dk);
+        ratio_scaled = g.dlog_decay.present();  // the scaling joins the decay gradient's pass below
+        if (!ratio_scaled) {
+          simd::mul(ch.ea.data(), dq_rows, len * dk);
+          simd::div(du_rows, ch.ea.data(), du_rows, len * dk);
+        }
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
@@ -612,7 +614,10 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       if (ch.decayed && !ch.ratios) simd::scale_rows(dS.data(), dk, dva, dva, ch.decay_end.data());
       gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
       // Per-position outputs: the decay gradient's rows last to first, then the rest.
-      if (g.dlog_decay.present())
+      if (ratio_scaled)
+        simd::gla_ratio_gradient_rows(ch.phi_q.p, ch.phi_q.ld, dq_rows, dk, ch.u.p, ch.u.ld, du_rows, dk, ch.ea.data(), len,
+                                      dk, decay_acc.data(), &g.dlog_decay(b, h, t0, 0), g.dlog_decay.stride[2]);
+      else if (g.dlog_decay.present())
         simd::decay_gradient_rows(ch.phi_q.p, ch.phi_q.ld, dq_rows, dk, ch.u.p, ch.u.ld, du_rows, dk, len, dk,
                                   decay_acc.data(), &g.dlog_decay(b, h, t0, 0), g.dlog_decay.stride[2]);
       for (int64_t r = 0; r < len; ++r) {

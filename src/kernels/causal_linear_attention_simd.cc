@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/causal_linear_attention_simd.h"
 #include "kernels/simd-inl.h"
@@ -302,9 +303,10 @@ struct RowPart {
 };
 
 // One row of GLA's decay factors (see GlaChunkDecays), vectors [c0, c1) of the dk columns.
-template <bool kTail, bool kQueries>
+template <bool kTail, bool kQueries, bool kRatios>
 HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, const float* logs, const float* q,
-                              int64_t ldq, float* g, float* ea, float* end, float* qd) {
+                              int64_t ldq, const float* u, int64_t ldu, float* g, float* ea, float* end, float* qd,
+                              float* ku) {
   const D d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   const RowPart<kTail> io{dk};
@@ -316,6 +318,7 @@ HWY_INLINE void gla_decay_row(int64_t r, int64_t c0, int64_t c1, int64_t dk, con
       const V e = r ? flush_tiny(hn::Mul(io.load(ea + (r - 1) * dk, c), gr)) : gr;
       io.store(ea + r * dk, c, e);
       io.store(qd + r * dk, c, hn::Mul(io.load(q + r * ldq, c), e));
+      if (kRatios) io.store(ku + r * dk, c, hn::Div(io.load(u + r * ldu, c), e));
     }
   }
 }
@@ -335,10 +338,16 @@ HWY_INLINE void gla_decay_row_back(int64_t r, int64_t n, int64_t c0, int64_t c1,
 
 // kV vectors of columns from c of the decay gradient's running sum (see decay_gradient_rows): the
 // sums stay in registers down all n rows, kV independent chains to hide the FMA latency.
-template <int kV, bool kTail>
-HWY_INLINE void decay_gradient_cols(int64_t c, const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u,
-                                    int64_t ldu, const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc,
-                                    float* out, int64_t ldo) {
+// With kScale, dq and du are first scaled in place, dq[r] *= ea[r] and du[r] /= ea[r] (ea [n, dk]
+// dense), in the same pass.
+template <bool kScale>
+using GradientRows = std::conditional_t<kScale, float*, const float*>;
+
+template <int kV, bool kTail, bool kScale>
+HWY_INLINE void decay_gradient_cols(int64_t c, const float* q, int64_t ldq, GradientRows<kScale> dq, int64_t lddq,
+                                    const float* u, int64_t ldu, GradientRows<kScale> du, int64_t lddu, const float* ea,
+                                    int64_t n, int64_t dk,
+                                    float* acc, float* out, int64_t ldo) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D()));
   const RowPart<kTail> io{dk};
   V s[kV];
@@ -346,21 +355,40 @@ HWY_INLINE void decay_gradient_cols(int64_t c, const float* q, int64_t ldq, cons
   for (int64_t r = n - 1; r >= 0; --r)
     for (int j = 0; j < kV; ++j) {
       const int64_t cj = c + j * lanes;
-      s[j] = hn::MulAdd(io.load(q + r * ldq, cj), io.load(dq + r * lddq, cj), s[j]);
-      s[j] = hn::NegMulAdd(io.load(u + r * ldu, cj), io.load(du + r * lddu, cj), s[j]);
+      V dqr = io.load(dq + r * lddq, cj), dur = io.load(du + r * lddu, cj);
+      if constexpr (kScale) {
+        const V e = io.load(ea + r * dk, cj);
+        dqr = hn::Mul(e, dqr), dur = hn::Div(dur, e);
+        io.store(dq + r * lddq, cj, dqr), io.store(du + r * lddu, cj, dur);
+      }
+      s[j] = hn::MulAdd(io.load(q + r * ldq, cj), dqr, s[j]);
+      s[j] = hn::NegMulAdd(io.load(u + r * ldu, cj), dur, s[j]);
       io.store(out + r * ldo, cj, s[j]);
     }
   for (int j = 0; j < kV; ++j) io.store(acc, c + j * lanes, s[j]);
 }
 
-void DecayGradientRows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
-                       const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+template <bool kScale>
+HWY_INLINE void decay_gradient_all_cols(const float* q, int64_t ldq, GradientRows<kScale> dq, int64_t lddq,
+                                        const float* u, int64_t ldu, GradientRows<kScale> du, int64_t lddu, const float* ea, int64_t n, int64_t dk, float* acc,
+                                        float* out, int64_t ldo) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
   int64_t c = 0;
   for (; c + 4 * lanes <= full; c += 4 * lanes)
-    decay_gradient_cols<4, false>(c, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
-  for (; c < full; c += lanes) decay_gradient_cols<1, false>(c, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
-  if (full < dk) decay_gradient_cols<1, true>(full, q, ldq, dq, lddq, u, ldu, du, lddu, n, dk, acc, out, ldo);
+    decay_gradient_cols<4, false, kScale>(c, q, ldq, dq, lddq, u, ldu, du, lddu, ea, n, dk, acc, out, ldo);
+  for (; c < full; c += lanes)
+    decay_gradient_cols<1, false, kScale>(c, q, ldq, dq, lddq, u, ldu, du, lddu, ea, n, dk, acc, out, ldo);
+  if (full < dk) decay_gradient_cols<1, true, kScale>(full, q, ldq, dq, lddq, u, ldu, du, lddu, ea, n, dk, acc, out, ldo);
+}
+
+void DecayGradientRows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
+                       const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+  decay_gradient_all_cols<false>(q, ldq, dq, lddq, u, ldu, du, lddu, nullptr, n, dk, acc, out, ldo);
+}
+
+void GlaRatioGradientRows(const float* q, int64_t ldq, float* dq, int64_t lddq, const float* u, int64_t ldu, float* du,
+                          int64_t lddu, const float* ea, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+  decay_gradient_all_cols<true>(q, ldq, dq, lddq, u, ldu, du, lddu, ea, n, dk, acc, out, ldo);
 }
 
 void ScaleRows(float* x, int64_t rows, int64_t cols, int64_t ld, const float* factors) {
@@ -375,21 +403,24 @@ void GlaChunkKeyDecays(int64_t n, int64_t dk, const float* u, int64_t ldu, const
   }
 }
 
-void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
-                    int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
+template <bool kQueries, bool kRatios>
+HWY_INLINE void gla_decay_rows(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq,
+                               const float* u, int64_t ldu, float* g, float* ea, float* end, float* qd, float* ku) {
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(D())), full = dk / lanes * lanes;
   // Row by row, so the logs (read once, from DRAM) stream in order; the columns past the last
   // full vector get the same arithmetic through padded loads.
   for (int64_t r = 0; r < n; ++r) {
     const float* lr = logs + r * ldl;
-    if (ea && qd) {
-      gla_decay_row<false, true>(r, 0, full, dk, lr, q, ldq, g, ea, end, qd);
-      if (full < dk) gla_decay_row<true, true>(r, full, dk, dk, lr, q, ldq, g, ea, end, qd);
-    } else {
-      gla_decay_row<false, false>(r, 0, full, dk, lr, q, ldq, g, ea, end, qd);
-      if (full < dk) gla_decay_row<true, false>(r, full, dk, dk, lr, q, ldq, g, ea, end, qd);
-    }
+    gla_decay_row<false, kQueries, kRatios>(r, 0, full, dk, lr, q, ldq, u, ldu, g, ea, end, qd, ku);
+    if (full < dk) gla_decay_row<true, kQueries, kRatios>(r, full, dk, dk, lr, q, ldq, u, ldu, g, ea, end, qd, ku);
   }
+}
+
+void GlaChunkDecays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
+                    int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd, float* ku) {
+  if (ea && qd && ku) gla_decay_rows<true, true>(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, end, qd, ku);
+  else if (ea && qd) gla_decay_rows<true, false>(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, end, qd, ku);
+  else gla_decay_rows<false, false>(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, end, qd, ku);
   map_inplace(end, end, dk, 0.f, [](V x) { return hn::Exp(D(), x); });
   if (eka && kd) GlaChunkKeyDecays(n, dk, u, ldu, g, eka, kd);
 }
@@ -535,6 +566,7 @@ HWY_EXPORT(GlaChunkWeights);
 HWY_EXPORT(GlaChunkWeightsBackward);
 HWY_EXPORT(RecurrentStep);
 HWY_EXPORT(GlaChunkDecays);
+HWY_EXPORT(GlaRatioGradientRows);
 HWY_EXPORT(GlaChunkKeyDecays);
 HWY_EXPORT(DecayGradientRows);
 HWY_EXPORT(ScaleRows);
@@ -563,11 +595,15 @@ void recurrent_step(float* m, int64_t ldm, int64_t dk, int64_t dv, const float* 
   HWY_DYNAMIC_DISPATCH(RecurrentStep)(m, ldm, dk, dv, a, b, log_decay, x, dots, w, sums);
 }
 void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
-                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd) {
-  HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, eka, end, qd, kd);
+                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd, float* ku) {
+  HWY_DYNAMIC_DISPATCH(GlaChunkDecays)(logs, ldl, n, dk, q, ldq, u, ldu, g, ea, eka, end, qd, kd, ku);
 }
 void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd) {
   HWY_DYNAMIC_DISPATCH(GlaChunkKeyDecays)(n, dk, u, ldu, g, eka, kd);
+}
+void gla_ratio_gradient_rows(const float* q, int64_t ldq, float* dq, int64_t lddq, const float* u, int64_t ldu, float* du,
+                             int64_t lddu, const float* ea, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {
+  HWY_DYNAMIC_DISPATCH(GlaRatioGradientRows)(q, ldq, dq, lddq, u, ldu, du, lddu, ea, n, dk, acc, out, ldo);
 }
 void decay_gradient_rows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
                          const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo) {

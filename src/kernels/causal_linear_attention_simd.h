@@ -39,12 +39,16 @@ void gla_chunk_weights_backward(const float* q, int64_t ldq, const float* u, int
 //   g[r] = exp(logs[r])                      ea[r] = prod_{k<=r} g[k]      (if ea and qd)
 //   eka[r] = prod_{k>r} g[k] (eka[n-1] = 1)  end = exp(sum_r logs[r])      ([dk])
 //   qd[r] = q[r] (*) ea[r] (if ea and qd)    kd[r] = u[r] (*) eka[r]      (if eka and kd)
+//   ku[r] = u[r] / ea[r]   (if ea, qd and ku: in the same pass, so u is read while q and the
+//                           logs are; where ea flushed to 0 it is inf or NaN, for the caller to
+//                           discard)
 // The products are flushed to 0 below 1e-30 (their terms are negligible, and denormals would slow
 // the loops that follow). `end` is the exp of the summed logs rather than a product: it is carried
 // from chunk to chunk, and products of fp32 gammas near 1 would compound their rounding over a
 // long sequence.
 void gla_chunk_decays(const float* logs, int64_t ldl, int64_t n, int64_t dk, const float* q, int64_t ldq, const float* u,
-                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd);
+                      int64_t ldu, float* g, float* ea, float* eka, float* end, float* qd, float* kd,
+                      float* ku = nullptr);
 // gla_chunk_decays' eka and kd alone, from its g: for a caller that needs them only in some cases
 // (the chunked kernels, when a chunk's decays are too strong for ratios of exp(A)).
 void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, const float* g, float* eka, float* kd);
@@ -54,6 +58,10 @@ void gla_chunk_key_decays(int64_t n, int64_t dk, const float* u, int64_t ldu, co
 // (each matrix at its own row stride; acc [dk] is the sum carried in and the sum after row 0 out).
 void decay_gradient_rows(const float* q, int64_t ldq, const float* dq, int64_t lddq, const float* u, int64_t ldu,
                          const float* du, int64_t lddu, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo);
+// The same after the ratios' last steps, in one pass: dq[r] *= ea[r] and du[r] /= ea[r] in place
+// (ea [n, dk] dense), then the running sum of the scaled rows, as decay_gradient_rows.
+void gla_ratio_gradient_rows(const float* q, int64_t ldq, float* dq, int64_t lddq, const float* u, int64_t ldu, float* du,
+                             int64_t lddu, const float* ea, int64_t n, int64_t dk, float* acc, float* out, int64_t ldo);
 
 // x[r * ld + c] *= factors[r] for r < rows, c < cols: one call for a matrix scaled row by row.
 void scale_rows(float* x, int64_t rows, int64_t cols, int64_t ld, const float* factors);

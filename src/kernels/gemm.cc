@@ -31,25 +31,29 @@ bool small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, con
   const float alpha = 1.f;
   // libxsmm caches its kernels, but its lookup (a descriptor built and hashed per call) took
   // about 2% of a chunked causal forward+backward, which calls ~10 products of a few shapes per
-  // chunk: the last few kernels are kept per thread and found by comparing their shapes.
+  // chunk: the last few kernels are kept per thread and found by comparing their shapes. The
+  // search starts after the last one found: a chunk's products come in the same order every
+  // chunk, so the next call's kernel is usually the next slot.
   struct Recent {
     std::array<int64_t, 8> shape{};
     libxsmm_smmfunction kernel = nullptr;
   };
   thread_local std::array<Recent, 16> recent;
-  thread_local size_t next = 0;
+  thread_local size_t next = 0, last_found = 0;
   const std::array<int64_t, 8> shape = {m, n, k, first_ld, second_ld, out_ld, beta == 0.f ? 0 : 1, flags};
   libxsmm_smmfunction kernel = nullptr;
-  for (const Recent& r : recent)
-    if (r.kernel && r.shape == shape) {
-      kernel = r.kernel;
-      break;
-    }
+  for (size_t i = 1; i <= recent.size() && kernel == nullptr; ++i) {
+    const size_t slot = (last_found + i) % recent.size();
+    if (recent[slot].kernel && recent[slot].shape == shape) kernel = recent[slot].kernel, last_found = slot;
+  }
   if (kernel == nullptr) {
     kernel = libxsmm_smmdispatch(static_cast<libxsmm_blasint>(n), static_cast<libxsmm_blasint>(m),
                                  static_cast<libxsmm_blasint>(k), &first_ld, &second_ld, &out_ld, &alpha, &beta, &flags,
                                  nullptr);
-    if (kernel != nullptr) recent[next++ % recent.size()] = {shape, kernel};
+    if (kernel != nullptr) {
+      last_found = next++ % recent.size();
+      recent[last_found] = {shape, kernel};
+    }
   }
   if (kernel == nullptr) return false;
   if (trans_b) {  // B stored [n, k]: B^T [k, n] with leading dimension n
