@@ -590,7 +590,6 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       gemm(false, true, len, len, dva, 1.f, dOr.p, dOr.ld, ch.vp.p, ch.vp.ld, 0.f, dW.data(), len);
       gemm(true, false, len, dva, len, 1.f, ch.W.data(), len, dOr.p, dOr.ld, 1.f, dvp_out, ld_dvp);
       // Through W[t,s] = sum_c phi_q[t,c] u[s,c] exp(A[t,c] - A[s,c])
-      bool ratio_scaled = false;  // dq_rows and du_rows still to be scaled by exp(A), 1 / exp(A)
       if (!a.log_decay.per_channel) {
         ch.scalar_decay_mask(dW.data());
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.u.p, ch.u.ld, 1.f, dq_rows, dk);
@@ -600,11 +599,8 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
         // dQd = dO S_prev^T + dW Ku, dphi_q = exp(A) (*) dQd;  dKu = Vp dS'^T + dW^T Qd, du = dKu / exp(A)
         gemm(false, false, len, dk, len, 1.f, dW.data(), len, ch.ku.data(), dk, 1.f, dq_rows, dk);
         gemm(true, false, len, dk, len, 1.f, dW.data(), len, ch.qd_.data(), dk, 1.f, du_rows, dk);
-        ratio_scaled = g.dlog_decay.present();  // the scaling joins the decay gradient's pass below
-        if (!ratio_scaled) {
-          simd::mul(ch.ea.data(), dq_rows, len * dk);
-          simd::div(du_rows, ch.ea.data(), du_rows, len * dk);
-        }
+        // dphi_q = exp(A) (*) dQd and du = dKu / exp(A) are formed in the decay gradient's pass
+        // below (the operator requires that gradient with per-channel decay).
       } else {
         ch.scratch.resize(static_cast<size_t>(simd::gla_chunk_scratch_size(len, dk)));
         simd::gla_chunk_weights_backward(ch.phi_q.p, ch.phi_q.ld, ch.u.p, ch.u.ld, ch.G.data(), dW.data(), len, len, dk,
@@ -614,7 +610,7 @@ void causal_linear_attention_backward_cpu(const CausalArgs& a, CView4 dout, CVie
       if (ch.decayed && !ch.ratios) simd::scale_rows(dS.data(), dk, dva, dva, ch.decay_end.data());
       gemm(true, false, dk, dva, len, 1.f, ch.qd().p, ch.qd().ld, dOr.p, dOr.ld, 1.f, dS.data(), dva);
       // Per-position outputs: the decay gradient's rows last to first, then the rest.
-      if (ratio_scaled)
+      if (ch.ratios)
         simd::gla_ratio_gradient_rows(ch.phi_q.p, ch.phi_q.ld, dq_rows, dk, ch.u.p, ch.u.ld, du_rows, dk, ch.ea.data(), len,
                                       dk, decay_acc.data(), &g.dlog_decay(b, h, t0, 0), g.dlog_decay.stride[2]);
       else if (g.dlog_decay.present())
